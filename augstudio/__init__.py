@@ -1,0 +1,37 @@
+"""augstudio: see and ship image data augmentation.
+
+The public, Qt-free API for training code::
+
+    import augstudio
+    recipe = augstudio.load_recipe("recipe.yaml")
+    dataset = torchvision.datasets.ImageFolder(root, transform=recipe.sample_transform())
+    out = recipe.apply(pil_image, item="cat/001.jpg", copy=0)   # deterministic
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .core.errors import (  # noqa: E402
+    AugstudioError,
+    DatasetError,
+    ImageError,
+    JobCancelled,
+    ModelError,
+    OutputError,
+    ParamError,
+    RecipeError,
+)
+from .core.recipe import Recipe, Step, load_recipe  # noqa: E402
+
+
+def __getattr__(name):  # heavy, torch-using pieces load on first use
+    if name == "SoftLabelFolder":
+        from .core.softlabels import SoftLabelFolder
+
+        return SoftLabelFolder
+    raise AttributeError(f"module 'augstudio' has no attribute {name!r}")
+
+
+__all__ = ["load_recipe", "Recipe", "Step", "AugstudioError", "ImageError", "DatasetError", "RecipeError",
+           "ParamError", "JobCancelled", "ModelError", "OutputError", "SoftLabelFolder", "__version__"]

@@ -1,0 +1,62 @@
+"""The ``augstudio`` command. Each subcommand lives in its own module in this package and registers
+itself with ``add_parser(subparsers)`` and ``run(args) -> exit code``.
+
+Exit codes: 0 done, 2 bad arguments or recipe, 1 anything else (including an interrupted job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from ..core.errors import AugstudioError, DatasetError, JobCancelled, OutputError, ParamError, RecipeError
+
+BAD_INPUT = (RecipeError, ParamError, DatasetError, OutputError)
+
+
+def _commands():
+    mods = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            mods.append(importlib.import_module(f"{__name__}.{info.name}"))
+    return sorted(mods, key=lambda m: getattr(m, "ORDER", 50))
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="augstudio", description="See and ship image data augmentation.")
+    parser.add_argument("--version", action="version", version=f"augstudio {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    runners = {}
+    for mod in _commands():
+        name = mod.add_parser(sub)
+        runners[name] = mod.run
+    return parser, runners
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser, runners = build_parser()
+    if not argv or (argv[0] not in runners and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["gui", *argv]  # `augstudio` and `augstudio PATH` open the app
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    try:
+        return int(runners[args.command](args) or 0)
+    except BAD_INPUT as e:
+        print(f"augstudio {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except JobCancelled as e:
+        print(f"augstudio {args.command}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"augstudio {args.command}: interrupted", file=sys.stderr)
+        return 1
+    except AugstudioError as e:
+        print(f"augstudio {args.command}: error: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,178 @@
+"""Scan a dataset folder: torchvision ImageFolder layout (class = first-level folder, sorted) or a flat
+folder of unlabelled images. Fast (no decoding; one directory walk), survives symlink loops, skips hidden
+files, and lists problems (empty or unreadable files, broken links, loose files) with reasons.
+
+Extensions: torchvision's IMG_EXTENSIONS plus .gif (Pillow reads it; the first frame is used).
+Needs no torch, so the GUI can browse before torch has loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as _stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DatasetError
+from .images import IMAGE_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class Item:
+    path: str  # relative to the dataset root, with forward slashes: the item's stable key
+    label: int  # class index, or -1 when unlabelled
+    class_name: str | None
+
+
+@dataclass
+class Problem:
+    path: str
+    reason: str
+
+
+@dataclass
+class Dataset:
+    root: Path
+    classes: list[str]
+    items: list[Item]
+    problems: list[Problem] = field(default_factory=list)
+    layout: str = "imagefolder"  # or "flat"
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def abspath(self, item: Item | str) -> Path:
+        rel = item.path if isinstance(item, Item) else item
+        return self.root / rel
+
+    def counts(self) -> dict[str, int]:
+        out = {c: 0 for c in self.classes}
+        for it in self.items:
+            if it.class_name is not None:
+                out[it.class_name] += 1
+        return out
+
+    def by_class(self, name: str) -> list[Item]:
+        return [it for it in self.items if it.class_name == name]
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _walk(top: str, rel: str, visited: set, files: list, problems: list, depth: int = 0) -> None:
+    """Recursive scandir walk that follows directory symlinks once (loops are cut by inode)."""
+    if depth > 64:
+        problems.append(Problem(rel or ".", "folder nesting deeper than 64 levels; not scanned further"))
+        return
+    try:
+        it = os.scandir(top)
+    except PermissionError:
+        problems.append(Problem(rel or ".", "folder not readable (permission denied)"))
+        return
+    except OSError as e:
+        problems.append(Problem(rel or ".", f"folder cannot be listed: {e.strerror or e}"))
+        return
+    with it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        name = e.name
+        if name.startswith("."):
+            continue
+        r = f"{rel}/{name}" if rel else name
+        try:
+            is_dir = e.is_dir()  # follows symlinks
+        except OSError:
+            is_dir = False
+        if is_dir:
+            try:
+                st = e.stat()
+            except OSError as ex:
+                problems.append(Problem(r, f"folder cannot be read: {ex.strerror or ex}"))
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in visited:
+                problems.append(Problem(r, "symbolic link loop (folder already scanned); skipped"))
+                continue
+            visited.add(key)
+            _walk(os.path.join(top, name), r, visited, files, problems, depth + 1)
+            continue
+        if not is_image_name(name):
+            continue
+        try:
+            is_file = e.is_file()
+        except OSError:
+            is_file = False
+        if not is_file:
+            if e.is_symlink():
+                try:
+                    os.stat(os.path.join(top, name))
+                    reason = "not a regular file"
+                except OSError as ex:
+                    reason = ("symbolic link loop" if getattr(ex, "errno", None) == 40
+                              else "broken symbolic link (its target does not exist)")
+            else:
+                reason = "not a regular file"
+            problems.append(Problem(r, reason))
+            continue
+        files.append(r)
+
+
+def scan(root, check_files: bool = True) -> Dataset:
+    """Scan ``root``. With ``check_files`` every file is stat-ed (cheap; no decoding) so that empty and
+    unreadable files are listed as problems up front; they are still listed as items so the browser can
+    show them with a warning mark — decoding them raises ImageError with the reason."""
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{root}: folder not found")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: is a file, not a folder; open the folder that holds the images")
+    files: list[str] = []
+    problems: list[Problem] = []
+    try:
+        st = root.stat()
+    except OSError as e:
+        raise DatasetError(f"{root}: cannot read folder: {e.strerror or e}") from None
+    _walk(str(root), "", {(st.st_dev, st.st_ino)}, files, problems)
+
+    nested = [f for f in files if "/" in f]
+    loose = [f for f in files if "/" not in f]
+    if nested:
+        layout = "imagefolder"
+        classes = sorted({f.split("/", 1)[0] for f in nested})
+        # empty class folders (torchvision lists only folders with images; we report the empty ones)
+        try:
+            for e in sorted(os.scandir(root), key=lambda e: e.name):
+                if not e.name.startswith(".") and e.is_dir() and e.name not in classes:
+                    problems.append(Problem(e.name, "class folder has no images; ignored"))
+        except OSError:
+            pass
+        index = {c: i for i, c in enumerate(classes)}
+        items = [Item(f, index[f.split("/", 1)[0]], f.split("/", 1)[0]) for f in nested]
+        for f in loose:
+            problems.append(Problem(f, "image outside any class folder; ignored in ImageFolder layout"))
+    else:
+        layout = "flat"
+        classes = []
+        items = [Item(f, -1, None) for f in loose]
+    if check_files:
+        for it in items:
+            p = os.path.join(root, it.path)
+            try:
+                s = os.stat(p)
+                if s.st_size == 0:
+                    problems.append(Problem(it.path, "empty file (0 bytes)"))
+                elif not os.access(p, os.R_OK):
+                    problems.append(Problem(it.path, "file not readable (permission denied)"))
+                elif not _stat.S_ISREG(s.st_mode):
+                    problems.append(Problem(it.path, "not a regular file"))
+            except OSError as e:
+                problems.append(Problem(it.path, f"cannot stat: {e.strerror or e}"))
+    return Dataset(root, classes, items, problems, layout)
+
+
+def require_images(ds: Dataset) -> Dataset:
+    if not ds.items:
+        raise DatasetError(f"{ds.root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} in the folder "
+                           "and its class sub-folders)")
+    return ds
