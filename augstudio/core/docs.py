@@ -50,3 +50,28 @@ def op_help(name: str | None = None) -> str:
             out.append(f"{fam}:")
             out.extend(f"  {c.name:<22} {c.summary}" for c in group)
     return "\n".join(out)
+
+
+def update_readme(path) -> bool:
+    """Rewrite the ops table between the README's markers; True when it changed."""
+    from pathlib import Path
+
+    path = Path(path)
+    text = path.read_text()
+    start, end = "<!-- ops-table:start -->", "<!-- ops-table:end -->"
+    i, j = text.index(start) + len(start), text.index(end)
+    new = text[:i] + "\n" + ops_table_markdown() + "\n" + text[j:]
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    if "--update-readme" in sys.argv:
+        readme = Path(__file__).resolve().parents[2] / "README.md"
+        print("updated" if update_readme(readme) else "already current", readme)
+    else:
+        print(ops_table_markdown())

@@ -1,0 +1,44 @@
+import json
+
+import numpy as np
+from PIL import Image
+
+from augstudio.core import samples
+from augstudio.core.dataset import scan
+
+
+def test_bundled_samples_match_a_fresh_deterministic_build(tmp_path, samples_root):
+    built = samples.build(tmp_path / "s")
+    for rel in ["wafers/Donut/donut_003.png", "shapes/star/star_007.jpg", "shapes/boxes.json"]:
+        assert (built / rel).read_bytes() == (samples_root / rel).read_bytes(), rel
+
+
+def test_bundled_samples_shape_and_size(samples_root):
+    total = sum(p.stat().st_size for p in samples_root.rglob("*") if p.is_file())
+    assert total < 3_000_000
+    wafers = scan(samples_root / "wafers")
+    assert wafers.classes == sorted(samples.WAFER_CLASSES)
+    assert all(n == samples.PER_CLASS for n in wafers.counts().values())
+    im = Image.open(samples_root / "wafers" / "Scratch" / "scratch_000.png")
+    assert im.mode == "P" and im.size == (64, 64)
+    values = set(np.unique(np.asarray(im)).tolist())
+    assert values == {0, 1, 2}
+    shapes = scan(samples_root / "shapes")
+    assert shapes.classes == sorted(samples.SHAPE_CLASSES)
+    boxes = json.loads((samples_root / "shapes" / "boxes.json").read_text())
+    assert set(boxes) == {it.path for it in shapes.items}
+    for x0, y0, x1, y1 in boxes.values():
+        assert 0 <= x0 < x1 <= 128 and 0 <= y0 < y1 <= 128 and (x1 - x0) > 20
+
+
+def test_wafer_classes_look_like_their_names(samples_root):
+    def fail_fraction(cls):
+        fr = []
+        for p in sorted((samples_root / "wafers" / cls).glob("*.png")):
+            a = np.asarray(Image.open(p))
+            fr.append((a == 2).sum() / max(1, (a > 0).sum()))
+        return np.mean(fr)
+
+    assert fail_fraction("Near-full") > 0.75
+    assert fail_fraction("none") < 0.06
+    assert 0.15 < fail_fraction("Random") < 0.45
