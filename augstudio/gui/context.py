@@ -1,0 +1,206 @@
+"""The application context every panel talks to (the GUI panel contract).
+
+A panel is ``class XPanel(QWidget)`` with ``__init__(self, ctx: AppContext, parent=None)``. It reads the
+open dataset, the current item and the recipe from the context, listens to its signals, and runs long
+work with ``ctx.run_job(title, make_job, on_result=None, on_progress=None)``:
+
+* ``make_job(token)`` returns a core job (a generator yielding ``Progress``) or is a plain function
+  whose return value is the result; it runs on the shared ``QThreadPool``.
+* the job appears in the Jobs panel with progress, ETA and a cancel button;
+* ``on_result(result)``, ``on_progress(Progress)`` and ``on_error(message)`` are called on the GUI
+  thread. ``Progress.preview`` is handed over as the job yielded it (copy tensors before yielding).
+
+The returned ``JobHandle`` has ``cancel()``, ``state`` and the Qt signals ``progress``, ``finished``,
+``failed``, ``cancelled``, ``ended``.
+
+This module imports no torch: the window and the browser work before torch has loaded.
+``torch_ready`` fires once torch, torchvision and the op registry are imported (``is_torch_ready()``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QThreadPool, Signal
+
+from ..core.dataset import Dataset, Item
+from ..core.recipe import Recipe
+from .workers import JobHandle, JobRunnable, LatestWins
+
+
+class AppContext(QObject):
+    dataset_changed = Signal(object)  # Dataset | None
+    current_item_changed = Signal(object)  # Item | None
+    recipe_changed = Signal(object)  # Recipe
+    device_changed = Signal(str)
+    torch_ready = Signal()
+    torch_failed = Signal(str)
+    job_started = Signal(object)  # JobHandle
+    status_message = Signal(str)
+
+    def __init__(self, parent=None, max_threads: int | None = None):
+        super().__init__(parent)
+        self._dataset: Dataset | None = None
+        self._item: Item | None = None
+        self._recipe = Recipe()
+        self._device_pref = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+        self._device: str | None = None
+        self._device_name = "CPU"
+        self._torch_ready = False
+        self._torch_error: str | None = None
+        self.torch_load_seconds: float | None = None
+        self.jobs: list[JobHandle] = []
+        self.pool = QThreadPool(self)
+        if max_threads is not None:
+            self.pool.setMaxThreadCount(max_threads)
+        else:
+            self.pool.setMaxThreadCount(max(2, QThreadPool.globalInstance().maxThreadCount()))
+        self.preview_runner = LatestWins(self.pool, self)
+        self._closing = False
+
+    # -- state ------------------------------------------------------------------------------------
+    def dataset(self) -> Dataset | None:
+        return self._dataset
+
+    def set_dataset(self, ds: Dataset | None) -> None:
+        self._dataset = ds
+        self._item = None
+        self.dataset_changed.emit(ds)
+        self.current_item_changed.emit(None)
+
+    def current_item(self) -> Item | None:
+        return self._item
+
+    def set_current_item(self, item: Item | None) -> None:
+        if item == self._item:
+            return
+        self._item = item
+        self.current_item_changed.emit(item)
+
+    def current_path(self) -> Path | None:
+        if self._dataset is None or self._item is None:
+            return None
+        return self._dataset.abspath(self._item)
+
+    def recipe(self) -> Recipe:
+        """The recipe being edited (do not mutate it; the chain editor owns edits)."""
+        return self._recipe
+
+    def set_recipe(self, recipe: Recipe) -> None:
+        self._recipe = recipe
+        self.recipe_changed.emit(recipe)
+
+    # -- device -----------------------------------------------------------------------------------
+    def device(self) -> str:
+        """'cuda' (or 'cuda:N') when chosen / available once torch is loaded, else 'cpu'."""
+        return self._device or "cpu"
+
+    def device_name(self) -> str:
+        return self._device_name
+
+    def device_preference(self) -> str:
+        return self._device_pref
+
+    def set_device(self, pref: str) -> None:
+        self._device_pref = pref or "auto"
+        if self._torch_ready:
+            self._resolve_device()
+
+    def _resolve_device(self) -> None:
+        import torch
+
+        pref = self._device_pref
+        if pref == "auto":
+            pref = "cuda" if torch.cuda.is_available() else "cpu"
+        if pref.startswith("cuda") and not torch.cuda.is_available():
+            self.status_message.emit("CUDA is not available here; using the CPU")
+            pref = "cpu"
+        self._device = pref
+        if pref.startswith("cuda"):
+            idx = int(pref.split(":")[1]) if ":" in pref else 0
+            self._device_name = f"CUDA: {torch.cuda.get_device_name(idx)}"
+        else:
+            self._device_name = "CPU"
+        self.device_changed.emit(self._device)
+
+    # -- torch in the background --------------------------------------------------------------------
+    def is_torch_ready(self) -> bool:
+        return self._torch_ready
+
+    def torch_error(self) -> str | None:
+        return self._torch_error
+
+    def load_torch(self) -> None:
+        """Import torch, torchvision and all ops on a background thread; emits torch_ready (or
+        torch_failed) on the GUI thread. Safe to call more than once."""
+        if self._torch_ready or getattr(self, "_torch_thread", None) is not None:
+            return
+        bridge = _TorchBridge()
+        bridge.ok.connect(self._on_torch_ok)
+        bridge.fail.connect(self._on_torch_fail)
+        self._torch_bridge = bridge
+
+        def work():
+            t0 = time.perf_counter()
+            try:
+                import torch  # noqa: F401
+                import torchvision  # noqa: F401
+
+                from ..core import ops, pipeline  # noqa: F401
+
+                ops.load_all()
+            except Exception as e:  # noqa: BLE001
+                bridge.fail.emit(f"{type(e).__name__}: {e}")
+                return
+            bridge.ok.emit(time.perf_counter() - t0)
+
+        self._torch_thread = threading.Thread(target=work, name="augstudio-torch-loader", daemon=True)
+        self._torch_thread.start()
+
+    def _on_torch_ok(self, seconds: float) -> None:
+        self.torch_load_seconds = seconds
+        self._torch_ready = True
+        self._resolve_device()
+        self.torch_ready.emit()
+
+    def _on_torch_fail(self, msg: str) -> None:
+        self._torch_error = msg
+        self.torch_failed.emit(msg)
+
+    # -- jobs ---------------------------------------------------------------------------------------
+    def run_job(self, title: str, make_job: Callable, on_result: Callable[[Any], None] | None = None,
+                on_progress: Callable[[Any], None] | None = None,
+                on_error: Callable[[str], None] | None = None) -> JobHandle:
+        handle = JobHandle(title, self)
+        if on_result is not None:
+            handle.finished.connect(on_result)
+        if on_progress is not None:
+            handle.progress.connect(on_progress)
+        if on_error is not None:
+            handle.failed.connect(on_error)
+        self.jobs.append(handle)
+        self.job_started.emit(handle)
+        if self._closing:
+            handle.cancel()
+        self.pool.start(JobRunnable(make_job, handle))
+        return handle
+
+    def running_jobs(self) -> list[JobHandle]:
+        return [j for j in self.jobs if j.is_running()]
+
+    def shutdown(self, timeout_ms: int = 2000) -> bool:
+        """Cancel every job and the preview, then wait for the pool (True when all threads ended)."""
+        self._closing = True
+        for j in self.jobs:
+            j.cancel()
+        self.preview_runner.cancel()
+        return self.pool.waitForDone(timeout_ms)
+
+
+class _TorchBridge(QObject):
+    ok = Signal(float)
+    fail = Signal(str)

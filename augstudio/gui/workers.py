@@ -1,0 +1,255 @@
+"""Worker threads for the GUI: run a core job (a generator of ``Progress``) on a ``QThreadPool``.
+
+* ``JobHandle`` is the GUI-thread side of one job: its title, cancel token, last progress, state, and Qt
+  signals (delivered on the GUI thread because the handle lives there).
+* ``JobRunnable`` drives the generator on a pool thread; progress is throttled so a fast job cannot flood
+  the event loop.
+* ``LatestWins`` runs one small task at a time for live views (the preview): a new request replaces the
+  pending one and cancels the running one; only the newest result is delivered.
+
+Nothing here knows about torch; grad mode is thread-local, so jobs that need gradients wrap their work in
+``torch.enable_grad()`` themselves.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from ..core.errors import AugstudioError, JobCancelled
+from ..core.jobs import CancelToken, Progress
+
+RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
+
+
+class _Bridge(QObject):
+    """Signals emitted from a pool thread; queued to the GUI thread where this object lives."""
+
+    progress = Signal(object)
+    result = Signal(object)
+    error = Signal(str)
+    cancelled = Signal(str)
+
+
+class JobHandle(QObject):
+    """One running (or finished) job as seen by the GUI."""
+
+    progress = Signal(object)  # Progress
+    finished = Signal(object)  # the job's result
+    failed = Signal(str)  # a message for the user
+    cancelled = Signal(str)
+    state_changed = Signal(str)
+    ended = Signal()  # always emitted once, after finished / failed / cancelled
+
+    def __init__(self, title: str, parent=None):
+        super().__init__(parent)
+        self.title = title
+        self.token = CancelToken()
+        self.state = RUNNING
+        self.result: Any = None
+        self.message = ""
+        self.last: Progress | None = None
+        self.started = time.monotonic()
+        self.ended_at: float | None = None
+        self._bridge = _Bridge()
+        self._bridge.progress.connect(self._on_progress)
+        self._bridge.result.connect(self._on_result)
+        self._bridge.error.connect(self._on_error)
+        self._bridge.cancelled.connect(self._on_cancelled)
+
+    # -- control ----------------------------------------------------------------------------------
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    def is_running(self) -> bool:
+        return self.state == RUNNING
+
+    def elapsed(self) -> float:
+        return (self.ended_at or time.monotonic()) - self.started
+
+    def eta(self) -> float | None:
+        """Seconds left, from the rate so far (None until there is progress to go by)."""
+        p = self.last
+        if p is None or not p.total or p.done <= 0 or self.state != RUNNING:
+            return None
+        rate = p.done / max(self.elapsed(), 1e-6)
+        return max(0.0, (p.total - p.done) / rate)
+
+    # -- from the worker (GUI thread, queued) -------------------------------------------------------
+    def _on_progress(self, p: Progress) -> None:
+        if self.state != RUNNING:
+            return
+        self.last = p
+        self.progress.emit(p)
+
+    def _end(self, state: str) -> None:
+        self.state = state
+        self.ended_at = time.monotonic()
+        self.state_changed.emit(state)
+
+    def _on_result(self, result) -> None:
+        self.result = result
+        line = getattr(result, "line", None)
+        self.message = line() if callable(line) else "done"
+        self._end(DONE)
+        self.finished.emit(result)
+        self.ended.emit()
+
+    def _on_error(self, msg: str) -> None:
+        self.message = msg
+        self._end(FAILED)
+        self.failed.emit(msg)
+        self.ended.emit()
+
+    def _on_cancelled(self, msg: str) -> None:
+        self.message = msg or "cancelled"
+        self._end(CANCELLED)
+        self.cancelled.emit(self.message)
+        self.ended.emit()
+
+
+def drive(make_job: Callable[[CancelToken], Any], token: CancelToken,
+          on_progress: Callable[[Progress], None], min_interval: float = 0.05) -> Any:
+    """Run ``make_job(token)`` to its end on this thread; returns its result. Progress is throttled to one
+    report per ``min_interval`` seconds (the last one before the end is always sent)."""
+    job = make_job(token)
+    if not inspect.isgenerator(job):
+        return job  # a plain function: its return value is the result
+    last_sent = 0.0
+    pending: Progress | None = None
+    try:
+        while True:
+            if token.cancelled:
+                raise JobCancelled("cancelled")
+            try:
+                p = next(job)
+            except StopIteration as stop:
+                if pending is not None:
+                    on_progress(pending)
+                return stop.value
+            now = time.monotonic()
+            if now - last_sent >= min_interval or (p.total and p.done >= p.total):
+                on_progress(p)
+                last_sent = now
+                pending = None
+            else:
+                pending = p
+    finally:
+        job.close()
+
+
+class JobRunnable(QRunnable):
+    def __init__(self, make_job, handle: JobHandle):
+        super().__init__()
+        self.setAutoDelete(True)
+        self.make_job = make_job
+        self.bridge = handle._bridge
+        self.token = handle.token
+
+    def run(self) -> None:  # pool thread
+        b = self.bridge
+        try:
+            result = drive(self.make_job, self.token, b.progress.emit)
+        except JobCancelled as e:
+            b.cancelled.emit(str(e))
+        except AugstudioError as e:
+            if self.token.cancelled:
+                b.cancelled.emit(str(e))
+            else:
+                b.error.emit(str(e))
+        except Exception as e:  # noqa: BLE001 - a bug in a job must reach the user, not kill the thread
+            tb = traceback.format_exc(limit=4)
+            b.error.emit(f"{type(e).__name__}: {e}\n\n{tb}")
+        else:
+            if self.token.cancelled and getattr(result, "cancelled", False):
+                b.cancelled.emit(getattr(result, "line", lambda: "cancelled")())
+            else:
+                b.result.emit(result)
+
+
+class _LatestBridge(QObject):
+    done = Signal(int, object, object)  # request id, result, error message (or None)
+
+
+class LatestWins(QObject):
+    """Run ``fn(token)`` off the GUI thread, one at a time; a new request supersedes older ones.
+
+    ``submit(fn, on_result, on_error)``: if a task is running, its token is cancelled and the new request
+    waits until it ends (only the newest waiting request is kept). Results of superseded requests are
+    dropped. ``fn`` may call ``token.check()`` to stop early.
+    """
+
+    def __init__(self, pool: QThreadPool, parent=None):
+        super().__init__(parent)
+        self.pool = pool
+        self._bridge = _LatestBridge()
+        self._bridge.done.connect(self._on_done)
+        self._seq = 0
+        self._running: tuple[int, CancelToken] | None = None
+        self._pending: tuple | None = None
+        self._callbacks: dict[int, tuple] = {}
+        self._lock = threading.Lock()
+
+    def busy(self) -> bool:
+        return self._running is not None or self._pending is not None
+
+    def submit(self, fn: Callable[[CancelToken], Any], on_result: Callable[[Any], None],
+               on_error: Callable[[str], None] | None = None) -> int:
+        self._seq += 1
+        req = (self._seq, fn, on_result, on_error)
+        if self._running is not None:
+            self._running[1].cancel()
+            self._pending = req
+        else:
+            self._start(req)
+        return self._seq
+
+    def cancel(self) -> None:
+        self._pending = None
+        if self._running is not None:
+            self._running[1].cancel()
+
+    def _start(self, req) -> None:
+        rid, fn, on_result, on_error = req
+        token = CancelToken()
+        self._running = (rid, token)
+        self._callbacks[rid] = (on_result, on_error)
+        bridge = self._bridge
+
+        class _R(QRunnable):
+            def run(self_inner):  # noqa: N805
+                try:
+                    res = fn(token)
+                    bridge.done.emit(rid, res, None)
+                except JobCancelled:
+                    bridge.done.emit(rid, None, "")
+                except AugstudioError as e:
+                    bridge.done.emit(rid, None, str(e))
+                except Exception as e:  # noqa: BLE001
+                    bridge.done.emit(rid, None, f"{type(e).__name__}: {e}")
+
+        r = _R()
+        r.setAutoDelete(True)
+        self.pool.start(r)
+
+    def _on_done(self, rid: int, result, error) -> None:
+        on_result, on_error = self._callbacks.pop(rid, (None, None))
+        if self._running is not None and self._running[0] == rid:
+            self._running = None
+        if self._pending is not None:
+            req, self._pending = self._pending, None
+            self._start(req)
+            return  # a newer request is on its way: this result is stale
+        if rid != self._seq:
+            return
+        if error is None:
+            if on_result is not None:
+                on_result(result)
+        elif error and on_error is not None:
+            on_error(error)
