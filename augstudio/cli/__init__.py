@@ -1,7 +1,8 @@
 """The ``augstudio`` command. Each subcommand lives in its own module in this package and registers
 itself with ``add_parser(subparsers)`` and ``run(args) -> exit code``.
 
-Exit codes: 0 done, 2 bad arguments or recipe, 1 anything else (including an interrupted job).
+Exit codes: 0 done, 2 bad arguments, recipe, dataset or output folder, 1 anything else (an interrupted
+job, a full disk, an I/O error).
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ import importlib
 import pkgutil
 import sys
 
-from ..core.errors import AugstudioError, DatasetError, JobCancelled, OutputError, ParamError, RecipeError
+from ..core.errors import (
+    AugstudioError,
+    DatasetError,
+    JobCancelled,
+    OutputError,
+    ParamError,
+    RecipeError,
+    WriteError,
+)
 
 BAD_INPUT = (RecipeError, ParamError, DatasetError, OutputError)
 
@@ -48,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     try:
         return int(runners[args.command](args) or 0)
+    except WriteError as e:  # the arguments were fine; writing failed part-way (disk full, I/O)
+        print(f"augstudio {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except BAD_INPUT as e:
         print(f"augstudio {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -109,8 +109,9 @@ def _walk(top: str, rel: str, visited: set, files: list, problems: list, depth: 
                     os.stat(os.path.join(top, name))
                     reason = "not a regular file"
                 except OSError as ex:
-                    reason = ("symbolic link loop" if getattr(ex, "errno", None) == 40
-                              else "broken symbolic link (its target does not exist)")
+                    reason = ("symbolic link loop (the link points back to itself); skipped"
+                              if getattr(ex, "errno", None) == 40
+                              else "broken symbolic link (its target does not exist); skipped")
             else:
                 reason = "not a regular file"
             problems.append(Problem(r, reason))
@@ -148,6 +149,8 @@ def scan(root, check_files: bool = True) -> Dataset:
         except OSError:
             pass
         index = {c: i for i, c in enumerate(classes)}
+        # torchvision's ImageFolder order: class, then folder path, then file name (os.walk sorted)
+        nested.sort(key=lambda f: (f.split("/", 1)[0], f.rpartition("/")[0], f.rpartition("/")[2]))
         items = [Item(f, index[f.split("/", 1)[0]], f.split("/", 1)[0]) for f in nested]
         for f in loose:
             problems.append(Problem(f, "image outside any class folder; ignored in ImageFolder layout"))
@@ -176,3 +179,40 @@ def require_images(ds: Dataset) -> Dataset:
         raise DatasetError(f"{ds.root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} in the folder "
                            "and its class sub-folders)")
     return ds
+
+
+@dataclass
+class CheckSummary:
+    """What a header check over a dataset found: how many items are readable, and why the others are not."""
+
+    checked: int = 0
+    ok: int = 0
+    bad: list[Problem] = field(default_factory=list)
+
+    def line(self) -> str:
+        return f"{self.ok} of {self.checked} images readable, {len(self.bad)} skipped"
+
+
+def check_job(ds: Dataset, cancel=None, decode: bool = False):
+    """Job: read every item's header (or decode it fully with ``decode=True``); a bad file is reported
+    in the summary and the check carries on. Yields Progress, returns a CheckSummary."""
+    from .errors import ImageError
+    from .images import load_pil, read_header
+    from .jobs import Progress
+
+    summary = CheckSummary()
+    total = len(ds.items)
+    for i, it in enumerate(ds.items):
+        if cancel is not None:
+            cancel.check(f"checked {i} of {total} images")
+        summary.checked += 1
+        try:
+            if decode:
+                load_pil(ds.abspath(it)).close()
+            else:
+                read_header(ds.abspath(it))
+            summary.ok += 1
+        except ImageError as e:
+            summary.bad.append(Problem(it.path, e.cause))
+        yield Progress(i + 1, total, it.path)
+    return summary

@@ -39,3 +39,8 @@ class ModelError(AugstudioError):
 
 class OutputError(AugstudioError):
     """An output location cannot be written (inside the source, read-only, disk full, escapes the folder)."""
+
+
+class WriteError(OutputError):
+    """Writing the outputs failed part-way (disk full, I/O error). The CLI exits with 1, not 2: the
+    arguments were fine; free space and run the same command again to resume."""

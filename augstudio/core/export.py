@@ -21,8 +21,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .dataset import Item, scan
-from .errors import AugstudioError, ImageError, JobCancelled, OutputError, RecipeError
+from .dataset import Item, require_images, scan
+from .errors import AugstudioError, ImageError, JobCancelled, OutputError, RecipeError, WriteError
 from .images import atomic_write_bytes, encode, read_image
 from .jobs import CancelToken, Progress
 from .recipe import Recipe, load_recipe
@@ -115,8 +115,14 @@ _worker_recipe: Recipe | None = None
 _worker_pipeline = None
 
 
-def _init_worker(recipe_dict: dict, threads: int | None) -> None:
+def _init_worker(recipe_dict: dict, threads: int | None, in_subprocess: bool = False) -> None:
     global _worker_recipe, _worker_pipeline
+    if in_subprocess:
+        import signal
+
+        # Ctrl-C reaches the whole process group; only the main process decides what to do with it, and
+        # waits for the items in flight (each write is atomic), so workers must not die half-way.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if threads is not None:
         import torch
 
@@ -135,17 +141,24 @@ def _process(task: _Task) -> dict:
         return {"source": task.rel, "error": str(e)}
     records = []
     try:
+        out_root = Path(task.out_root)
         for copy, rel_out, fmt in task.outputs:
             out, steps = _worker_pipeline.run(pic, _worker_recipe.seed, task.rel, copy)
             if out.kind == "categorical" and fmt != "png":
                 fmt = "png"  # palette images keep their categories only in PNG
             data = encode(out, fmt)
-            dest = Path(task.out_root) / rel_out
+            dest = out_root / _safe_rel(rel_out)
             dest.parent.mkdir(parents=True, exist_ok=True)
+            if not _is_within(dest.parent.resolve(), out_root):
+                # a symlinked sub-folder placed in the output folder must not carry writes elsewhere
+                return {"source": task.rel, "error": f"output folder {dest.parent} is a link that leads "
+                        f"outside {out_root}; remove the link. Nothing was written for this image."}
             atomic_write_bytes(dest, data)
             records.append({"output": rel_out, "source": task.rel, "class": task.class_name, "copy": copy,
                             "size": list(out.size), "steps": steps})
-    except RecipeError as e:
+    except (RecipeError, ImageError) as e:
+        return {"source": task.rel, "error": str(e)}
+    except OutputError as e:
         return {"source": task.rel, "error": str(e)}
     except OSError as e:
         return {"source": task.rel, "fatal": _os_error_message(e, task.out_root)}
@@ -198,17 +211,71 @@ def _check_writable(out: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise OutputError(_os_error_message(e, out)) from None
+        raise OutputError(_os_error_message(e, out)) from None  # a bad choice of folder: exit code 2
 
 
-def _pool(workers: int, recipe_dict: dict):
+def _executor(workers: int, recipe_dict: dict):
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
 
     method = "forkserver" if sys.platform.startswith("linux") else "spawn"
     ctx = mp.get_context(method)
     if method == "forkserver":
-        ctx.set_forkserver_preload(["augstudio.core.export"])
-    return ctx.Pool(workers, initializer=_init_worker, initargs=(recipe_dict, 1))
+        ctx.set_forkserver_preload(["torch", "augstudio.core.export", "augstudio.core.pipeline"])
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(recipe_dict, 1, True))
+
+
+def _results_in_order(tasks: list, workers: int, recipe_dict: dict, holder: list):
+    """Results of ``_process`` over ``tasks``, in task order.
+
+    One worker: in this process. More: a process pool fed a window of ``2 x workers`` tasks, so a
+    cancel or Ctrl-C waits for at most the items in flight; a crashed worker (killed, out of memory)
+    ends the job with a clear error instead of a hang.
+    """
+    if workers == 1 or len(tasks) <= 1:
+        _init_worker(recipe_dict, None)
+        for t in tasks:
+            yield _process(t)
+        return
+    from collections import deque
+    from concurrent.futures.process import BrokenProcessPool
+
+    ex = _executor(min(workers, len(tasks)), recipe_dict)
+    holder.append(ex)
+    window: deque = deque()
+    it = iter(tasks)
+    for t in it:
+        window.append(ex.submit(_process, t))
+        if len(window) >= 2 * workers:
+            break
+    while window:
+        fut = window.popleft()
+        try:
+            res = fut.result()
+        except BrokenProcessPool:
+            raise OutputError("a worker process died (killed, or out of memory); finished images are kept. "
+                              "Run the same command again to resume, with fewer --workers if memory is "
+                              "short.") from None
+        nxt = next(it, None)
+        if nxt is not None:
+            window.append(ex.submit(_process, nxt))
+        yield res
+
+
+def _journal_open(path: Path):
+    """Open the resume journal for appending; a line cut short by a kill is ended first."""
+    try:
+        if path.exists() and path.stat().st_size:
+            with open(path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                last = f.read(1)
+            if last != b"\n":
+                with open(path, "ab") as f:
+                    f.write(b"\n")
+        return open(path, "a", encoding="utf-8")
+    except OSError as e:
+        raise WriteError(_os_error_message(e, path.parent)) from None
 
 
 def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, workers: int = 1,
@@ -231,7 +298,7 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
     if fmt not in FORMATS:
         raise RecipeError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     recipe.pipeline()  # validate ops before any output exists
-    ds = scan(src, check_files=False)
+    ds = require_images(scan(src, check_files=False))
     out_r = check_output_folder(src, out)
     _check_writable(out_r)
     _remove_temp_files(out_r)
@@ -266,36 +333,33 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
     yield Progress(finished, total, "starting")
 
     recipe_dict = recipe.to_dict()
-    pool = None
+    holder: list = []  # the process pool, when one is made
     try:
-        if workers == 1 or len(tasks) <= 1:
-            _init_worker(recipe_dict, None)
-            results = map(_process, tasks)
-        else:
-            pool = _pool(min(workers, len(tasks)), recipe_dict)
-            results = pool.imap(_process, tasks, chunksize=1)
-        with open(partial_path, "a", encoding="utf-8") as partial:
-            for res in results:
+        with _journal_open(partial_path) as partial:
+            for res in _results_in_order(tasks, workers, recipe_dict, holder):
                 if "fatal" in res:
-                    raise OutputError(res["fatal"])
+                    raise WriteError(res["fatal"])
                 if "error" in res:
                     summary.bad += 1
                     summary.errors.append({"source": res["source"], "error": res["error"]})
                 else:
                     summary.written += len(res["records"])
-                    partial.write(json.dumps(res, separators=(",", ":")) + "\n")
-                    partial.flush()
+                    try:
+                        partial.write(json.dumps(res, separators=(",", ":")) + "\n")
+                        partial.flush()
+                    except OSError as e:
+                        raise WriteError(_os_error_message(e, out_r)) from None
                     done[res["source"]] = res
                 finished += 1
                 yield Progress(finished, total, res["source"])
                 if cancel.cancelled:
                     summary.cancelled = True
-                    raise JobCancelled(f"export cancelled after {finished} of {total} images; run it again "
-                                       "to resume")
+                    raise JobCancelled(f"export cancelled after {finished} of {total} images "
+                                       f"({summary.written} written); finished images are kept, no partial "
+                                       "files remain. Run it again to resume.")
     finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        for ex in holder:  # wait for the (at most 2 x workers) items in flight; each write is atomic
+            ex.shutdown(wait=True, cancel_futures=True)
         _remove_temp_files(out_r)
 
     # final files, written atomically in a fixed order so the bytes do not depend on workers
@@ -304,13 +368,16 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
     for src_rel in sorted(done, key=lambda s: order.get(s, 1 << 60)):
         if src_rel in order:
             lines.extend(json.dumps(r, separators=(",", ":"), sort_keys=True) for r in done[src_rel]["records"])
-    atomic_write_bytes(out_r / "manifest.jsonl", ("\n".join(lines) + "\n" if lines else "").encode())
     errs = sorted(summary.errors, key=lambda e: e["source"])
-    atomic_write_bytes(out_r / "errors.jsonl",
-                       "".join(json.dumps(e, sort_keys=True) + "\n" for e in errs).encode())
     used = recipe.copy()
     used.extra["augstudio_version"] = __version__
-    used.save(out_r / "recipe.yaml")
+    try:
+        atomic_write_bytes(out_r / "manifest.jsonl", ("\n".join(lines) + "\n" if lines else "").encode())
+        atomic_write_bytes(out_r / "errors.jsonl",
+                           "".join(json.dumps(e, sort_keys=True) + "\n" for e in errs).encode())
+        used.save(out_r / "recipe.yaml")
+    except OSError as e:
+        raise WriteError(_os_error_message(e, out_r)) from None
     try:
         partial_path.unlink()
     except FileNotFoundError:

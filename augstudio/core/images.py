@@ -23,8 +23,11 @@ This module needs only Pillow and numpy to read headers; torch is imported when 
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import re
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +44,10 @@ if TYPE_CHECKING:  # torch is heavy; browsing must not need it
 KINDS = ("gray", "rgb", "rgba", "categorical")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 _DEFAULT_PIXEL_LIMIT = 178_956_970  # Pillow's own hard limit (2 x MAX_IMAGE_PIXELS)
-_pixel_limit = int(os.environ.get("AUGSTUDIO_MAX_PIXELS", _DEFAULT_PIXEL_LIMIT))
+_pixel_limit = _DEFAULT_PIXEL_LIMIT
+# augstudio applies its own, clearer limit (below); Pillow's warning between 1x and 2x its limit is noise.
+# Set once here: toggling warning filters per call is not thread-safe.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def pixel_limit() -> int:
@@ -49,9 +55,27 @@ def pixel_limit() -> int:
 
 
 def set_pixel_limit(n: int) -> None:
-    """Raise (or lower) the largest image, in pixels, that augstudio will decode."""
+    """Raise (or lower) the largest image, in pixels, that augstudio will decode.
+
+    Raising it above Pillow's own hard limit (2 x ``PIL.Image.MAX_IMAGE_PIXELS``) raises Pillow's too,
+    once, here (never per call: other threads may be opening images)."""
     global _pixel_limit
-    _pixel_limit = int(n)
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"the pixel limit must be >= 1, got {n}")
+    _pixel_limit = n
+    if Image.MAX_IMAGE_PIXELS is not None and n > 2 * Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = n // 2 + 1
+
+
+def _env_limit() -> int:
+    raw = os.environ.get("AUGSTUDIO_MAX_PIXELS", "")
+    try:
+        return int(raw) if raw.strip() else _DEFAULT_PIXEL_LIMIT
+    except ValueError:
+        warnings.warn(f"AUGSTUDIO_MAX_PIXELS={raw!r} is not a whole number; using {_DEFAULT_PIXEL_LIMIT}",
+                      stacklevel=2)
+        return _DEFAULT_PIXEL_LIMIT
 
 
 @dataclass
@@ -84,45 +108,79 @@ class Picture:
                        self.source_format, dict(self.meta))
 
 
-def _open_checked(path: Path) -> Image.Image:
+def _bomb_message(path, w, h) -> str:
+    return (f"declares {w}x{h} = {w * h:,} pixels, over the limit of {_pixel_limit:,} (a possible "
+            "decompression bomb). If the image is genuine, raise the limit with AUGSTUDIO_MAX_PIXELS "
+            "or augstudio.core.images.set_pixel_limit().")
+
+
+def _sniff(path: Path) -> str:
+    """A hint about what a file that Pillow cannot identify really holds (read only its first bytes)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            old = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None  # we apply our own, clearer limit below
-            try:
-                im = Image.open(path)
-            finally:
-                Image.MAX_IMAGE_PIXELS = old
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return ""
+    low = head.lstrip().lower()
+    if low.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")):
+        return " It holds an HTML/XML page (a failed download?), not an image."
+    try:
+        text = head[:-4].decode("utf-8") if len(head) == 512 else head.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+    if text and all(ch.isprintable() or ch in "\t\n\r" for ch in text):
+        return " It holds text, not an image."
+    return ""
+
+
+def _open_checked(path: Path) -> Image.Image:
+    """Open (headers only) and check the declared size; raise ImageError naming the file and the fix.
+
+    Pillow's global ``MAX_IMAGE_PIXELS`` is never toggled here (threads browse at the same time); our
+    own limit is checked on the declared size before any pixel is decoded.
+    """
+    try:
+        im = Image.open(path)
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise ImageError(path, "broken symbolic link (its target does not exist); fix or remove the "
+                             "link") from None
         raise ImageError(path, "file not found (was it moved or deleted?)") from None
     except IsADirectoryError:
         raise ImageError(path, "is a folder, not an image file") from None
     except PermissionError:
-        raise ImageError(path, "permission denied: make the file readable (chmod +r) or skip it") from None
+        raise ImageError(path, "permission denied: make the file readable (chmod +r) or remove it from "
+                         "the folder") from None
+    except Image.DecompressionBombError as e:
+        m = re.search(r"(\d+) pixels", str(e))
+        n = int(m.group(1)) if m else 0
+        raise ImageError(path, f"declares {n:,} pixels, over the limit of {_pixel_limit:,} (a possible "
+                         "decompression bomb). If the image is genuine, raise the limit with "
+                         "AUGSTUDIO_MAX_PIXELS or augstudio.core.images.set_pixel_limit().") from None
     except UnidentifiedImageError:
-        size = path.stat().st_size if path.exists() else -1
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = -1
         if size == 0:
-            raise ImageError(path, "empty file (0 bytes): the image was not written completely") from None
-        raise ImageError(path, "not an image Pillow can read (wrong extension, or not an image at all)") from None
+            raise ImageError(path, "empty file (0 bytes): the image was not written completely; "
+                             "re-export or remove it") from None
+        raise ImageError(path, "not an image Pillow can read (wrong extension, or not an image at all)."
+                         f"{_sniff(path)} Remove it or give it its proper extension.") from None
     except OSError as e:
-        if e.errno == 40:  # ELOOP
-            raise ImageError(path, "symbolic link loop") from None
-        raise ImageError(path, f"cannot open: {e}") from None
+        if e.errno == errno.ELOOP:
+            raise ImageError(path, "symbolic link loop (the link points back to itself); remove the "
+                             "link") from None
+        raise ImageError(path, f"cannot open: {e.strerror or e}") from None
     except Exception as e:  # Pillow plugins raise many things on garbage input
         raise ImageError(path, f"cannot open: {type(e).__name__}: {e}") from None
     w, h = im.size
     if w * h > _pixel_limit:
         im.close()
-        raise ImageError(
-            path,
-            f"declares {w}x{h} = {w * h:,} pixels, over the limit of {_pixel_limit:,} (a possible "
-            "decompression bomb). If the image is genuine, raise the limit with AUGSTUDIO_MAX_PIXELS "
-            "or augstudio.core.images.set_pixel_limit().",
-        )
-    if w == 0 or h == 0:
+        raise ImageError(path, _bomb_message(path, w, h))
+    if w <= 0 or h <= 0:
         im.close()
-        raise ImageError(path, f"has an empty size {w}x{h}")
+        raise ImageError(path, f"has an empty size {w}x{h}; re-export or remove it")
     return im
 
 
@@ -276,22 +334,33 @@ def encode(pic: Picture, fmt: str = "png", quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
+def _write_file(path: Path, data: bytes) -> None:
+    """Write all of ``data`` to a new file (a seam the fault tests replace to simulate a full disk)."""
+    with open(path, "xb") as f:
+        f.write(data)
+
+
+def temp_name(path: Path) -> Path:
+    """The hidden temporary name an in-flight write uses (unique per process and thread)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary name in the same folder and an atomic rename.
 
     A crash or kill leaves either the old file or the new one, never half a file; a failed write
-    removes its temporary file before raising.
+    (disk full, read-only folder, Ctrl-C) removes its temporary file before raising. When ``path`` is a
+    symbolic link, the link itself is replaced: its target is never written.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_name(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        _write_file(tmp, data)
         os.replace(tmp, path)
     except BaseException:
         try:
             tmp.unlink()
-        except FileNotFoundError:
+        except OSError:
             pass
         raise
 
@@ -336,6 +405,9 @@ def as_picture(image, categorical: bool = False) -> tuple[Picture, str]:
         raise ImageError(None, "numpy arrays are not accepted directly: use torch.from_numpy(a).permute(2, 0, 1) "
                          "for an H x W x C uint8 array")
     raise ImageError(None, f"expected a PIL image or a uint8 tensor, got {type(image).__name__}")
+
+
+set_pixel_limit(_env_limit())
 
 
 def from_picture(pic: Picture, tag: str):
