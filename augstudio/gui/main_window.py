@@ -1,0 +1,440 @@
+"""The main window: browser (left), preview and analysis panels (centre tabs), chain editor (right), jobs
+(bottom); menus, recent lists, drag-and-drop, status bar, and a clean shutdown while jobs run."""
+
+from __future__ import annotations
+
+import importlib
+import time
+import traceback
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.errors import AugstudioError
+from .browser import BrowserWidget
+from .chain_editor import ChainEditor
+from .context import AppContext
+from .jobs_panel import ExportDialog, JobsPanel
+from .preview import PreviewWidget
+from .settings import Settings
+
+PANELS = [
+    ("Saliency", "augstudio.gui.saliency_panel:SaliencyPanel"),
+    ("Mix", "augstudio.gui.mix_panel:MixPanel"),
+    ("Style", "augstudio.gui.style_panel:StylePanel"),
+    ("TTA", "augstudio.gui.tta_panel:TTAPanel"),
+    ("Evaluate", "augstudio.gui.evaluate_panel:EvaluatePanel"),
+]
+
+
+def default_recipe_for(root: Path) -> Path | None:
+    """The bundled example recipe when the bundled samples are opened."""
+    from ..core.samples import samples_dir
+
+    try:
+        samples = samples_dir().resolve()
+        r = root.resolve()
+    except OSError:
+        return None
+    if r == samples / "shapes" or r == samples:
+        cand = samples.parent / "recipes" / "sample.yaml"
+    elif r == samples / "wafers":
+        cand = samples.parent / "recipes" / "wafer.yaml"
+    else:
+        return None
+    return cand if cand.is_file() else None
+
+
+class PanelHost(QWidget):
+    """A tab that imports its panel only when first shown after torch is ready; an import or
+    construction failure shows the error text instead of breaking the app."""
+
+    def __init__(self, ctx, title: str, target: str, parent=None):
+        super().__init__(parent)
+        self.ctx, self.title, self.target = ctx, title, target
+        self.panel: QWidget | None = None
+        self.error: str | None = None
+        self.lay = QVBoxLayout(self)
+        self.lay.setContentsMargins(0, 0, 0, 0)
+        self.note = QLabel(f"{title} loads once the augmentation engine (torch) is ready…")
+        self.note.setObjectName("previewMessage")
+        self.note.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.note.setWordWrap(True)
+        self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.lay.addWidget(self.note)
+
+    def build(self) -> None:
+        if self.panel is not None or self.error is not None or not self.ctx.is_torch_ready():
+            return
+        mod_name, _, cls_name = self.target.partition(":")
+        try:
+            mod = importlib.import_module(mod_name)
+            cls = getattr(mod, cls_name)
+            self.panel = cls(self.ctx, self)
+        except ModuleNotFoundError as e:
+            if e.name == mod_name:
+                self.error = f"The {self.title} panel is not available in this build ({mod_name} is missing)."
+            else:
+                self.error = f"The {self.title} panel could not be loaded: {e}"
+        except Exception as e:  # noqa: BLE001 - a broken panel must not break the app
+            tb = traceback.format_exc(limit=3)
+            self.error = f"The {self.title} panel failed to start: {type(e).__name__}: {e}\n\n{tb}"
+        if self.panel is not None:
+            self.note.hide()
+            self.lay.addWidget(self.panel)
+        else:
+            self.note.setText(self.error)
+            self.note.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+
+
+class MainWindow(QMainWindow):
+    dataset_opened = Signal(object)
+
+    def __init__(self, ctx: AppContext | None = None, settings: Settings | None = None):
+        super().__init__()
+        self.ctx = ctx or AppContext(self)
+        self.settings = settings or Settings()
+        self.setObjectName("mainWindow")
+        self.setAcceptDrops(True)
+        self.setDockNestingEnabled(True)
+        self._pending_recipe: Path | None = None
+        self._closing = False
+        self.t_created = time.perf_counter()
+
+        self.browser = BrowserWidget(self.ctx)
+        self.chain = ChainEditor(self.ctx)
+        self.preview = PreviewWidget(self.ctx)
+        self.jobs = JobsPanel(self.ctx)
+
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("centerTabs")
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.preview, "Preview")
+        self.panel_hosts: list[PanelHost] = []
+        for title, target in PANELS:
+            host = PanelHost(self.ctx, title, target)
+            self.panel_hosts.append(host)
+            self.tabs.addTab(host, title)
+        self.tabs.currentChanged.connect(self._tab_changed)
+        self.setCentralWidget(self.tabs)
+
+        self.browser_dock = self._dock("Browser", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.chain_dock = self._dock("Chain", self.chain, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.jobs_dock = self._dock("Jobs", self.jobs, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.resizeDocks([self.browser_dock, self.chain_dock], [430, 380], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.jobs_dock], [150], Qt.Orientation.Vertical)
+
+        self._status()
+        self._menus()
+        ctx = self.ctx
+        ctx.dataset_changed.connect(lambda _d: self._update_title())
+        ctx.current_item_changed.connect(self._item_changed)
+        ctx.torch_ready.connect(self._torch_ready)
+        ctx.torch_failed.connect(self._torch_failed)
+        ctx.device_changed.connect(lambda _d: self.device_label.setText(ctx.device_name()))
+        ctx.status_message.connect(lambda m: self.statusBar().showMessage(m, 5000))
+        ctx.job_started.connect(lambda _h: self.jobs_dock.raise_())
+        self.chain.ctrl.file_changed.connect(self._update_title)
+        self.preview.rendered.connect(self._rendered)
+        self.resize(1440, 900)
+        geo = self.settings.geometry()
+        if isinstance(geo, QByteArray) and not geo.isEmpty():
+            self.restoreGeometry(geo)
+        self._update_title()
+
+    # -- building ------------------------------------------------------------------------------------
+    def _dock(self, title, widget, area) -> QDockWidget:
+        d = QDockWidget(title, self)
+        d.setObjectName(f"dock_{title}")
+        d.setWidget(widget)
+        d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                      | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, d)
+        return d
+
+    def _status(self) -> None:
+        sb = self.statusBar()
+        self.engine_label = QLabel("loading torch…")
+        self.device_label = QLabel("CPU")
+        self.size_label = QLabel("")
+        self.time_label = QLabel("")
+        for w in (self.engine_label, self.device_label, self.size_label, self.time_label):
+            w.setObjectName("statusItem")
+            sb.addPermanentWidget(w)
+
+    def _menus(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        self.act_open = QAction("&Open folder…", self, shortcut=QKeySequence.StandardKey.Open)
+        self.act_open.triggered.connect(self.choose_folder)
+        f.addAction(self.act_open)
+        self.recent_menu = f.addMenu("Recent folders")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        f.addSeparator()
+        self.act_open_recipe = QAction("Open &recipe…", self, shortcut="Ctrl+Shift+O")
+        self.act_open_recipe.triggered.connect(self.choose_recipe)
+        f.addAction(self.act_open_recipe)
+        self.recent_recipes_menu = f.addMenu("Recent recipes")
+        self.recent_recipes_menu.aboutToShow.connect(self._fill_recent_recipes)
+        self.act_save = QAction("&Save recipe", self, shortcut=QKeySequence.StandardKey.Save)
+        self.act_save.triggered.connect(self.save_recipe)
+        f.addAction(self.act_save)
+        self.act_save_as = QAction("Save recipe &as…", self, shortcut=QKeySequence.StandardKey.SaveAs)
+        self.act_save_as.triggered.connect(lambda: self.save_recipe(ask=True))
+        f.addAction(self.act_save_as)
+        f.addSeparator()
+        self.act_export = QAction("&Export augmented dataset…", self, shortcut="Ctrl+E")
+        self.act_export.triggered.connect(self.show_export)
+        self.act_export.setEnabled(False)
+        f.addAction(self.act_export)
+        f.addSeparator()
+        quit_act = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
+        quit_act.triggered.connect(self.close)
+        f.addAction(quit_act)
+
+        e = mb.addMenu("&Edit")
+        for a in self.chain.actions_for_menu():
+            e.addAction(a)
+            self.addAction(a)
+
+        v = mb.addMenu("&View")
+        grid = QAction("Sample &grid", self, checkable=True)
+        grid.toggled.connect(self.preview.set_grid_mode)
+        self.preview.mode_btn.toggled.connect(grid.setChecked)
+        v.addAction(grid)
+        v.addAction(self.browser_dock.toggleViewAction())
+        v.addAction(self.chain_dock.toggleViewAction())
+        v.addAction(self.jobs_dock.toggleViewAction())
+
+        d = mb.addMenu("&Device")
+        self.device_actions = {}
+        for key, label in (("auto", "Automatic (CUDA when available)"), ("cpu", "CPU"), ("cuda", "CUDA")):
+            a = QAction(label, self, checkable=True)
+            a.triggered.connect(lambda _c=False, k=key: self.set_device(k))
+            d.addAction(a)
+            self.device_actions[key] = a
+        pref = self.settings.device()
+        self.ctx.set_device(pref)
+        self.device_actions.get(pref, self.device_actions["auto"]).setChecked(True)
+
+    # -- dataset -----------------------------------------------------------------------------------
+    def choose_folder(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Open dataset folder", self.settings.last_folder())
+        if d:
+            self.open_folder(d)
+
+    def open_folder(self, path) -> bool:
+        from ..core.dataset import scan
+
+        path = Path(path)
+        try:
+            ds = scan(path)
+        except AugstudioError as e:
+            self.warn("Cannot open the folder", str(e))
+            return False
+        self.ctx.set_dataset(ds)
+        self.settings.set_last_folder(str(path))
+        self.act_export.setEnabled(self.ctx.is_torch_ready() and len(ds) > 0)
+        rec = default_recipe_for(path)
+        if rec is not None and not self.chain.ctrl.model.steps and self.chain.ctrl.path is None:
+            self.open_recipe(rec, remember=False)
+        msg = f"{len(ds)} images in {len(ds.classes)} classes"
+        if ds.problems:
+            msg += f"; {len(ds.problems)} problems (bad files have a warning mark)"
+        self.statusBar().showMessage(msg, 8000)
+        self.dataset_opened.emit(ds)
+        return True
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for p in self.settings.recent_folders():
+            a = self.recent_menu.addAction(p)
+            a.triggered.connect(lambda _c=False, p=p: self.open_folder(p))
+        if not self.recent_menu.actions():
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def _fill_recent_recipes(self) -> None:
+        self.recent_recipes_menu.clear()
+        for p in self.settings.recent_recipes():
+            a = self.recent_recipes_menu.addAction(p)
+            a.triggered.connect(lambda _c=False, p=p: self.open_recipe(p))
+        if not self.recent_recipes_menu.actions():
+            self.recent_recipes_menu.addAction("(none)").setEnabled(False)
+
+    def _item_changed(self, item) -> None:
+        if item is None:
+            self.size_label.setText("")
+            return
+        from ..core.images import read_header
+
+        try:
+            w, h, mode = read_header(self.ctx.current_path())
+            self.size_label.setText(f"{w}×{h} {mode}")
+        except AugstudioError as e:
+            self.size_label.setText("⚠ unreadable")
+            self.statusBar().showMessage(str(e), 8000)
+
+    # -- recipe ------------------------------------------------------------------------------------
+    def choose_recipe(self) -> None:
+        if not self.confirm_discard():
+            return
+        p, _ = QFileDialog.getOpenFileName(self, "Open recipe", "", "Recipes (*.yaml *.yml *.json)")
+        if p:
+            self.open_recipe(p)
+
+    def open_recipe(self, path, remember: bool = True) -> bool:
+        if not self.ctx.is_torch_ready():  # parsing needs the op registry
+            self._pending_recipe = Path(path)
+            return True
+        try:
+            self.chain.ctrl.open(path)
+        except AugstudioError as e:
+            self.warn("Cannot open the recipe", str(e))
+            return False
+        if remember:
+            self.settings.add_recent_recipe(str(Path(path).resolve()))
+        return True
+
+    def save_recipe(self, ask: bool = False, path=None) -> bool:
+        ctrl = self.chain.ctrl
+        if path is None and (ask or ctrl.path is None or self._is_bundled(ctrl.path)):
+            p, _ = QFileDialog.getSaveFileName(self, "Save recipe", str(ctrl.path or "recipe.yaml"),
+                                               "YAML (*.yaml *.yml);;JSON (*.json)")
+            if not p:
+                return False
+            path = p
+        try:
+            saved = ctrl.save(path)
+        except (AugstudioError, OSError) as e:
+            self.warn("Cannot save the recipe", str(e))
+            return False
+        self.settings.add_recent_recipe(str(saved.resolve()))
+        self.statusBar().showMessage(f"saved {saved}", 5000)
+        return True
+
+    @staticmethod
+    def _is_bundled(path: Path) -> bool:
+        from ..core.samples import samples_dir
+
+        try:
+            return path.resolve().parent == (samples_dir().parent / "recipes").resolve()
+        except OSError:
+            return False
+
+    def confirm_discard(self) -> bool:
+        """True when there are no unsaved changes or the user saved / discarded them."""
+        if not self.chain.ctrl.dirty():
+            return True
+        ans = self.ask_unsaved()
+        if ans == QMessageBox.StandardButton.Save:
+            return self.save_recipe()
+        return ans == QMessageBox.StandardButton.Discard
+
+    def ask_unsaved(self):
+        return QMessageBox.question(
+            self, "Unsaved recipe", f"The recipe '{self.chain.ctrl.title()}' has unsaved changes.",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+            | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Save)
+
+    def warn(self, title: str, text: str) -> None:
+        self.statusBar().showMessage(text, 10000)
+        QMessageBox.warning(self, title, text)
+
+    def _update_title(self) -> None:
+        ds = self.ctx.dataset()
+        name = ds.root.name if ds is not None else "no dataset"
+        self.setWindowTitle(f"{name} — {self.chain.ctrl.title()}[*] — augstudio")
+        self.setWindowModified(self.chain.ctrl.dirty())
+
+    # -- export ---------------------------------------------------------------------------------------
+    def show_export(self) -> ExportDialog | None:
+        ds = self.ctx.dataset()
+        if ds is None or not self.ctx.is_torch_ready():
+            return None
+        dlg = ExportDialog(self.ctx, ds.root, self.ctx.recipe(), self)
+        dlg.setModal(True)
+        dlg.open()
+        return dlg
+
+    # -- torch / device ---------------------------------------------------------------------------
+    def _torch_ready(self) -> None:
+        secs = self.ctx.torch_load_seconds or 0
+        self.engine_label.setText(f"augmentation ready ({secs:.1f} s)")
+        self.device_label.setText(self.ctx.device_name())
+        self.chain.enable()
+        ds = self.ctx.dataset()
+        self.act_export.setEnabled(ds is not None and len(ds) > 0)
+        if self._pending_recipe is not None:
+            p, self._pending_recipe = self._pending_recipe, None
+            self.open_recipe(p, remember=False)
+        self.statusBar().showMessage("augmentation engine ready", 4000)
+        self._tab_changed(self.tabs.currentIndex())
+
+    def _torch_failed(self, msg: str) -> None:
+        self.engine_label.setText("⚠ torch failed to load")
+        self.preview._show_message(f"The augmentation engine could not load: {msg}. Browsing still works; "
+                                   "reinstall torch / torchvision (pip install -e .).")
+
+    def set_device(self, key: str) -> None:
+        for k, a in self.device_actions.items():
+            a.setChecked(k == key)
+        self.settings.set_device(key)
+        self.ctx.set_device(key)
+        self.device_label.setText(self.ctx.device_name())
+
+    def _tab_changed(self, i: int) -> None:
+        w = self.tabs.widget(i)
+        if isinstance(w, PanelHost):
+            w.build()
+
+    def build_all_panels(self) -> None:
+        for h in self.panel_hosts:
+            h.build()
+
+    def _rendered(self, info: dict) -> None:
+        self.time_label.setText(f"preview {info['ms']:.1f} ms")
+
+    # -- drag and drop -------------------------------------------------------------------------------
+    def dragEnterEvent(self, e):  # noqa: N802
+        urls = e.mimeData().urls() if e.mimeData().hasUrls() else []
+        if urls and urls[0].isLocalFile():
+            e.acceptProposedAction()
+
+    def dropEvent(self, e):  # noqa: N802
+        urls = e.mimeData().urls()
+        if not urls:
+            return
+        p = Path(urls[0].toLocalFile())
+        if p.is_dir():
+            self.open_folder(p)
+        elif p.suffix.lower() in (".yaml", ".yml", ".json"):
+            if self.confirm_discard():
+                self.open_recipe(p)
+        elif p.is_file() and p.parent.is_dir():
+            self.open_folder(p.parent)
+        e.acceptProposedAction()
+
+    # -- shutdown ------------------------------------------------------------------------------------
+    def closeEvent(self, e):  # noqa: N802
+        if not self._closing and not self.confirm_discard():
+            e.ignore()
+            return
+        self._closing = True
+        self.settings.save_window(self.saveGeometry(), self.saveState())
+        self.browser.shutdown()
+        self.ctx.shutdown(2000)
+        e.accept()
+
+    def after_first_paint(self, fn) -> None:
+        QTimer.singleShot(0, fn)
