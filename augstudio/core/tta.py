@@ -16,7 +16,8 @@ Views (each entry of the ``views`` list; a preset name inside the list is expand
 ``transpose``              swap rows and columns (mirror about the main diagonal)
 ``{rot90: k}``             rotate by k x 90 degrees counter-clockwise (k = 1, 2, 3)
 ``d4``                     the 8 symmetries of the square: rot90 k = 0..3, each with and without hflip
-``flips``                  identity, hflip, vflip
+``flips``                  identity, hflip, vflip (a preset; also ``mirror``: identity, hflip;
+                           ``rotations``: rot90 k = 0..3; ``identity`` alone as ``views:`` means no TTA)
 ``{five_crop: S}``         4 corner crops + the centre crop of size S
 ``{ten_crop: S}``          the five crops and their mirror images (AlexNet / ResNet 10-crop testing)
 ``{center_crop: S}``       the centre crop only
@@ -62,16 +63,16 @@ PARAM_VIEWS = ("rot90", "five_crop", "ten_crop", "center_crop", "scales")
 PRESETS = {
     "identity": ["identity"],
     "flips": ["identity", "hflip", "vflip"],
-    "hflip": ["identity", "hflip"],
-    "rot90": ["identity", {"rot90": 1}, {"rot90": 2}, {"rot90": 3}],
+    "mirror": ["identity", "hflip"],
+    "rotations": ["identity", {"rot90": 1}, {"rot90": 2}, {"rot90": 3}],
     "d4": ["identity", {"rot90": 1}, {"rot90": 2}, {"rot90": 3},
            "hflip", ["hflip", {"rot90": 1}], ["hflip", {"rot90": 2}], ["hflip", {"rot90": 3}]],
 }
 PRESET_HELP = {
     "identity": "no TTA (one view)",
     "flips": "identity, hflip, vflip",
-    "hflip": "identity and its mirror image",
-    "rot90": "the 4 rotations by 90 degrees",
+    "mirror": "identity and its mirror image (hflip)",
+    "rotations": "the 4 rotations by 90 degrees",
     "d4": "the 8 symmetries of the square (wafer maps, microscopy, satellite images)",
 }
 
@@ -114,8 +115,9 @@ def _apply_step(x, kind: str, arg, pic_kind: str):
     if kind == "crop":  # (position, size)
         pos, size = arg
         ch, cw = _crop_size(size, h, w)
-        top = {"tl": 0, "tr": 0, "bl": h - ch, "br": h - ch, "c": (h - ch) // 2}[pos]
-        left = {"tl": 0, "tr": w - cw, "bl": 0, "br": w - cw, "c": (w - cw) // 2}[pos]
+        # the centre offset rounds like torchvision's center_crop / five_crop
+        top = {"tl": 0, "tr": 0, "bl": h - ch, "br": h - ch, "c": int(round((h - ch) / 2.0))}[pos]
+        left = {"tl": 0, "tr": w - cw, "bl": 0, "br": w - cw, "c": int(round((w - cw) / 2.0))}[pos]
         return x[..., top:top + ch, left:left + cw]
     if kind == "zoom":
         from torchvision.transforms import InterpolationMode
@@ -188,7 +190,7 @@ def _parse_primitive(entry, where: str) -> list[View]:
     if key not in PARAM_VIEWS:
         raise RecipeError(f"{where}unknown view {key!r}; views with a value: {', '.join(PARAM_VIEWS)}")
     if key == "rot90":
-        if isinstance(val, bool) or not isinstance(val, int) or val % 4 == 0 and val != 0:
+        if isinstance(val, bool) or not isinstance(val, int) or val not in (0, 1, 2, 3):
             raise RecipeError(f"{where}'rot90' needs a whole number of quarter turns 1, 2 or 3, got {val!r}")
         k = val % 4
         return [View(f"rot90:{k}" if k else "identity", (("rot90", k),) if k else ())]
@@ -199,7 +201,8 @@ def _parse_primitive(entry, where: str) -> list[View]:
         names = {"tl": "top-left", "tr": "top-right", "bl": "bottom-left", "br": "bottom-right", "c": "center"}
         views = [View(f"crop:{names[p]}@{tag}", (("crop", (p, size)),)) for p in positions]
         if key == "ten_crop":
-            views += [View(f"hflip+crop:{names[p]}@{tag}", (("crop", (p, size)), ("hflip", None)))
+            # like torchvision's ten_crop: mirror the image, then take the five crops
+            views += [View(f"hflip+crop:{names[p]}@{tag}", (("hflip", None), ("crop", (p, size))))
                       for p in positions]
         return views
     # scales

@@ -1,0 +1,56 @@
+"""augstudio tta --model M --data DIR [--tta RECIPE] [--device D] [--json OUT] [--batch-size N]"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+ORDER = 60
+
+
+def add_model_args(p) -> None:
+    p.add_argument("--model", "-m", required=True,
+                   help="checkpoint file (.pt), torchvision name (resnet18), TorchScript file (with --allow-code), "
+                        "or 'probe' (the probe classifier trained on the labelled --data)")
+    p.add_argument("--tta", "-t", default="d4",
+                   help="TTA recipe file (.yaml/.json) or a preset: identity, mirror, flips, rotations, d4 (default d4)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=64, help="images through the model per forward pass")
+    p.add_argument("--allow-code", action="store_true",
+                   help="allow a TorchScript model file (it runs code stored in the file: trusted files only)")
+
+
+def add_parser(sub) -> str:
+    p = sub.add_parser("tta", help="accuracy with and without test-time augmentation",
+                       description="Evaluate a classifier on a labelled folder (DIR/<class>/<image>) without and "
+                                   "with test-time augmentation: accuracy overall and per class, the confusion "
+                                   "matrix, and which images TTA fixed or broke.")
+    add_model_args(p)
+    p.add_argument("--data", "-d", required=True, help="labelled folder in ImageFolder layout (never written)")
+    p.add_argument("--json", dest="json_out", default=None, help="also write the full report as JSON here")
+    return "tta"
+
+
+def check_batch_size(args) -> None:
+    from ..core.errors import RecipeError
+
+    if args.batch_size < 1:
+        raise RecipeError(f"--batch-size must be >= 1, got {args.batch_size}")
+
+
+def run(args) -> int:
+    from ..core.images import atomic_write_bytes
+    from ..core.jobs import run_with_tqdm
+    from ..core.tta import classifier_from_spec, evaluate_job, load_tta
+
+    check_batch_size(args)
+    tta = load_tta(args.tta)  # bad recipes fail before the model loads
+    clf = classifier_from_spec(args.model, data=args.data, device=args.device, allow_code=args.allow_code)
+    report = run_with_tqdm(evaluate_job(args.data, clf, tta, batch_size=args.batch_size), desc="tta")
+    print(report.table(), end="")
+    for s in report.skipped:
+        print(f"skipped {s['path']}: {s['error']}", file=sys.stderr)
+    if args.json_out:
+        atomic_write_bytes(args.json_out, (json.dumps(report.to_dict(), indent=1) + "\n").encode())
+        print(f"report written to {args.json_out}")
+    return 0
