@@ -1,0 +1,216 @@
+"""Feature extractors for texture synthesis and style transfer.
+
+* ``VGGFeatures``: torchvision's VGG19 (``features`` part). Weights come from torchvision's weights API
+  (``weights="imagenet"``: downloaded once into torch's hub cache on a connected machine), from a file the
+  user names (a full ``vgg19`` state dict or its ``features`` part), or ``weights="random"`` (seeded
+  Kaiming initialisation; for benchmarks and tests, not for good pictures).
+* ``RandomMultiScaleFeatures``: the weight-free extractor of Ustyuzhaninov, Brendel, Gatys & Bethge,
+  "What does it take to generate natural textures?" (ICLR 2017): one convolutional layer of random filters
+  at several scales (sizes 3, 5, 7, 11, 15, 23, 37, 55; 128 filters each) followed by a ReLU. Its Gram
+  matrices alone synthesise good textures. Large kernels are convolved through the FFT (same result as a
+  direct 'valid' convolution, far fewer operations).
+
+Every extractor takes ``N x 3 x H x W`` float images in 0..1 and returns ``{layer name: N x C x h x w}``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import seeding
+from ..errors import ModelError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resolve_device(device=None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _vgg19_layer_names() -> dict[str, int]:
+    """relu names (relu1_1 .. relu5_4) -> index in torchvision's ``vgg19().features``."""
+    names, idx = {}, 0
+    for block, n in enumerate((2, 2, 4, 4, 4), start=1):
+        for i in range(1, n + 1):
+            names[f"relu{block}_{i}"] = idx + 1
+            idx += 2
+        idx += 1  # pooling
+    return names
+
+
+VGG19_LAYERS = _vgg19_layer_names()
+GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+GATYS_CONTENT_LAYER = "relu4_2"
+
+
+def kaiming_(weight: torch.Tensor, gen: torch.Generator) -> None:
+    """He-normal init from an explicit generator (nn.init would use the global RNG)."""
+    fan_in = weight.shape[1] * weight.shape[2] * weight.shape[3]
+    with torch.no_grad():
+        weight.copy_(torch.randn(weight.shape, generator=gen) * math.sqrt(2.0 / fan_in))
+
+
+def imagenet_weights_help() -> tuple[str, str]:
+    """(file name, cache folder) of torchvision's VGG19 ImageNet weights."""
+    from torchvision.models import VGG19_Weights
+
+    url = VGG19_Weights.IMAGENET1K_V1.url
+    return os.path.basename(url), os.path.join(torch.hub.get_dir(), "checkpoints")
+
+
+def load_vgg19_features(weights="imagenet", seed: int = 0) -> nn.Sequential:
+    """torchvision's ``vgg19().features`` with the named weights (see module doc)."""
+    from torchvision.models import vgg19
+
+    feats = vgg19(weights=None).features
+    if weights == "random":
+        gen = seeding.generator(seed, stream="vgg19-random")
+        for m in feats:
+            if isinstance(m, nn.Conv2d):
+                kaiming_(m.weight, gen)
+                nn.init.zeros_(m.bias)
+        return feats
+    if weights == "imagenet":
+        from torchvision.models import VGG19_Weights
+
+        name, cache = imagenet_weights_help()
+        try:
+            state = VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=False, check_hash=False)
+        except Exception as e:  # URLError, OSError, ...: offline
+            raise ModelError(
+                f"VGG19 ImageNet weights are not available: {type(e).__name__}: {e}. augstudio looks for "
+                f"'{name}' in the cache folder '{cache}'. On a connected machine run "
+                "`python -c \"import torchvision; torchvision.models.vgg19(weights='IMAGENET1K_V1')\"` and copy "
+                f"'{name}' into that folder, or pass the file with --weights PATH, or use the weight-free "
+                "random multi-scale features (--features random).") from e
+        state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        feats.load_state_dict(state)
+        return feats
+    path = Path(weights)
+    if not path.is_file():
+        raise ModelError(f"VGG19 weights file '{path}' does not exist. Name a vgg19 state dict (.pth), use "
+                         "'imagenet' (torchvision's cached weights) or the weight-free random features.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ModelError(f"{path}: cannot be read as a PyTorch state dict ({type(e).__name__}: {e}). "
+                         "Save one with torch.save(model.state_dict(), path).") from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"{path}: expected a state dict, got {type(state).__name__}.")
+    if any(k.startswith("features.") for k in state):
+        state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    try:
+        feats.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelError(f"{path}: does not fit torchvision's vgg19 layout (keys 'features.0.weight' ... or "
+                         f"'0.weight' ...): {str(e).splitlines()[0]}") from e
+    return feats
+
+
+class VGGFeatures(nn.Module):
+    """VGG19 activations at named relu layers (``relu1_1`` ... ``relu5_4``). ``pool='avg'`` swaps max pooling
+    for average pooling, as Gatys et al. recommend for synthesis."""
+
+    def __init__(self, layers=GATYS_STYLE_LAYERS + (GATYS_CONTENT_LAYER,), weights="imagenet", pool="max",
+                 seed: int = 0):
+        super().__init__()
+        unknown = [n for n in layers if n not in VGG19_LAYERS]
+        if unknown:
+            raise ModelError(f"unknown VGG19 layer(s) {unknown}; known: {', '.join(VGG19_LAYERS)}")
+        self.layers = tuple(layers)
+        feats = load_vgg19_features(weights, seed)
+        last = max(VGG19_LAYERS[n] for n in self.layers)
+        mods = list(feats.children())[: last + 1]
+        if pool == "avg":
+            mods = [nn.AvgPool2d(2, 2) if isinstance(m, nn.MaxPool2d) else m for m in mods]
+        self.body = nn.Sequential(*mods)
+        self._at = {VGG19_LAYERS[n]: n for n in self.layers}
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x):
+        x = (x - self.mean) / self.std
+        out = {}
+        for i, m in enumerate(self.body):
+            x = m(x)
+            if i in self._at:
+                out[self._at[i]] = x
+        return out
+
+
+class RandomMultiScaleFeatures(nn.Module):
+    """One layer of random filters at several scales, ReLU (Ustyuzhaninov et al., ICLR 2017).
+
+    Layer names are ``scale3`` ... ``scale55``. Filters are zero-mean Gaussian with variance 1/fan_in drawn
+    from a seeded generator; convolution is 'valid' (no padding), so scales larger than the image are
+    left out for that image. Kernels of ``fft_from`` pixels and more go through the FFT.
+    """
+
+    SIZES = (3, 5, 7, 11, 15, 23, 37, 55)
+
+    def __init__(self, sizes=SIZES, filters: int = 128, seed: int = 0, fft_from: int = 23):
+        super().__init__()
+        self.sizes = tuple(int(s) for s in sizes)
+        self.layers = tuple(f"scale{s}" for s in self.sizes)
+        self.fft_from = fft_from
+        gen = seeding.generator(seed, stream="random-multiscale-features")
+        for s in self.sizes:
+            w = torch.randn(filters, 3, s, s, generator=gen) / math.sqrt(3 * s * s)
+            w = w - w.mean(dim=(1, 2, 3), keepdim=True)
+            self.register_buffer(f"w{s}", w)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        x = (x - self.mean) / self.std
+        h, w = x.shape[-2:]
+        out = {}
+        spec = None
+        for s, name in zip(self.sizes, self.layers):
+            if s > h or s > w:
+                continue
+            k = getattr(self, f"w{s}")
+            if s >= self.fft_from:
+                if spec is None:
+                    spec = torch.fft.rfft2(x)
+                y = fft_conv_valid(spec, k, (h, w))
+            else:
+                y = F.conv2d(x, k)
+            out[name] = F.relu(y)
+        return out
+
+
+def fft_conv_valid(x_spec: torch.Tensor, k: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """'valid' cross-correlation (what F.conv2d computes) of an image given by its rfft2 ``x_spec``
+    (``N x C x H x W//2+1``) with kernels ``k`` (``O x C x s x s``)."""
+    h, w = size
+    s = k.shape[-1]
+    k_spec = torch.fft.rfft2(k, s=(h, w))
+    # correlation = conv with the conjugate spectrum; summing over input channels
+    y_spec = torch.einsum("nchw,ochw->nohw", x_spec, k_spec.conj())
+    y = torch.fft.irfft2(y_spec, s=(h, w))
+    return y[..., : h - s + 1, : w - s + 1]
+
+
+def make_features(kind="random", weights="imagenet", layers=None, seed: int = 0, device=None, pool="max"):
+    """``kind='random'`` -> RandomMultiScaleFeatures; ``kind='vgg19'`` -> VGGFeatures with ``weights``."""
+    dev = resolve_device(device)
+    if kind == "random":
+        return RandomMultiScaleFeatures(seed=seed).to(dev)
+    if kind == "vgg19":
+        kw = {} if layers is None else {"layers": tuple(layers)}
+        return VGGFeatures(weights=weights, pool=pool, seed=seed, **kw).to(dev)
+    raise ModelError(f"unknown feature extractor {kind!r}: use 'random' (weight-free) or 'vgg19'")
