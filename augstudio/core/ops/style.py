@@ -1,0 +1,189 @@
+"""Style augmentation as a recipe step (``stylize``), so ``augstudio export`` can build a stylised dataset.
+
+Methods:
+  adain     AdaIN with one random style image per item from a style bank folder (Stylized-ImageNet,
+            Geirhos et al.); ``model`` names decoder.pth (vgg_normalised.pth next to it)
+  fast      a fast style network (``augstudio style fast-train``); ``model`` is one file, or a folder of
+            them (one random model per item)
+  randconv  random convolutions (RandConv, Xu et al. ICLR 2021), no weights
+  stats     AdaIN with random style statistics, no weights (Laplacian pyramid), or at relu4_1 when
+            ``model`` names an AdaIN decoder
+
+``sample`` draws the choice (style file, model file, kernel size, mix, seed) as plain data, so a recipe
+replays exactly; ``apply`` is deterministic.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from .. import seeding
+from ..errors import ModelError, ParamError
+from .base import Op, Param, register
+
+METHODS = ("adain", "fast", "randconv", "stats")
+
+
+@functools.lru_cache(maxsize=64)
+def _listing(folder: str, mtime: float, suffixes: tuple) -> tuple[str, ...]:
+    root = Path(folder)
+    return tuple(sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                        if p.is_file() and p.name.lower().endswith(suffixes)))
+
+
+def _files(folder: str, suffixes: tuple, what: str) -> tuple[str, ...]:
+    p = Path(folder)
+    if not p.is_dir():
+        raise ParamError(f"parameter '{what}': '{folder}' is not a folder")
+    names = _listing(str(p.resolve()), p.stat().st_mtime, suffixes)
+    if not names:
+        raise ParamError(f"parameter '{what}': folder '{folder}' holds no {'/'.join(suffixes)} files")
+    return names
+
+
+@functools.lru_cache(maxsize=8)
+def _adain_model(path: str, mtime: float, device: str):
+    from ..style.adain import load_adain
+
+    return load_adain(path, device=device)
+
+
+@functools.lru_cache(maxsize=8)
+def _fast_model(path: str, mtime: float, device: str):
+    from ..style.fast import load_fast
+
+    return load_fast(path, device=device)
+
+
+@functools.lru_cache(maxsize=32)
+def _style_image(path: str, mtime: float, max_size: int, device: str):
+    from ..style.common import to_float
+
+    return to_float(path, device, max_size)
+
+
+def _mtime(path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+@register
+class Stylize(Op):
+    name = "stylize"
+    family = "style"
+    summary = ("Style augmentation: AdaIN with a random style from a bank, a trained fast style network, "
+               "random convolutions (RandConv) or random style statistics.")
+    categorical = "refuse"
+    categorical_reason = ("its values are category labels, and style transfer invents new intensities "
+                          "and textures")
+    params = (
+        Param("method", "choice", "randconv", choices=METHODS,
+              help="adain (style bank + decoder), fast (trained network), randconv or stats (no weights)"),
+        Param("bank", "path", None, optional=True, help="adain: folder of style images; one is drawn per item"),
+        Param("model", "path", None, optional=True,
+              help="adain/stats: decoder.pth (vgg_normalised.pth beside it); fast: a model file or a folder"),
+        Param("alpha", "float", 1.0, low=0.0, high=1.0,
+              help="style strength: 1 = fully stylised, 0 = the input (randconv: mix drawn from [1-alpha, 1])"),
+        Param("strength", "float", 0.5, low=0.0, high=3.0, help="stats: spread of the random statistics"),
+        Param("max_size", "int", 512, low=32, high=4096,
+              help="stylise at most this many pixels on the longer side, then resize back"),
+    )
+
+    @classmethod
+    def check(cls, values, where=""):
+        m = values["method"]
+        if m == "adain" and (not values["bank"] or not values["model"]):
+            raise ParamError(f"{where}op 'stylize' with method adain needs 'bank' (a folder of style images) "
+                             "and 'model' (decoder.pth; train one with `augstudio style adain-train`)")
+        if m == "fast" and not values["model"]:
+            raise ParamError(f"{where}op 'stylize' with method fast needs 'model' (a file made by "
+                             "`augstudio style fast-train`, or a folder of them)")
+        for key in ("bank", "model"):
+            v = values[key]
+            if v and not os.path.exists(v):
+                hint = ("train a decoder with `augstudio style adain-train CONTENT_DIR STYLE_DIR --out DIR`"
+                        if m in ("adain", "stats") and key == "model" else
+                        "train one with `augstudio style fast-train CONTENT_DIR STYLE_IMAGE --out FILE`"
+                        if key == "model" else "make a folder of style images")
+                raise ParamError(f"{where}op 'stylize': parameter '{key}': '{v}' does not exist; {hint}")
+
+    def sample(self, gen, size):
+        m = self.method
+        seed = seeding.randint(gen, 0, 2**31 - 1)
+        if m == "adain":
+            from ..images import IMAGE_EXTENSIONS
+
+            names = _files(self.bank, IMAGE_EXTENSIONS, "bank")
+            return {"style": names[seeding.choice(gen, len(names))], "alpha": self.alpha}
+        if m == "fast":
+            if os.path.isdir(self.model):
+                names = _files(self.model, (".pth", ".pt"), "model")
+                return {"model": names[seeding.choice(gen, len(names))], "alpha": self.alpha}
+            return {"model": None, "alpha": self.alpha}
+        if m == "randconv":
+            from ..style.randomize import KERNEL_SIZES
+
+            k = KERNEL_SIZES[seeding.choice(gen, len(KERNEL_SIZES))]
+            mix = round(seeding.uniform(gen, 1.0 - self.alpha, 1.0), 6)
+            return {"k": k, "mix": mix, "seed": seed}
+        return {"seed": seed, "strength": self.strength, "alpha": self.alpha}
+
+    def apply(self, x, params, kind):
+        import torch
+
+        from ..style.common import resize, to_uint8
+        from ..style.features import resolve_device
+
+        dev = resolve_device(None)
+        alpha_ch = None
+        if kind == "rgba":
+            x, alpha_ch = x[:3], x[3:]
+        gray = x.shape[0] == 1
+        xf = x.float().div(255).unsqueeze(0)
+        if gray:
+            xf = xf.repeat(1, 3, 1, 1)
+        h, w = xf.shape[-2:]
+        small = xf
+        if max(h, w) > self.max_size:
+            s = self.max_size / max(h, w)
+            small = resize(xf, (max(1, round(h * s)), max(1, round(w * s))))
+        small = small.to(dev)
+        y = self._run(small, params, dev)
+        y = resize(y.float().cpu(), (h, w)).clamp(0, 1)
+        if gray:
+            y = (y * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        out = to_uint8(y) if not gray else y[0].mul(255).round().clamp(0, 255).to(torch.uint8)
+        return out if alpha_ch is None else torch.cat([out, alpha_ch], 0)
+
+    def _run(self, x, params, dev):
+        m = self.method
+        if m == "randconv":
+            from ..style.randomize import randconv
+
+            return randconv(x, params["k"], params["mix"], params["seed"])
+        if m == "stats":
+            from ..style.randomize import random_feature_stats, random_stats
+
+            if self.model:
+                y = random_feature_stats(_adain_model(self.model, _mtime(self.model), str(dev)), x,
+                                         params["seed"], params["strength"])
+            else:
+                y = random_stats(x, params["seed"], params["strength"])
+            a = params["alpha"]
+            return a * y + (1 - a) * x
+        if m == "fast":
+            from ..style.fast import fast_stylize
+
+            path = self.model if params["model"] is None else os.path.join(self.model, params["model"])
+            return fast_stylize(_fast_model(path, _mtime(path), str(dev)), x, params["alpha"])
+        # adain
+        style_path = os.path.join(self.bank, params["style"])
+        if not os.path.isfile(style_path):
+            raise ModelError(f"op 'stylize': style image '{style_path}' is gone from the bank; re-run the export")
+        model = _adain_model(self.model, _mtime(self.model), str(dev))
+        style = _style_image(style_path, _mtime(style_path), self.max_size, str(dev))
+        return model.stylize(x, [style], params["alpha"])
