@@ -1,4 +1,19 @@
-"""Colour ops. Refused on categorical pictures: their values are labels, not intensities."""
+"""Colour ops. Refused on categorical pictures: their values are labels, not intensities.
+
+Semantics follow torchvision v2 on uint8 images (including its truncation to uint8 after each
+adjustment), so recipes move between the two without surprises. Speed:
+
+* pointwise ops with no image statistics (brightness, gamma, invert, posterize, solarize) are one
+  256-entry lookup table on the uint8 pixels;
+* ``color_jitter`` runs its adjustments in one float32 pass over the pixels (one conversion in, one out);
+* statistics (contrast's mean grey) are integer sums, so results are byte-identical for any number of
+  threads.
+
+*Pointwise* ops (``pointwise = True``: each output pixel depends only on that input pixel and on an
+image-wide statistic) may be moved past later geometric ops by the pipeline, so that a whole run of
+geometry resamples once; the statistic is then measured on a small probe of the image at the op's
+original place in the chain (``stats``) and passed to ``apply(..., stats=...)``.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +23,12 @@ from torchvision.transforms.v2 import functional as F
 from .. import seeding
 from .base import Op, Param, register
 
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision / ITU-R 601-2
+
 
 def split_alpha(x, kind):
     """Colour ops act on colour channels only; alpha is carried through untouched."""
-    if kind == "rgba":
+    if kind == "rgba" or (x.shape[-3] == 4):
         return x[..., :3, :, :], x[..., 3:, :, :]
     return x, None
 
@@ -20,10 +37,226 @@ def join_alpha(x, alpha):
     return x if alpha is None else torch.cat([x, alpha], dim=-3)
 
 
-@register
-class ColorJitter(Op):
-    name = "color_jitter"
+def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """``lut[x]`` for a uint8 tensor and a 256-entry uint8 table (any shape, any device)."""
+    lut = lut.to(x.device)
+    return lut.index_select(0, x.reshape(-1).to(torch.int32)).reshape(x.shape)
+
+
+def _gray_float(x: torch.Tensor) -> torch.Tensor:
+    """torchvision's grey (float, not yet truncated) of ``... x 3 x H x W`` float values."""
+    r, g, b = x.unbind(-3)
+    return (r * GRAY_WEIGHTS[0]).add_(g, alpha=GRAY_WEIGHTS[1]).add_(b, alpha=GRAY_WEIGHTS[2]).unsqueeze(-3)
+
+
+def mean_gray(x: torch.Tensor) -> float:
+    """Mean of torchvision's floored grey image, as an exact integer sum (thread-count independent)."""
+    xf = x.to(torch.float32) if not x.is_floating_point() else x
+    g = _gray_float(xf).floor_() if x.shape[-3] == 3 else xf
+    total = int(g.to(torch.int32).sum(dtype=torch.int64).item())
+    return total / float(g.numel())
+
+
+class ColorOp(Op):
     family = "color"
+    categorical = "refuse"
+    pointwise = False
+
+    def needs_stats(self, params) -> bool:
+        return False
+
+    def stats(self, x, params, kind):
+        """Image statistics the op needs (measured where the op stands in the chain)."""
+        return None
+
+
+class LutOp(ColorOp):
+    """A pointwise op that is one lookup table: ``lut(params) -> 256 uint8 values``."""
+
+    pointwise = True
+
+    def lut(self, params) -> torch.Tensor:
+        raise NotImplementedError
+
+    def apply(self, x, params, kind, stats=None):
+        x, alpha = split_alpha(x, kind)
+        return join_alpha(apply_lut(x, self.lut(params)), alpha)
+
+
+_LEVELS = torch.arange(256, dtype=torch.float32)
+
+
+# -- the float32 kernels of colour jitter (torchvision uint8 semantics: truncate after each step) ------------
+def _k_brightness(x, f, stats=None):
+    return x.mul_(f).clamp_(0, 255).floor_()
+
+
+def _k_contrast(x, f, mean):
+    return x.mul_(f).add_(mean * (1.0 - f)).clamp_(0, 255).floor_()
+
+
+def _k_saturation(x, f):
+    if x.shape[-3] != 3:
+        return x
+    g = _gray_float(x).floor_()
+    return x.mul_(f).add_(g * (1.0 - f)).clamp_(0, 255).floor_()
+
+
+def _k_hue(x, h):
+    if x.shape[-3] != 3:
+        return x
+    return F.adjust_hue(x.to(torch.uint8), h).to(torch.float32)
+
+
+def _float_mean_gray(x) -> float:
+    if x.shape[-3] == 3:
+        g = _gray_float(x).floor_()
+    else:
+        g = x
+    return int(g.to(torch.int32).sum(dtype=torch.int64).item()) / float(g.numel())
+
+
+def _run_sequence(x, seq, means=None, record=False):
+    """Run [(name, value)] float kernels; contrast uses ``means`` (in order) or measures its own."""
+    used = []
+    means = list(means or [])
+    for name, v in seq:
+        if name == "brightness":
+            x = _k_brightness(x, v)
+        elif name == "contrast":
+            m = means.pop(0) if means else _float_mean_gray(x)
+            used.append(m)
+            x = _k_contrast(x, v, m)
+        elif name == "saturation":
+            x = _k_saturation(x, v)
+        elif name == "hue":
+            x = _k_hue(x, v)
+    return (x, used) if record else x
+
+
+class SequenceOp(ColorOp):
+    """A colour op that is a sequence of brightness / contrast / saturation / hue adjustments."""
+
+    pointwise = True
+
+    def sequence(self, params) -> list[tuple[str, float]]:
+        raise NotImplementedError
+
+    def needs_stats(self, params):
+        return any(n == "contrast" for n, _ in self.sequence(params))
+
+    def stats(self, x, params, kind):
+        x, _ = split_alpha(x, kind)
+        _, used = _run_sequence(x.to(torch.float32), self.sequence(params), record=True)
+        return {"means": used}
+
+    def apply(self, x, params, kind, stats=None):
+        seq = self.sequence(params)
+        if not seq:
+            return x
+        x, alpha = split_alpha(x, kind)
+        means = stats["means"] if stats else None
+        out = _run_sequence(x.to(torch.float32), seq, means)
+        return join_alpha(out.to(torch.uint8), alpha)
+
+    def apply_batch(self, x, params_list, kind):
+        # one float pass per distinct order; factors per item broadcast over the batch
+        out = x.clone()
+        groups: dict = {}
+        for i, p in enumerate(params_list):
+            groups.setdefault(tuple(n for n, _ in self.sequence(p)), []).append(i)
+        for names, idx in groups.items():
+            if not names:
+                continue
+            xs, alpha = split_alpha(x[idx], kind)
+            xf = xs.to(torch.float32)
+            seqs = [self.sequence(params_list[i]) for i in idx]
+            for k, name in enumerate(names):
+                f = torch.tensor([s[k][1] for s in seqs], dtype=torch.float32, device=x.device).view(-1, 1, 1, 1)
+                if name == "brightness":
+                    xf = xf.mul_(f).clamp_(0, 255).floor_()
+                elif name == "contrast":
+                    g = _gray_float(xf).floor_() if xf.shape[1] == 3 else xf
+                    m = g.to(torch.int32).sum(dim=(1, 2, 3), dtype=torch.int64).to(torch.float64)
+                    m = (m / float(g[0].numel())).to(torch.float32).view(-1, 1, 1, 1)
+                    xf = xf.mul_(f).add_(m * (1.0 - f)).clamp_(0, 255).floor_()
+                elif name == "saturation" and xf.shape[1] == 3:
+                    g = _gray_float(xf).floor_()
+                    xf = xf.mul_(f).add_(g * (1.0 - f)).clamp_(0, 255).floor_()
+                elif name == "hue" and xf.shape[1] == 3:
+                    xf = torch.stack([F.adjust_hue(xf[j].to(torch.uint8), float(f[j])) for j in range(len(idx))]).float()
+            out[idx] = join_alpha(xf.to(torch.uint8), alpha)
+        return out
+
+
+def _factor_param(name, what, default=0.2):
+    return Param(name, "range", [max(0.0, 1 - default), 1 + default], low=0.0, high=100.0, scalar="factor",
+                 help=f"{what} factor range; one number x means [max(0, 1-x), 1+x]")
+
+
+class _SingleAdjust(SequenceOp):
+    kernel = ""
+
+    def sample(self, gen, size):
+        return {"factor": round(seeding.uniform(gen, *self.factor), 6)}
+
+    def sequence(self, params):
+        return [(self.kernel, params["factor"])]
+
+
+@register
+class Brightness(_SingleAdjust):
+    name = "brightness"
+    kernel = "brightness"
+    summary = "Multiply by a random factor: x -> f x (torchvision adjust_brightness)."
+    params = (_factor_param("factor", "brightness"),)
+
+    def apply(self, x, params, kind, stats=None):  # a lookup table: exact and fast
+        x, alpha = split_alpha(x, kind)
+        lut = (_LEVELS * params["factor"]).clamp_(0, 255).floor_().to(torch.uint8)
+        return join_alpha(apply_lut(x, lut), alpha)
+
+
+@register
+class Contrast(_SingleAdjust):
+    name = "contrast"
+    kernel = "contrast"
+    summary = "Blend with the mean grey level: x -> f x + (1 - f) mean (torchvision adjust_contrast)."
+    params = (_factor_param("factor", "contrast"),)
+
+    def apply(self, x, params, kind, stats=None):
+        x, alpha = split_alpha(x, kind)
+        m = stats["means"][0] if stats else mean_gray(x)
+        f = params["factor"]
+        lut = (_LEVELS * f).add_(m * (1.0 - f)).clamp_(0, 255).floor_().to(torch.uint8)
+        return join_alpha(apply_lut(x, lut), alpha)
+
+
+@register
+class Saturation(_SingleAdjust):
+    name = "saturation"
+    kernel = "saturation"
+    summary = "Blend each pixel with its own grey: x -> f x + (1 - f) grey(x) (0 gives grey, >1 more vivid)."
+    params = (_factor_param("factor", "saturation"),)
+
+
+@register
+class Hue(SequenceOp):
+    name = "hue"
+    summary = "Rotate the hue by a random fraction of a turn (in HSV; torchvision adjust_hue)."
+    params = (Param("shift", "range", [-0.1, 0.1], low=-0.5, high=0.5, scalar="symmetric",
+                    help="hue shift range (fraction of a turn); one number x means [-x, x]"),)
+
+    def sample(self, gen, size):
+        return {"shift": round(seeding.uniform(gen, *self.shift), 6)}
+
+    def sequence(self, params):
+        return [("hue", params["shift"])]
+
+
+@register
+class ColorJitter(SequenceOp):
+    name = "color_jitter"
     summary = "Random brightness, contrast, saturation and hue, applied in a random order (torchvision semantics)."
     params = (
         Param("brightness", "float", 0.0, low=0.0, high=10.0, help="factor drawn from [max(0, 1-b), 1+b]"),
@@ -41,15 +274,158 @@ class ColorJitter(Op):
         out["hue"] = round(seeding.uniform(gen, -self.hue, self.hue), 6) if self.hue > 0 else None
         return out
 
-    def apply(self, x, params, kind):
+    def sequence(self, params):
+        names = ("brightness", "contrast", "saturation", "hue")
+        return [(names[i], params[names[i]]) for i in params["order"] if params[names[i]] is not None]
+
+
+@register
+class Gamma(LutOp):
+    name = "gamma"
+    summary = "Gamma curve: x -> 255 (x / 255)^g (torchvision adjust_gamma); g < 1 brightens shadows."
+    params = (Param("gamma", "range", [0.8, 1.25], low=0.01, high=100.0, scalar="exact", help="exponent range"),)
+
+    def sample(self, gen, size):
+        return {"gamma": round(seeding.uniform(gen, *self.gamma), 6)}
+
+    def lut(self, params):
+        return (_LEVELS / 255.0).pow_(params["gamma"]).clamp_(0, 1).mul_(255.999).to(torch.uint8)
+
+
+@register
+class Grayscale(ColorOp):
+    name = "grayscale"
+    summary = "Convert to grey (ITU-R 601-2 luma, torchvision weights); keeps 3 channels unless told not to."
+    pointwise = True
+    params = (Param("keep_channels", "bool", True, help="repeat the grey into R, G, B so the image stays RGB"),)
+
+    def apply(self, x, params, kind, stats=None):
         x, alpha = split_alpha(x, kind)
-        for i in params["order"]:
-            if i == 0 and params["brightness"] is not None:
-                x = F.adjust_brightness(x, params["brightness"])
-            elif i == 1 and params["contrast"] is not None:
-                x = F.adjust_contrast(x, params["contrast"])
-            elif i == 2 and params["saturation"] is not None and x.shape[-3] == 3:
-                x = F.adjust_saturation(x, params["saturation"])
-            elif i == 3 and params["hue"] is not None and x.shape[-3] == 3:
-                x = F.adjust_hue(x, params["hue"])
-        return join_alpha(x, alpha)
+        if x.shape[-3] == 1:
+            return join_alpha(x, alpha)
+        g = _gray_float(x.to(torch.float32)).to(torch.uint8)
+        if self.keep_channels:
+            g = g.expand(x.shape).contiguous()
+        return join_alpha(g, alpha)
+
+
+@register
+class Invert(LutOp):
+    name = "invert"
+    summary = "Invert the colours: x -> 255 - x."
+
+    def lut(self, params):
+        return (255 - torch.arange(256)).to(torch.uint8)
+
+
+@register
+class Posterize(LutOp):
+    name = "posterize"
+    summary = "Keep only the top `bits` bits of each channel (fewer colour levels)."
+    params = (Param("bits", "int_range", [4, 8], low=1, high=8, scalar="exact", help="bits kept, drawn from [low, high]"),)
+
+    def sample(self, gen, size):
+        return {"bits": seeding.randint(gen, *self.bits)}
+
+    def lut(self, params):
+        mask = (0xFF << (8 - params["bits"])) & 0xFF
+        return (torch.arange(256) & mask).to(torch.uint8)
+
+
+@register
+class Solarize(LutOp):
+    name = "solarize"
+    summary = "Invert every value at or above a threshold: x -> 255 - x if x >= t."
+    params = (Param("threshold", "range", [128.0, 128.0], low=0, high=256, scalar="exact",
+                    help="threshold range (0..255; 256 leaves the image unchanged)"),)
+
+    def sample(self, gen, size):
+        return {"threshold": round(seeding.uniform(gen, *self.threshold), 4)}
+
+    def lut(self, params):
+        v = torch.arange(256)
+        return torch.where(v >= params["threshold"], 255 - v, v).to(torch.uint8)
+
+
+@register
+class Equalize(ColorOp):
+    name = "equalize"
+    summary = "Histogram equalisation per channel (PIL / torchvision algorithm); integer histograms."
+
+    def apply(self, x, params, kind, stats=None):
+        x, alpha = split_alpha(x, kind)
+        out = torch.empty_like(x)
+        flat = x.reshape(-1, x.shape[-2] * x.shape[-1])
+        for i in range(flat.shape[0]):
+            ch = flat[i]
+            hist = torch.bincount(ch.to(torch.int64), minlength=256)
+            nz = hist[hist > 0]
+            step = (int(ch.numel()) - int(nz[-1])) // 255 if nz.numel() else 0
+            if step == 0:
+                out.view(-1, flat.shape[1])[i] = ch
+                continue
+            cum = torch.cumsum(hist, 0)
+            lut = torch.cat([torch.zeros(1, dtype=torch.int64), (cum[:-1] + step // 2) // step]).clamp_(0, 255)
+            out.view(-1, flat.shape[1])[i] = apply_lut(ch, lut.to(torch.uint8))
+        return join_alpha(out, alpha)
+
+
+@register
+class AutoContrast(ColorOp):
+    name = "autocontrast"
+    summary = "Stretch each channel so its darkest value becomes 0 and its brightest 255."
+
+    def apply(self, x, params, kind, stats=None):
+        x, alpha = split_alpha(x, kind)
+        out = torch.empty_like(x)
+        flat = x.reshape(-1, x.shape[-2] * x.shape[-1])
+        for i in range(flat.shape[0]):
+            lo, hi = int(flat[i].min()), int(flat[i].max())
+            if hi == lo:
+                lut = torch.arange(256).to(torch.uint8)
+            else:
+                lut = ((_LEVELS - lo) * (255.0 / (hi - lo))).clamp_(0, 255).to(torch.uint8)
+            out.view(-1, flat.shape[1])[i] = apply_lut(flat[i], lut)
+        return join_alpha(out, alpha)
+
+
+@register
+class Sharpness(ColorOp):
+    name = "sharpness"
+    summary = "Blend with a smoothed copy (PIL's 3x3 smooth filter): f > 1 sharpens, f < 1 softens."
+    params = (_factor_param("factor", "sharpness", 0.5),)
+
+    def sample(self, gen, size):
+        return {"factor": round(seeding.uniform(gen, *self.factor), 6)}
+
+    def apply(self, x, params, kind, stats=None):
+        x, alpha = split_alpha(x, kind)
+        return join_alpha(F.adjust_sharpness(x, params["factor"]), alpha)
+
+
+@register
+class GaussianBlur(ColorOp):
+    name = "gaussian_blur"
+    summary = "Blur with a Gaussian of random sigma (reflect border; torchvision gaussian_blur)."
+    params = (
+        Param("sigma", "range", [0.1, 2.0], low=0.01, high=50.0, scalar="upto", help="sigma range in pixels"),
+        Param("kernel_size", "int", 0, low=0, high=201, help="odd kernel side; 0 picks 2 ceil(3 sigma) + 1"),
+    )
+
+    def sample(self, gen, size):
+        return {"sigma": round(seeding.uniform(gen, *self.sigma), 6)}
+
+    def apply(self, x, params, kind, stats=None):
+        import math
+
+        x, alpha = split_alpha(x, kind)
+        s = max(params["sigma"], 1e-3)
+        k = self.kernel_size or 2 * math.ceil(3 * s) + 1
+        k = k if k % 2 else k + 1
+        k = min(k, 2 * (min(x.shape[-2:]) - 1) + 1) if min(x.shape[-2:]) > 1 else 1
+        if k < 3:
+            return join_alpha(x.clone(), alpha)
+        return join_alpha(F.gaussian_blur(x, [k, k], [s, s]), alpha)
+
+
+__all__ = ["ColorOp", "LutOp", "SequenceOp", "split_alpha", "join_alpha", "apply_lut", "mean_gray"]

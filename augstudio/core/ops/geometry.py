@@ -1,84 +1,259 @@
-"""Geometric ops. They apply to categorical pictures with nearest resampling, so labels never change."""
+"""Geometric ops. They apply to categorical pictures with nearest resampling, so labels never change.
+
+Every op here also states the forward affine it performs (``affine(params, size) -> (matrix, out_size)``,
+see ``augstudio.core.warp``), so the pipeline multiplies a run of consecutive geometric ops into one
+matrix and resamples once. Applied alone, exact ops (flips, rot90, crops, pads) move pixels without any
+resampling; the others resample through the same warp kernel.
+"""
 
 from __future__ import annotations
 
 import math
 
 import torch
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as F
 
 from .. import seeding
+from .. import warp as W
 from .base import Op, Param, register
 
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
-_MODES = {"nearest": InterpolationMode.NEAREST, "bilinear": InterpolationMode.BILINEAR,
-          "bicubic": InterpolationMode.BICUBIC}
+INTERPOLATIONS = W.INTERPOLATIONS
+PAD_MODES = W.MODES
 
 INTERP = Param("interpolation", "choice", "bilinear", choices=INTERPOLATIONS,
                help="resampling filter (categorical images always use nearest)")
-FILL = Param("fill", "fill", 0, help="value for pixels that come from outside the image")
+FILL = Param("fill", "fill", 0, help="value for pixels that come from outside the image (padding_mode constant)")
+PAD_MODE = Param("padding_mode", "choice", "constant", choices=PAD_MODES,
+                 help="pixels from outside the image: constant (fill), reflect (mirror), edge (repeat border)")
 
 
-def interp_for(name: str, kind: str) -> InterpolationMode:
-    return InterpolationMode.NEAREST if kind == "categorical" else _MODES[name]
+def interp_for(name: str, kind: str) -> str:
+    return "nearest" if kind == "categorical" else name
 
 
-def _fill_list(fill, channels: int):
-    if isinstance(fill, list):
-        return [float(v) for v in (fill + [fill[-1]] * channels)[:channels]]
-    return [float(fill)] * channels
+class GeometricOp(Op):
+    """A geometric op: ``affine`` states the forward transform; ``apply`` defaults to warping with it."""
+
+    family = "geometry"
+    categorical = "geometric"
+    samples_outside = True  # can output pixels come from outside the input (so fill / padding_mode matter)?
+
+    def affine(self, params: dict, size: tuple[int, int]) -> tuple[W.Matrix, tuple[int, int]]:
+        raise NotImplementedError
+
+    def border(self) -> tuple[str, object]:
+        """(padding_mode, fill) this op uses for pixels from outside the image."""
+        return getattr(self, "padding_mode", "constant"), getattr(self, "fill", 0)
+
+    def interp(self) -> str | None:
+        """The op's interpolation, or None when it never resamples (exact pixel moves)."""
+        return getattr(self, "interpolation", None)
+
+    def output_size(self, size, params):
+        return tuple(self.affine(params, size)[1])
+
+    def apply(self, x, params, kind):
+        m, out = self.affine(params, tuple(x.shape[-2:]))
+        mode, fill = self.border()
+        return W.warp(x, m, out, interp_for(self.interp() or "nearest", kind), fill, mode)
 
 
 @register
-class HFlip(Op):
+class HFlip(GeometricOp):
     name = "hflip"
-    family = "geometry"
     summary = "Mirror left-right."
-    categorical = "geometric"
+    samples_outside = False
+
+    def affine(self, params, size):
+        h, w = size
+        return ((-1.0, 0.0, w - 1.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)), (h, w)
 
     def apply(self, x, params, kind):
         return x.flip(-1)
 
 
 @register
-class VFlip(Op):
+class VFlip(GeometricOp):
     name = "vflip"
-    family = "geometry"
     summary = "Mirror top-bottom."
-    categorical = "geometric"
+    samples_outside = False
+
+    def affine(self, params, size):
+        h, w = size
+        return ((1.0, 0.0, 0.0), (0.0, -1.0, h - 1.0), (0.0, 0.0, 1.0)), (h, w)
 
     def apply(self, x, params, kind):
         return x.flip(-2)
 
 
 @register
-class Rotate(Op):
+class Rot90(GeometricOp):
+    name = "rot90"
+    summary = ("Rotate by a random multiple of 90 degrees (counter-clockwise); exact, no resampling. The "
+               "natural symmetry of wafer maps.")
+    samples_outside = False
+    params = (Param("turns", "int_range", [0, 3], low=0, high=3, scalar="exact",
+                    help="number of quarter turns drawn from [low, high]"),)
+
+    def sample(self, gen, size):
+        return {"k": seeding.randint(gen, *self.turns)}
+
+    def affine(self, params, size):
+        h, w = size
+        m = W.IDENTITY
+        for _ in range(params["k"] % 4):
+            # one CCW quarter turn of an (h, w) image: x' = y, y' = w - 1 - x; size becomes (w, h)
+            m = W.matmul(((0.0, 1.0, 0.0), (-1.0, 0.0, w - 1.0), (0.0, 0.0, 1.0)), m)
+            h, w = w, h
+        return m, (h, w)
+
+    def apply(self, x, params, kind):
+        return torch.rot90(x, params["k"] % 4, dims=(-2, -1))
+
+
+@register
+class Rotate(GeometricOp):
     name = "rotate"
-    family = "geometry"
-    summary = "Rotate by a random angle (degrees, counter-clockwise) about the centre."
-    categorical = "geometric"
+    summary = "Rotate by a random angle (degrees, counter-clockwise) about the centre; the size is kept."
     params = (
         Param("degrees", "range", [-15.0, 15.0], low=-360, high=360, scalar="symmetric",
               help="angle range in degrees; one number x means [-x, x]"),
         INTERP,
         FILL,
+        PAD_MODE,
     )
 
     def sample(self, gen, size):
         return {"angle": round(seeding.uniform(gen, *self.degrees), 6)}
 
-    def apply(self, x, params, kind):
-        return F.rotate(x, params["angle"], interpolation=interp_for(self.interpolation, kind),
-                        fill=_fill_list(self.fill, x.shape[-3]))
+    def affine(self, params, size):
+        return W.rotation(params["angle"], *W.center(size)), tuple(size)
 
 
 @register
-class RandomResizedCrop(Op):
+class Translate(GeometricOp):
+    name = "translate"
+    summary = "Shift by a random fraction of the width and height."
+    params = (
+        Param("x", "range", [-0.1, 0.1], low=-1, high=1, scalar="symmetric", help="shift as a fraction of the width"),
+        Param("y", "range", [-0.1, 0.1], low=-1, high=1, scalar="symmetric", help="shift as a fraction of the height"),
+        INTERP,
+        FILL,
+        PAD_MODE,
+    )
+
+    def sample(self, gen, size):
+        h, w = size
+        return {"dx": round(seeding.uniform(gen, *self.x) * w, 4), "dy": round(seeding.uniform(gen, *self.y) * h, 4)}
+
+    def affine(self, params, size):
+        return W.translation(params["dx"], params["dy"]), tuple(size)
+
+
+@register
+class Scale(GeometricOp):
+    name = "scale"
+    summary = "Zoom in or out about the centre by a random factor; the size is kept."
+    params = (
+        Param("factor", "range", [0.9, 1.1], low=0.01, high=100, scalar="factor",
+              help="zoom factor range; one number x means [1-x, 1+x]"),
+        Param("keep_aspect", "bool", True, help="one factor for both axes"),
+        INTERP,
+        FILL,
+        PAD_MODE,
+    )
+
+    def sample(self, gen, size):
+        sx = round(seeding.uniform(gen, *self.factor), 6)
+        sy = sx if self.keep_aspect else round(seeding.uniform(gen, *self.factor), 6)
+        return {"sx": sx, "sy": sy}
+
+    def affine(self, params, size):
+        return W.scaling(params["sx"], params["sy"], *W.center(size)), tuple(size)
+
+
+@register
+class Shear(GeometricOp):
+    name = "shear"
+    summary = "Shear by random angles about the centre: x' = x + tan(sx) (y - cy), y' = y + tan(sy) (x - cx)."
+    params = (
+        Param("x", "range", [-10.0, 10.0], low=-80, high=80, scalar="symmetric", help="horizontal shear angle (degrees)"),
+        Param("y", "range", [0.0, 0.0], low=-80, high=80, scalar="symmetric", help="vertical shear angle (degrees)"),
+        INTERP,
+        FILL,
+        PAD_MODE,
+    )
+
+    def sample(self, gen, size):
+        return {"sx": round(seeding.uniform(gen, *self.x), 6), "sy": round(seeding.uniform(gen, *self.y), 6)}
+
+    def affine(self, params, size):
+        return W.shearing(params["sx"], params["sy"], *W.center(size)), tuple(size)
+
+
+@register
+class Affine(GeometricOp):
+    name = "affine"
+    summary = ("Rotate, scale, shear and translate at once (one resampling): about the centre, in the order "
+               "shear, scale, rotate, then translate.")
+    params = (
+        Param("degrees", "range", [-15.0, 15.0], low=-360, high=360, scalar="symmetric", help="rotation (degrees, CCW)"),
+        Param("translate", "range", [-0.1, 0.1], low=-1, high=1, scalar="symmetric",
+              help="shift as a fraction of the side (x and y drawn independently)"),
+        Param("scale", "range", [0.9, 1.1], low=0.01, high=100, scalar="factor", help="zoom factor"),
+        Param("shear", "range", [-5.0, 5.0], low=-80, high=80, scalar="symmetric", help="horizontal shear (degrees)"),
+        INTERP,
+        FILL,
+        PAD_MODE,
+    )
+
+    def sample(self, gen, size):
+        h, w = size
+        return {
+            "angle": round(seeding.uniform(gen, *self.degrees), 6),
+            "dx": round(seeding.uniform(gen, *self.translate) * w, 4),
+            "dy": round(seeding.uniform(gen, *self.translate) * h, 4),
+            "scale": round(seeding.uniform(gen, *self.scale), 6),
+            "shear": round(seeding.uniform(gen, *self.shear), 6),
+        }
+
+    def affine(self, params, size):
+        cx, cy = W.center(size)
+        m = W.shearing(params["shear"], 0.0, cx, cy)
+        m = W.matmul(W.scaling(params["scale"], params["scale"], cx, cy), m)
+        m = W.matmul(W.rotation(params["angle"], cx, cy), m)
+        m = W.matmul(W.translation(params["dx"], params["dy"]), m)
+        return m, tuple(size)
+
+
+def _crop_box_sample(self, gen, size):
+    # torchvision's algorithm (10 tries, then a centre crop of the nearest allowed ratio)
+    h, w = size
+    area = h * w
+    log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+    for _ in range(10):
+        target = area * seeding.uniform(gen, *self.scale)
+        aspect = math.exp(seeding.uniform(gen, *log_ratio))
+        cw = int(round(math.sqrt(target * aspect)))
+        ch = int(round(math.sqrt(target / aspect)))
+        if 0 < cw <= w and 0 < ch <= h:
+            top = seeding.randint(gen, 0, h - ch)
+            left = seeding.randint(gen, 0, w - cw)
+            return {"top": top, "left": left, "height": ch, "width": cw}
+    in_ratio = w / h
+    if in_ratio < self.ratio[0]:
+        cw, ch = w, int(round(w / self.ratio[0]))
+    elif in_ratio > self.ratio[1]:
+        ch, cw = h, int(round(h * self.ratio[1]))
+    else:
+        cw, ch = w, h
+    return {"top": (h - ch) // 2, "left": (w - cw) // 2, "height": ch, "width": cw}
+
+
+@register
+class RandomResizedCrop(GeometricOp):
     name = "random_resized_crop"
-    family = "geometry"
     summary = "Crop a random area and aspect ratio, then resize to a fixed size (Inception-style)."
-    categorical = "geometric"
+    samples_outside = False
     params = (
         Param("size", "size", [224, 224], help="output [height, width]"),
         Param("scale", "range", [0.08, 1.0], low=0.0001, high=1.0, help="crop area as a fraction of the image"),
@@ -86,37 +261,100 @@ class RandomResizedCrop(Op):
         INTERP,
     )
 
+    sample = _crop_box_sample
+
+    def affine(self, params, size):
+        out = tuple(self.size)
+        return W.box_to_size(params["top"], params["left"], params["height"], params["width"], out), out
+
+
+@register
+class RandomCrop(GeometricOp):
+    name = "random_crop"
+    summary = "Cut a random window of a fixed size (padded with fill / padding_mode where the image is smaller)."
+    params = (Param("size", "size", [224, 224], help="output [height, width]"), FILL, PAD_MODE)
+
     def sample(self, gen, size):
-        # torchvision's algorithm (10 tries, then a centre crop of the nearest allowed ratio)
         h, w = size
-        area = h * w
-        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
-        for _ in range(10):
-            target = area * seeding.uniform(gen, *self.scale)
-            aspect = math.exp(seeding.uniform(gen, *log_ratio))
-            cw = int(round(math.sqrt(target * aspect)))
-            ch = int(round(math.sqrt(target / aspect)))
-            if 0 < cw <= w and 0 < ch <= h:
-                top = seeding.randint(gen, 0, h - ch)
-                left = seeding.randint(gen, 0, w - cw)
-                return {"top": top, "left": left, "height": ch, "width": cw}
-        in_ratio = w / h
-        if in_ratio < self.ratio[0]:
-            cw, ch = w, int(round(w / self.ratio[0]))
-        elif in_ratio > self.ratio[1]:
-            ch, cw = h, int(round(h * self.ratio[1]))
-        else:
-            cw, ch = w, h
-        return {"top": (h - ch) // 2, "left": (w - cw) // 2, "height": ch, "width": cw}
+        ch, cw = self.size
+        top = seeding.randint(gen, min(0, h - ch), max(0, h - ch))
+        left = seeding.randint(gen, min(0, w - cw), max(0, w - cw))
+        return {"top": top, "left": left}
+
+    def affine(self, params, size):
+        return W.translation(-params["left"], -params["top"]), tuple(self.size)
 
     def apply(self, x, params, kind):
-        mode = interp_for(self.interpolation, kind)
-        return F.resized_crop(x, params["top"], params["left"], params["height"], params["width"],
-                              list(self.size), interpolation=mode, antialias=mode != InterpolationMode.NEAREST)
-
-    def output_size(self, size, params):
-        return tuple(self.size)
+        return _window(x, params["top"], params["left"], *self.size, *self.border())
 
 
-__all__ = ["HFlip", "VFlip", "Rotate", "RandomResizedCrop", "interp_for", "INTERPOLATIONS"]
-_ = torch
+@register
+class CenterCrop(GeometricOp):
+    name = "center_crop"
+    summary = "Cut the centre window of a fixed size (padded where the image is smaller)."
+    params = (Param("size", "size", [224, 224], help="output [height, width]"), FILL, PAD_MODE)
+
+    def _origin(self, size):
+        h, w = size
+        ch, cw = self.size
+        return int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))  # torchvision's rounding
+
+    def affine(self, params, size):
+        top, left = self._origin(size)
+        return W.translation(-left, -top), tuple(self.size)
+
+    def apply(self, x, params, kind):
+        top, left = self._origin(tuple(x.shape[-2:]))
+        return _window(x, top, left, *self.size, *self.border())
+
+
+@register
+class Resize(GeometricOp):
+    name = "resize"
+    summary = "Resize to a fixed [height, width] (box-averaged first when shrinking 2x or more)."
+    samples_outside = False
+    params = (Param("size", "size", [224, 224], help="output [height, width]"), INTERP)
+
+    def affine(self, params, size):
+        h, w = size
+        out = tuple(self.size)
+        return W.box_to_size(0, 0, h, w, out), out
+
+
+@register
+class Pad(GeometricOp):
+    name = "pad"
+    summary = "Add a border of `padding` pixels on every side (constant fill, reflect or edge)."
+    params = (Param("padding", "int", 4, low=0, high=4096, help="pixels added on each side"), FILL, PAD_MODE)
+
+    def affine(self, params, size):
+        h, w = size
+        p = self.padding
+        return W.translation(p, p), (h + 2 * p, w + 2 * p)
+
+    def apply(self, x, params, kind):
+        h, w = x.shape[-2:]
+        return _window(x, -self.padding, -self.padding, h + 2 * self.padding, w + 2 * self.padding, *self.border())
+
+
+def _window(x, top: int, left: int, height: int, width: int, mode: str, fill):
+    """x[..., top:top+height, left:left+width] with out-of-image pixels from the border mode (exact)."""
+    h, w = x.shape[-2:]
+    if top >= 0 and left >= 0 and top + height <= h and left + width <= w:
+        return x[..., top:top + height, left:left + width].clone()
+    if mode == "constant":
+        out = torch.empty((*x.shape[:-2], height, width), dtype=x.dtype, device=x.device)
+        c = x.shape[-3]
+        fills = W._fill_values(fill, c)
+        out[:] = torch.tensor(fills, dtype=torch.uint8, device=x.device).view(c, 1, 1)
+        y0, y1 = max(top, 0), min(top + height, h)
+        x0, x1 = max(left, 0), min(left + width, w)
+        if y1 > y0 and x1 > x0:
+            out[..., y0 - top:y1 - top, x0 - left:x1 - left] = x[..., y0:y1, x0:x1]
+        return out
+    m = W.translation(-left, -top)
+    return W.warp(x, m, (height, width), "nearest", fill, mode)
+
+
+__all__ = ["GeometricOp", "HFlip", "VFlip", "Rot90", "Rotate", "Translate", "Scale", "Shear", "Affine",
+           "RandomResizedCrop", "RandomCrop", "CenterCrop", "Resize", "Pad", "interp_for", "INTERPOLATIONS"]
