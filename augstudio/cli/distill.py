@@ -1,0 +1,49 @@
+"""augstudio distill --model M --unlabeled DIR --out DST [--tta RECIPE] [--threshold T] [--device D]"""
+
+from __future__ import annotations
+
+import sys
+
+ORDER = 61
+
+
+def add_parser(sub) -> str:
+    from .tta import add_model_args
+
+    p = sub.add_parser("distill", help="auto-label unlabelled images with a model over TTA views",
+                       description="Data distillation: ensemble a model's predictions over the TTA views of each "
+                                   "unlabelled image; copy the images whose confidence reaches the threshold into "
+                                   "DST/<class>/ and write DST/labels.csv (soft label, confidence and source of "
+                                   "every image). Re-running resumes.")
+    add_model_args(p)
+    p.add_argument("--unlabeled", "-u", required=True, help="folder of unlabelled images (never written)")
+    p.add_argument("--out", "-o", required=True, help="output folder (must not be inside --unlabeled)")
+    p.add_argument("--threshold", type=float, default=0.9,
+                   help="keep images whose merged confidence is at least this (0..1, default 0.9)")
+    p.add_argument("--data", default=None, help="labelled folder to train the probe on (only with --model probe)")
+    return "distill"
+
+
+def run(args) -> int:
+    from ..core.distill import distill_job
+    from ..core.jobs import run_with_tqdm
+    from ..core.tta import classifier_from_spec, load_tta
+    from .tta import check_batch_size
+
+    check_batch_size(args)
+    tta = load_tta(args.tta)
+    clf = classifier_from_spec(args.model, data=args.data, device=args.device, allow_code=args.allow_code)
+    job = distill_job(args.unlabeled, clf, args.out, tta=tta, threshold=args.threshold, batch_size=args.batch_size)
+    try:
+        summary = run_with_tqdm(job, desc="distill")
+    except KeyboardInterrupt:
+        job.close()
+        print("augstudio distill: interrupted; no partial files were left. Run the same command again to resume.",
+              file=sys.stderr)
+        return 1
+    for e in summary.errors:
+        print(f"skipped {e['source']}: {e['error']}", file=sys.stderr)
+    print(summary.line())
+    for c, n in summary.per_class.items():
+        print(f"  {c}: {n}")
+    return 0

@@ -1,0 +1,261 @@
+"""Data distillation (Radosavovic et al., 2018): label unlabelled images with one model applied to many
+views of each image, ensembling the predictions (the TTA merge rule), and keep the confident ones.
+
+Layout of the output folder::
+
+    DST/<class>/<source path>     kept images (confidence >= threshold), byte-for-byte copies of the source,
+                                  filed under the predicted class (ImageFolder layout, ready for training)
+    DST/labels.csv                one row per readable source image, kept or not: source, kept, label,
+                                  confidence, output, then the soft label p_<class> for every class
+    DST/errors.jsonl              one line per source file that could not be read, with the reason
+    DST/distill.json              the settings (model, TTA recipe, threshold) and the counts
+    DST/distill.journal.jsonl     the work log that makes a re-run resume (kept; a finished run re-run
+                                  does nothing)
+
+Guarantees: the source folder is never written; every file is written atomically (temporary name +
+rename), and temporary files left by a killed run are removed on the next run; a re-run with the same
+settings skips finished images; a bad image file is skipped and reported, never fatal. Re-running into
+the same folder with different settings is refused (the kept images would mix two labellings).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+
+from .errors import OutputError, RecipeError
+from .images import atomic_write_bytes
+from .jobs import CancelToken, Progress
+from .tta import Classifier, load_tta, predict_views, read_pictures
+
+JOURNAL = "distill.journal.jsonl"
+SETTINGS = "distill.json"
+
+
+@dataclass
+class DistillSummary:
+    out: str
+    sources: int = 0
+    labelled: int = 0  # readable images given a label (kept or not)
+    kept: int = 0
+    resumed: int = 0  # already done by an earlier run
+    bad: int = 0
+    threshold: float = 0.9
+    per_class: dict = field(default_factory=dict)  # kept images per class
+    errors: list = field(default_factory=list)
+
+    @property
+    def coverage(self) -> float:
+        return self.kept / self.labelled if self.labelled else 0.0
+
+    def line(self) -> str:
+        return (f"distill done: {self.kept} of {self.labelled} images kept at confidence >= {self.threshold:g} "
+                f"({self.coverage:.1%}), {self.resumed} done earlier, {self.bad} bad files skipped -> {self.out}")
+
+
+def _safe_class_dir(name: str) -> str:
+    bad = name in ("", ".", "..") or any(ch in name for ch in "/\\\x00")
+    if bad:
+        raise OutputError(f"class name {name!r} cannot be a folder name; rename the model's classes")
+    return name
+
+
+def _safe_rel(rel: str) -> str:
+    p = PurePosixPath(rel)
+    if p.is_absolute() or any(part in ("..", "") for part in p.parts) or "\\" in rel or "\x00" in rel:
+        raise OutputError(f"refusing unsafe output path {rel!r} (it could escape the output folder)")
+    return rel
+
+
+def _check_output(src: Path, out: Path) -> Path:
+    src_r, out_r = src.resolve(), out.resolve()
+
+    def within(a: Path, b: Path) -> bool:
+        try:
+            a.relative_to(b)
+            return True
+        except ValueError:
+            return False
+
+    if out_r == src_r or within(out_r, src_r):
+        raise OutputError(f"output folder {out} is inside the unlabelled folder {src}: augstudio never writes "
+                          "into the source. Choose an output folder outside it.")
+    if within(src_r, out_r):
+        raise OutputError(f"output folder {out} contains the unlabelled folder {src}; choose a separate folder")
+    try:
+        out_r.mkdir(parents=True, exist_ok=True)
+        probe = out_r / f".augstudio-write-test.{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"cannot write into {out}: {e.strerror or e}. Choose a writable output folder.") from None
+    return out_r
+
+
+def _remove_temp_files(out: Path) -> None:
+    for dirpath, _dirs, files in os.walk(out):
+        for name in files:
+            if name.startswith(".") and name.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(dirpath, name))
+                except OSError:
+                    pass
+
+
+def _read_journal(path: Path) -> dict[str, dict]:
+    done: dict[str, dict] = {}
+    if not path.exists():
+        return done
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+            if isinstance(rec, dict) and "source" in rec:
+                done[rec["source"]] = rec
+    return done
+
+
+def distill_job(unlabeled, clf: Classifier, out, tta=None, threshold: float = 0.9, batch_size: int = 64,
+                cancel: CancelToken | None = None):
+    """Job: label every image under ``unlabeled`` with ``clf`` over the TTA views; copy those whose merged
+    confidence is at least ``threshold`` into ``out/<class>/``; write labels.csv. Returns a DistillSummary.
+
+    ``unlabeled`` may be a flat folder or an ImageFolder (its folder names are ignored as labels but kept in
+    the output path).
+    """
+    from .dataset import require_images, scan
+
+    src = Path(unlabeled)
+    out = Path(out)
+    tta = load_tta(tta)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold) \
+            or not 0.0 <= threshold <= 1.0:
+        raise RecipeError(f"--threshold must be a confidence within 0 .. 1, got {threshold!r}")
+    threshold = float(threshold)
+    cancel = cancel or CancelToken()
+    ds = require_images(scan(src, check_files=False))
+    class_dirs = [_safe_class_dir(c) for c in clf.classes]
+    out_r = _check_output(src, out)
+    _remove_temp_files(out_r)
+
+    settings = {"model": clf.name, "classes": list(clf.classes), "tta": tta.to_dict(), "threshold": threshold,
+                "source": str(src.resolve())}
+    settings_path = out_r / SETTINGS
+    journal_path = out_r / JOURNAL
+    if journal_path.exists() and settings_path.exists():
+        try:
+            old = json.loads(settings_path.read_text(encoding="utf-8")).get("settings")
+        except (OSError, ValueError):
+            old = None
+        if old != settings:
+            raise OutputError(f"{out} holds a distillation made with other settings (model, views, threshold or "
+                              "source differ); use a new output folder, or delete that one to start over")
+    atomic_write_bytes(settings_path, (json.dumps({"settings": settings}, indent=2) + "\n").encode())
+
+    done = _read_journal(journal_path)
+    summary = DistillSummary(str(out), threshold=threshold)
+    summary.sources = len(ds.items)
+    for prob in ds.problems:
+        if not prob.reason.endswith("ignored"):
+            summary.errors.append({"source": prob.path, "error": prob.reason})
+    todo = []
+    for it in ds.items:
+        rec = done.get(it.path)
+        if rec is not None and ("error" in rec or not rec.get("output") or (out_r / rec["output"]).exists()):
+            summary.resumed += 1
+            continue
+        todo.append(it)
+    total = len(ds.items)
+    finished = total - len(todo)
+    yield Progress(finished, total, "starting")
+    per_chunk = max(1, batch_size // (len(tta.views)))
+    with open(journal_path, "a+", encoding="utf-8") as journal:
+        if journal.tell() > 0:  # a killed run may have left half a line: start on a fresh one
+            journal.seek(journal.tell() - 1)
+            if journal.read(1) != "\n":
+                journal.write("\n")
+        for s in range(0, len(todo), per_chunk):
+            cancel.check(f"distillation stopped after {finished} of {total} images; run it again to resume")
+            items = todo[s:s + per_chunk]
+            skipped: list = []
+            chunk = read_pictures(ds, items, skipped)
+            for bad in skipped:
+                journal.write(json.dumps({"source": bad["path"], "error": bad["error"]}) + "\n")
+            if chunk:
+                _plain, _views, merged = predict_views(clf, [p for _, p in chunk], tta, batch_size)
+                for (it, _pic), pm in zip(chunk, merged):
+                    k = int(pm.argmax())
+                    conf = float(pm[k])
+                    rec = {"source": it.path, "label": clf.classes[k], "confidence": round(conf, 6),
+                           "soft": [round(float(v), 6) for v in pm], "output": None}
+                    if conf >= threshold:
+                        rel = _safe_rel(f"{class_dirs[k]}/{it.path}")
+                        dest = out_r / rel
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        try:
+                            data = ds.abspath(it).read_bytes()
+                        except OSError as e:
+                            journal.write(json.dumps({"source": it.path, "error": f"cannot read: {e.strerror or e}"})
+                                          + "\n")
+                            continue
+                        atomic_write_bytes(dest, data)
+                        rec["output"] = rel
+                    journal.write(json.dumps(rec, separators=(",", ":")) + "\n")
+            journal.flush()
+            finished += len(items)
+            yield Progress(finished, total, items[-1].path)
+
+    # final files from the journal, in dataset order
+    done = _read_journal(journal_path)
+    order = {it.path: i for i, it in enumerate(ds.items)}
+    rows = sorted((r for r in done.values() if r["source"] in order), key=lambda r: order[r["source"]])
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["source", "kept", "label", "confidence", "output"] + [f"p_{c}" for c in clf.classes])
+    per_class = {c: 0 for c in clf.classes}
+    for r in rows:
+        if "error" in r:
+            summary.errors.append({"source": r["source"], "error": r["error"]})
+            continue
+        kept = r.get("output") is not None
+        summary.labelled += 1
+        if kept:
+            summary.kept += 1
+            per_class[r["label"]] = per_class.get(r["label"], 0) + 1
+        w.writerow([r["source"], int(kept), r["label"], f"{r['confidence']:.6f}", r.get("output") or ""]
+                   + [f"{v:.6f}" for v in r["soft"]])
+    atomic_write_bytes(out_r / "labels.csv", buf.getvalue().encode("utf-8"))
+    errs = sorted({e["source"]: e for e in summary.errors}.values(), key=lambda e: e["source"])
+    atomic_write_bytes(out_r / "errors.jsonl", "".join(json.dumps(e, sort_keys=True) + "\n" for e in errs).encode())
+    summary.errors = errs
+    summary.bad = len(errs)
+    summary.per_class = per_class
+    atomic_write_bytes(settings_path, (json.dumps({"settings": settings, "summary": summary_dict(summary)},
+                                                  indent=2) + "\n").encode())
+    _remove_temp_files(out_r)
+    return summary
+
+
+def summary_dict(s: DistillSummary) -> dict:
+    d = asdict(s)
+    d["coverage"] = s.coverage
+    return d
+
+
+def read_labels(out) -> list[dict]:
+    """labels.csv as dicts (confidence and soft label as floats, kept as bool)."""
+    with open(Path(out) / "labels.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["kept"] = r["kept"] == "1"
+        r["confidence"] = float(r["confidence"])
+        r["soft"] = {k[2:]: float(v) for k, v in r.items() if isinstance(k, str) and k.startswith("p_")}
+    return rows
+
