@@ -198,7 +198,10 @@ class ChainController(QObject):
         self.batch: list[Step] = []
         self.extra: dict = {}
         self.model.listeners.append(self._on_model)
-        self.stack.cleanChanged.connect(lambda _c: self.file_changed.emit())
+        self.stack.cleanChanged.connect(self._clean_changed)
+
+    def _clean_changed(self, _clean: bool) -> None:
+        self.file_changed.emit()
 
     # recipe <-> model
     def recipe(self) -> Recipe:
@@ -427,7 +430,7 @@ class StepListView(QListView):
         self.setDragEnabled(True)
         self.setAcceptDrops(True)
         self.setDropIndicatorShown(True)
-        self.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragDrop)  # drops of foreign data are refused by the model
         self.setDefaultDropAction(Qt.DropAction.MoveAction)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setAlternatingRowColors(True)

@@ -1,0 +1,48 @@
+"""GUI fixtures: a main window with settings redirected to a temp folder, torch loaded, and modal
+message boxes replaced by recorders (a modal box would block an offscreen test forever)."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+
+@pytest.fixture(autouse=True)
+def _settings_dir(tmp_path, monkeypatch):
+    d = tmp_path / "settings"
+    monkeypatch.setenv("AUGSTUDIO_SETTINGS_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def make_window(qtbot, monkeypatch):
+    """make_window(path=None, torch=True) -> MainWindow (closed and waited for at teardown)."""
+    from augstudio.gui.app import apply_theme
+    from augstudio.gui.main_window import MainWindow
+
+    made = []
+
+    def make(path=None, torch=True):
+        from PySide6.QtWidgets import QApplication
+
+        apply_theme(QApplication.instance())
+        win = MainWindow()
+        win.warnings = []
+        win.warn = lambda title, text: win.warnings.append(text)
+        win.ask_unsaved = lambda: QMessageBox.StandardButton.Discard
+        qtbot.addWidget(win)
+        win.resize(1280, 800)
+        win.show()
+        made.append(win)
+        if path is not None:
+            assert win.open_folder(path)
+        if torch:
+            with qtbot.waitSignal(win.ctx.torch_ready, timeout=60000):
+                win.ctx.load_torch()
+        return win
+
+    yield make
+    for w in made:
+        w._closing = True
+        w.close()
+        assert w.ctx.pool.waitForDone(5000)
