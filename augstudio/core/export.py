@@ -6,6 +6,8 @@ Layout of the output folder::
     DST/manifest.jsonl                 one line per output: source, class, copy, applied params of each step
     DST/errors.jsonl                   one line per source file that was skipped, with the reason
     DST/recipe.yaml                    the recipe used (with the seed and the augstudio version)
+    DST/.augstudio-export.json         what decides the bytes (recipe, copies, format, source): a re-run
+                                       resumes only when it matches, so two exports never mix
 
 Guarantees: outputs are byte-identical for the same recipe and seed whatever the worker count; every
 file is written atomically (temporary name + rename); re-running the same command resumes and skips
@@ -30,7 +32,8 @@ from .recipe import Recipe, load_recipe
 FORMATS = ("png", "jpg", "same")
 _SAME_OK = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp", ".bmp": "bmp", ".tif": "tiff",
             ".tiff": "tiff"}
-PARTIAL = "manifest.partial.jsonl"
+PARTIAL = "manifest.partial.jsonl"  # the resume journal while an export runs
+STATE = ".augstudio-export.json"  # what made this folder (recipe, seed, copies, format, source)
 
 
 @dataclass
@@ -145,7 +148,8 @@ def _process(task: _Task) -> dict:
         for copy, rel_out, fmt in task.outputs:
             out, steps = _worker_pipeline.run(pic, _worker_recipe.seed, task.rel, copy)
             if out.kind == "categorical" and fmt != "png":
-                fmt = "png"  # palette images keep their categories only in PNG
+                fmt = "png"  # palette images keep their categories only in PNG (and the name says so)
+                rel_out = str(PurePosixPath(rel_out).with_suffix(".png"))
             data = encode(out, fmt)
             dest = out_root / _safe_rel(rel_out)
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -192,6 +196,55 @@ def _read_partial(path: Path) -> dict[str, dict]:
             if isinstance(rec, dict) and "source" in rec and "records" in rec:
                 done[rec["source"]] = rec
     return done
+
+
+def _read_manifest(path: Path) -> dict[str, dict]:
+    """The final manifest of an earlier, finished run, grouped per source like the journal."""
+    done: dict[str, dict] = {}
+    if not path.exists():
+        return done
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return done
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            return {}  # not ours or damaged: redo everything (outputs are deterministic)
+        if not isinstance(rec, dict) or not isinstance(rec.get("source"), str):
+            return {}
+        done.setdefault(rec["source"], {"source": rec["source"], "records": []})["records"].append(rec)
+    return done
+
+
+def _fingerprint(recipe: Recipe, copies: int, fmt: str, src: Path) -> dict:
+    """What decides the bytes of an export; a resume is allowed only into a folder made with the same."""
+    from .. import __version__
+
+    fp = {"augstudio_export": 1, "augstudio": __version__, "source": str(Path(src).resolve()),
+          "copies": copies, "format": fmt, "recipe": recipe.to_dict()}
+    return json.loads(json.dumps(fp))
+
+
+def _claim_output_folder(out: Path, fp: dict) -> None:
+    """Write the export's fingerprint, or check it against the one already there (resume)."""
+    path = out / STATE
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if old == fp:
+            return
+        changed = sorted(k for k in fp if not isinstance(old, dict) or old.get(k) != fp[k])
+        raise OutputError(f"output folder {out} holds an export made with a different "
+                          f"{', '.join(changed) or 'setup'}; resuming into it would mix two exports. Choose a "
+                          "new output folder, or delete this one to start again.")
+    try:
+        atomic_write_bytes(path, (json.dumps(fp, sort_keys=True, indent=1) + "\n").encode("utf-8"))
+    except OSError as e:
+        raise OutputError(_os_error_message(e, out)) from None
 
 
 def _remove_temp_files(out: Path) -> None:
@@ -313,7 +366,9 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
 
     plan = plan_outputs(ds.items, copies, fmt)
     partial_path = out_r / PARTIAL
-    done = _read_partial(partial_path)
+    _claim_output_folder(out_r, _fingerprint(recipe, copies, fmt, ds.root))
+    done = _read_manifest(out_r / "manifest.jsonl")  # a finished export run again: nothing to redo
+    done.update(_read_partial(partial_path))
     summary = ExportSummary(str(out))
     summary.sources = len(ds.items)
     for prob in ds.problems:
@@ -324,7 +379,9 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
     for it in ds.items:
         outs = plan[it.path]
         prev = done.get(it.path)
-        if prev is not None and all((out_r / o[1]).exists() for o in outs):
+        if (prev is not None and len(prev["records"]) == len(outs)
+                and all(isinstance(r, dict) and (out_r / _safe_rel(str(r.get("output", "")))).is_file()
+                        for r in prev["records"])):
             summary.skipped_existing += len(outs)
             continue
         tasks.append(_Task(str(ds.root), str(out_r), it.path, it.class_name, outs))
