@@ -11,7 +11,7 @@ Magnitude spaces follow torchvision's (``torchvision.transforms.autoaugment``; a
 =============  ============================  ================================================
 policy op      magnitude (m)                 augstudio op and value
 =============  ============================  ================================================
-ShearX / Y     tan of the shear angle        shear x / y = degrees(atan(m)), about the centre
+ShearX / Y     tan of the shear angle        shear x / y = -degrees(atan(m)), then a shift
 TranslateX/Y   pixels (truncated to int)     translate x / y = int(m) / width (height)
 Rotate         degrees                       rotate degrees = m
 Brightness     1 + m is the factor           brightness / saturation ("Color") / contrast /
@@ -21,9 +21,9 @@ Solarize       threshold (0..255)            solarize threshold = m
 AutoContrast   -                             autocontrast / equalize / invert
 =============  ============================  ================================================
 
-Known differences from torchvision: the shears turn about the image centre (torchvision's about the
-top-left corner: the same shear, shifted by tan(angle) * height / 2 pixels), and AugMix at severity 9-10
-posterizes to 1 bit where torchvision would keep 0 bits (a black image). Every op here refuses
+Shears are torchvision's (about the top-left corner): augstudio's centred ``shear`` matrix followed by a
+shift, resampled once. Known difference: AugMix at severity 9-10 posterizes to 1 bit where torchvision
+would keep 0 bits (a black image). Every op here refuses
 categorical pictures (the policies contain colour ops).
 
 AugMix's Jensen-Shannon consistency loss (``jsd: true``) is a training-loss option, not a pixel op:
@@ -124,7 +124,9 @@ def sub_op(name: str, m: float, size: tuple[int, int], interpolation: str, fill)
     if name == "Identity":
         return None
     if name in ("ShearX", "ShearY"):
-        deg = math.degrees(math.atan(m))
+        # torchvision's shear by m: about the top-left pixel's corner, the opposite sense of augstudio's
+        # angle; i.e. augstudio's centred shear by -atan(m), then a shift (see run_subs)
+        deg = -math.degrees(math.atan(m))
         x, y = (deg, 0.0) if name == "ShearX" else (0.0, deg)
         return "shear", {"x": [x, x], "y": [y, y], **geo}
     if name in ("TranslateX", "TranslateY"):
@@ -166,15 +168,30 @@ def draw_sub(gen, name: str, m: float, signed: bool, size, interpolation, fill) 
     if spec is None:
         return {"policy_op": name, "magnitude": m, "op": None}
     op, values = spec
-    return {"policy_op": name, "magnitude": m, "op": op, "values": values,
-            "params": _op(op, values).sample(gen, size)}
+    out = {"policy_op": name, "magnitude": m, "op": op, "values": values,
+           "params": _op(op, values).sample(gen, size)}
+    if name in ("ShearX", "ShearY"):
+        cx, cy = (size[1] - 1) / 2.0, (size[0] - 1) / 2.0
+        out["shift"] = [-m * (cy + 0.5), 0.0] if name == "ShearX" else [0.0, -m * (cx + 0.5)]
+    return out
 
 
 def run_subs(x, subs: list[dict], kind: str):
     for s in subs:
         if s is None or s["op"] is None:
             continue
-        x = _op(s["op"], s["values"]).apply(x, s["params"], kind)
+        op = _op(s["op"], s["values"])
+        if s.get("shift"):
+            # the sub-op's own matrix followed by a shift: one resampling (torchvision's corner shear)
+            from ..warp import matmul, translation, warp
+            from .geometry import interp_for
+
+            mat, out = op.affine(s["params"], tuple(x.shape[-2:]))
+            mode, fill = op.border()
+            x = warp(x, matmul(translation(*s["shift"]), mat), out, interp_for(op.interp() or "nearest", kind),
+                     fill, mode)
+        else:
+            x = op.apply(x, s["params"], kind)
     return x
 
 
