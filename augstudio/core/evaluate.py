@@ -7,7 +7,9 @@ validation set.
 2. a stratified train / validation split fixed by ``split_seed`` (the same for every arm and every seed);
 3. arms: "no augmentation" first, then each recipe (its per-image steps, applied with
    ``item = relative path`` and ``copy = epoch`` so every epoch sees fresh, reproducible copies; and its
-   batch stage through ``Recipe.batch_transform`` when the recipe has one);
+   batch stage through ``Recipe.batch_transform`` when the recipe has one). An ``augmix`` step with
+   ``jsd: true`` trains AugMix-style: the loss on the clean image plus ``jsd_weight`` times the
+   Jensen-Shannon divergence between the clean image and two augmented views;
 4. for each seed and arm: the same model, the same initial weights (drawn from a generator of the seed,
    never the global RNG), the same batch order per epoch; only the augmentation differs (paired design);
 5. on the untouched validation set: accuracy, NLL, ECE (15 bins) with the reliability bins, per-class
@@ -168,6 +170,37 @@ def _recipe_name(r, i: int, taken: set) -> str:
     return name
 
 
+class _BatchStage:
+    """The recipe's batch stage (``core.batch_stage``) with randomness keyed by (seed, epoch, batch), so a run
+    is reproducible in any process (``Recipe.batch_transform`` keys by ``torch.initial_seed()``)."""
+
+    def __init__(self, recipe, num_classes, model, device, seed):
+        from .batch_stage import BatchStage, apply_batch_ops
+
+        self.stage = BatchStage(recipe, num_classes, model=model, device=device)
+        self.apply = apply_batch_ops
+        self.recipe, self.model, self.num_classes, self.seed = recipe, model, num_classes, seed
+
+    def __call__(self, images, labels, epoch, start):
+        import torch
+
+        soft = torch.nn.functional.one_hot(labels, self.num_classes).float()
+        images, soft, _ = self.apply(self.stage.ops, images, soft, self.recipe.seed,
+                                     f"evaluate:{self.seed}:{epoch}:{start}", model=self.model)
+        return images, soft
+
+
+JSD_COPY_OFFSET = 1_000_003  # copy index of AugMix's second view (distinct from every epoch's copy)
+
+
+def _jsd_weight(recipe) -> float | None:
+    """AugMix's consistency-loss weight when an enabled augmix step asks for it (``jsd: true``), else None."""
+    for s in recipe.steps:
+        if s.enabled and s.op == "augmix" and s.values.get("jsd"):
+            return float(s.values.get("jsd_weight", 12.0))
+    return None
+
+
 def _smoothing_only(batch_steps) -> float | None:
     """The label-smoothing amount when the batch stage holds only label smoothing (the fallback used when
     the batch-stage module is not available)."""
@@ -294,13 +327,23 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
                 net.to(dev)
                 batch_tf, smoothing = None, 0.0
                 if any(s.enabled for s in rec_s.batch):
+                    if categorical:
+                        raise RecipeError(f"recipe '{name}': its batch steps ({', '.join(s.op for s in rec_s.batch)}) "
+                                          "mix images, and categorical (palette) images cannot be mixed: their "
+                                          "values are category labels. Remove the batch steps for this dataset.")
                     try:
-                        batch_tf = rec_s.batch_transform(num_classes, model=net, device=dev)
+                        batch_tf = _BatchStage(rec_s, num_classes, net, dev, seed)
                     except ImportError:
                         smoothing = _smoothing_only(rec_s.batch)
                         if smoothing is None:
                             raise RecipeError(f"recipe '{name}': its batch stage needs augstudio's batch-stage "
                                               "module, which is not installed in this version") from None
+                jsd = _jsd_weight(rec_s)
+                if jsd is not None and (batch_tf is not None or smoothing):
+                    raise RecipeError(f"recipe '{name}': AugMix's Jensen-Shannon consistency (jsd: true) cannot be "
+                                      "combined with a batch stage here; set jsd: false or remove the batch steps")
+                if jsd is not None and plain_train is None:
+                    plain_train = torch.stack([inputs(pics[i]) for i in train_idx])
                 opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
                 curves = {"epoch": [], "train_loss": [], "train_accuracy": [], "val_accuracy": [], "val_nll": []}
                 skipped: set[str] = set()
@@ -318,11 +361,14 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
                             xs = plain_train[bidx]
                             ys = [labels[train_idx[j]] for j in bidx]
                         else:
-                            xl, ys = [], []
+                            xl, ys, views, keep = [], [], [], []
                             for j in bidx:
                                 i = train_idx[j]
                                 try:
                                     out, _ = pipe.run(pics[i], rec_s.seed, paths[i], epoch)
+                                    if jsd is not None:  # a second, independent view of the same image
+                                        out2, _ = pipe.run(pics[i], rec_s.seed, paths[i], epoch + JSD_COPY_OFFSET)
+                                        views.append(inputs(out2))
                                 except AugstudioError as e:
                                     if paths[i] not in skipped:
                                         skipped.add(paths[i])
@@ -330,15 +376,18 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
                                     continue
                                 xl.append(inputs(out))
                                 ys.append(labels[i])
+                                keep.append(j)
                             if not xl:
                                 continue
                             xs = torch.stack(xl)
+                            if jsd is not None:  # [clean; view 1; view 2], the loss on the clean images
+                                xs = torch.cat([plain_train[keep], xs, torch.stack(views)])
                         if len(ys) < 2 and any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()):
                             continue  # batch norm cannot train on one sample
                         xs = xs.to(dev)
                         y = torch.tensor(ys, device=dev)
                         if batch_tf is not None:
-                            xs, soft = batch_tf(xs, y)
+                            xs, soft = batch_tf(xs, y, epoch, b0)
                             soft = soft.to(dev).float()
                         else:
                             soft = torch.nn.functional.one_hot(y, num_classes).float()
@@ -346,7 +395,14 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
                                 soft = soft * (1 - smoothing) + smoothing / num_classes
                         with torch.enable_grad():
                             logits = net(xs.float())
-                            loss = -(soft * torch.log_softmax(logits, 1)).sum(1).mean()
+                            if jsd is not None and pipe is not None:
+                                from .ops.policy import jensen_shannon
+
+                                parts = logits.split(len(ys))
+                                logits = parts[0]
+                                loss = -(soft * torch.log_softmax(logits, 1)).sum(1).mean() + jsd * jensen_shannon(*parts)
+                            else:
+                                loss = -(soft * torch.log_softmax(logits, 1)).sum(1).mean()
                             opt.zero_grad(set_to_none=True)
                             loss.backward()
                             opt.step()
