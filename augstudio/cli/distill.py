@@ -20,19 +20,18 @@ def add_parser(sub) -> str:
     p.add_argument("--out", "-o", required=True, help="output folder (must not be inside --unlabeled)")
     p.add_argument("--threshold", type=float, default=0.9,
                    help="keep images whose merged confidence is at least this (0..1, default 0.9)")
-    p.add_argument("--data", default=None, help="labelled folder to train the probe on (only with --model probe)")
     return "distill"
 
 
 def run(args) -> int:
     from ..core.distill import distill_job
     from ..core.jobs import run_with_tqdm
-    from ..core.tta import classifier_from_spec, load_tta
-    from .tta import check_batch_size
+    from ..core.tta import load_tta
+    from .tta import check_batch_size, load_classifier
 
     check_batch_size(args)
     tta = load_tta(args.tta)
-    clf = classifier_from_spec(args.model, data=args.data, device=args.device, allow_code=args.allow_code)
+    clf = load_classifier(args, args.probe_data)
     job = distill_job(args.unlabeled, clf, args.out, tta=tta, threshold=args.threshold, batch_size=args.batch_size)
     try:
         summary = run_with_tqdm(job, desc="distill")

@@ -18,6 +18,19 @@ def add_model_args(p) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images through the model per forward pass")
     p.add_argument("--allow-code", action="store_true",
                    help="allow a TorchScript model file (it runs code stored in the file: trusted files only)")
+    p.add_argument("--probe-data", default=None,
+                   help="labelled folder to train the probe on with --model probe (tta: default --data; evaluate "
+                        "on images the probe did not train on for an honest number)")
+
+
+def load_classifier(args, data):
+    from ..core.jobs import run_with_tqdm
+    from ..core.tta import load_classifier_job
+
+    job = load_classifier_job(args.model, data=data, device=args.device, allow_code=args.allow_code)
+    clf = run_with_tqdm(job, desc="probe" if args.model == "probe" else "model")
+    print(f"model: {clf.name} ({len(clf.classes)} classes, {clf.device})")
+    return clf
 
 
 def add_parser(sub) -> str:
@@ -41,11 +54,11 @@ def check_batch_size(args) -> None:
 def run(args) -> int:
     from ..core.images import atomic_write_bytes
     from ..core.jobs import run_with_tqdm
-    from ..core.tta import classifier_from_spec, evaluate_job, load_tta
+    from ..core.tta import evaluate_job, load_tta
 
     check_batch_size(args)
     tta = load_tta(args.tta)  # bad recipes fail before the model loads
-    clf = classifier_from_spec(args.model, data=args.data, device=args.device, allow_code=args.allow_code)
+    clf = load_classifier(args, args.probe_data or args.data)
     report = run_with_tqdm(evaluate_job(args.data, clf, tta, batch_size=args.batch_size), desc="tta")
     print(report.table(), end="")
     for s in report.skipped:

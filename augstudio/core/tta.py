@@ -380,28 +380,38 @@ def resolve_device(device=None) -> str:
     return str(device)
 
 
-def classifier_from_spec(spec: str, data=None, device=None, allow_code: bool = False) -> Classifier:
+def classifier_from_spec(spec: str, data=None, device=None, allow_code: bool = False, on_progress=None,
+                         cancel: CancelToken | None = None) -> Classifier:
     """Load ``spec`` (a checkpoint / TorchScript file / torchvision name, or ``probe``) through
-    ``augstudio.core.models``. ``probe`` trains (or reuses) the probe classifier on ``data``."""
+    ``augstudio.core.models``. ``probe`` trains (or reuses the saved) probe classifier on the labelled
+    folder ``data``."""
+    from .jobs import run_job
+
+    return run_job(load_classifier_job(spec, data, device, allow_code, cancel), on_progress)
+
+
+def load_classifier_job(spec: str, data=None, device=None, allow_code: bool = False,
+                        cancel: CancelToken | None = None):
+    """Job form of ``classifier_from_spec`` (probe training yields its progress)."""
+    from . import models
+
     device = resolve_device(device)
-    try:
-        from . import models
-    except ImportError:
-        raise ModelError("model loading (augstudio.core.models) is not available in this installation") from None
+    spec = str(spec).strip()
+    if not spec:
+        raise ModelError("no model given: name a checkpoint file, a torchvision architecture, or probe")
     if spec == "probe":
-        try:
-            from . import probe
-        except ImportError:
-            raise ModelError("the probe classifier (augstudio.core.probe) is not available; pass --model FILE") from None
+        from . import probe
+
         if data is None:
-            raise ModelError("--model probe needs a labelled dataset to train the probe on (--data DIR)")
-        loaded = probe.load_or_train_probe(data, device=device)
-        if hasattr(loaded, "module"):
-            lm = loaded
-        else:  # a ProbeResult with a model path
-            lm = models.load_model(str(getattr(loaded, "path", getattr(loaded, "model_path", loaded))), device=device)
+            raise ModelError("the probe classifier is trained on a labelled folder: give one (--data DIR, or "
+                             "--probe-data DIR)")
+        res = yield from probe.train_probe_job(data, device=device, cancel=cancel)
+        lm = models.load_model(res.path, device=device)
+        lm.name = f"probe ({Path(str(data)).name}, validation accuracy {res.val_accuracy:.1%})"
     else:
+        yield Progress(0, 1, f"loading {spec}")
         lm = models.load_model(spec, device=device, allow_code=allow_code)
+        yield Progress(1, 1, f"loaded {spec}")
     return classifier_from_loaded(lm, device)
 
 

@@ -230,7 +230,8 @@ class TTAPanel(QWidget):
         device, allow = self.ctx.device(), self.allow_code.isChecked()
         self.model_status.setText(f"loading {spec} …")
         return self.ctx.run_job(f"TTA: load {spec}",
-                                lambda token: T.classifier_from_spec(spec, data=data, device=device, allow_code=allow),
+                                lambda token: T.load_classifier_job(spec, data=data, device=device,
+                                                                    allow_code=allow, cancel=token),
                                 on_result=self.set_classifier,
                                 on_error=lambda m: (self.model_status.setText("no model loaded"), self._fail(m)))
 

@@ -190,9 +190,11 @@ def test_cli_distill(wafer_model, unlabeled, tmp_path, capsys):
     rows = read_labels(out)
     kept = sum(r["kept"] for r in rows)
     assert f"{kept} of 72 images kept" in text
-    direct = run_job(distill_job(src, classifier_from_loaded(wafer_model, "cpu"), tmp_path / "direct", tta="d4"))
-    assert direct.kept == kept
+    assert "model: wafer.ts (9 classes, cpu)" in text
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == sorted(r["output"] for r in rows if r["kept"])
     assert os.path.exists(out / "distill.json")
     assert main(["distill", "--model", str(model), "--allow-code", "--unlabeled", str(src), "--out",
                  str(src / "inside")]) == 2
     assert "never writes into the source" in capsys.readouterr().err
+    assert main(["distill", "--model", "probe", "--unlabeled", str(src), "--out", str(tmp_path / "p")]) == 1
+    assert "--probe-data" in capsys.readouterr().err
