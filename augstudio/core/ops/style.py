@@ -43,8 +43,17 @@ def _files(folder: str, suffixes: tuple, what: str) -> tuple[str, ...]:
     return names
 
 
+def _adain_model(path: str, device: str):
+    """The AdaIN model (cached while neither its decoder nor its encoder file changes)."""
+    from ..style.adain import DECODER_FILE, ENCODER_FILE
+
+    dec = os.path.join(path, DECODER_FILE) if os.path.isdir(path) else path
+    enc = os.path.join(os.path.dirname(dec), ENCODER_FILE)
+    return _adain_cached(dec, _mtime(dec), _mtime(enc), device)
+
+
 @functools.lru_cache(maxsize=8)
-def _adain_model(path: str, mtime: float, device: str):
+def _adain_cached(path: str, mtime: float, enc_mtime: float, device: str):
     from ..style.adain import load_adain
 
     return load_adain(path, device=device)
@@ -66,9 +75,9 @@ def _style_image(path: str, mtime: float, max_size: int, device: str):
 
 def _mtime(path) -> float:
     try:
-        return os.stat(path).st_mtime
+        return os.stat(path).st_mtime_ns
     except OSError:
-        return 0.0
+        return -1
 
 
 @register
@@ -169,7 +178,7 @@ class Stylize(Op):
             from ..style.randomize import random_feature_stats, random_stats
 
             if self.model:
-                y = random_feature_stats(_adain_model(self.model, _mtime(self.model), str(dev)), x,
+                y = random_feature_stats(_adain_model(self.model, str(dev)), x,
                                          params["seed"], params["strength"])
             else:
                 y = random_stats(x, params["seed"], params["strength"])
@@ -184,6 +193,6 @@ class Stylize(Op):
         style_path = os.path.join(self.bank, params["style"])
         if not os.path.isfile(style_path):
             raise ModelError(f"op 'stylize': style image '{style_path}' is gone from the bank; re-run the export")
-        model = _adain_model(self.model, _mtime(self.model), str(dev))
+        model = _adain_model(self.model, str(dev))
         style = _style_image(style_path, _mtime(style_path), self.max_size, str(dev))
         return model.stylize(x, [style], params["alpha"])

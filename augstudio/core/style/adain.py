@@ -29,7 +29,7 @@ from ..errors import DatasetError, JobCancelled, ModelError
 from ..images import atomic_write_bytes
 from ..jobs import CancelToken, Progress
 from .common import StyleResult, resize, to_float, to_uint8
-from .features import IMAGENET_MEAN, IMAGENET_STD, kaiming_, resolve_device
+from .features import IMAGENET_MEAN, IMAGENET_STD, build_uninitialised, init_random_, resolve_device
 
 ENCODER_FILE = "vgg_normalised.pth"
 DECODER_FILE = "decoder.pth"
@@ -38,7 +38,17 @@ ENC_SLICES = ((0, 4), (4, 11), (11, 18), (18, 31))  # relu1_1, relu2_1, relu3_1,
 
 
 def make_encoder() -> nn.Sequential:
-    """The port's ``vgg`` (53 modules): 1x1 conv, then VGG19 with reflection padding, to relu5_4."""
+    """The port's ``vgg`` (53 modules): 1x1 conv, then VGG19 with reflection padding, to relu5_4.
+    Uninitialised: load a state dict or call ``init_random_``."""
+    return build_uninitialised(_encoder_modules)
+
+
+def make_decoder() -> nn.Sequential:
+    """The port's ``decoder``: mirrors the encoder from relu4_1, nearest upsampling. Uninitialised."""
+    return build_uninitialised(_decoder_modules)
+
+
+def _encoder_modules() -> nn.Sequential:
     mods: list[nn.Module] = [nn.Conv2d(3, 3, (1, 1))]
     cin = 3
     for block, (n, cout) in enumerate(((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))):
@@ -50,8 +60,7 @@ def make_encoder() -> nn.Sequential:
     return nn.Sequential(*mods)
 
 
-def make_decoder() -> nn.Sequential:
-    """The port's ``decoder``: mirrors the encoder from relu4_1, nearest upsampling."""
+def _decoder_modules() -> nn.Sequential:
     def conv(cin, cout, relu=True):
         m = [nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(cin, cout, (3, 3))]
         return m + ([nn.ReLU()] if relu else [])
@@ -61,14 +70,6 @@ def make_decoder() -> nn.Sequential:
     mods += [nn.UpsamplingNearest2d(scale_factor=2)] + conv(128, 128) + conv(128, 64)
     mods += [nn.UpsamplingNearest2d(scale_factor=2)] + conv(64, 64) + conv(64, 3, relu=False)
     return nn.Sequential(*mods)
-
-
-def init_random_(module: nn.Module, gen: torch.Generator) -> None:
-    """Seeded He init of every conv (nn.init would draw from the global RNG)."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            kaiming_(m.weight, gen)
-            nn.init.zeros_(m.bias)
 
 
 def set_input_normalisation_(conv: nn.Conv2d) -> None:
@@ -369,8 +370,8 @@ def adain_train_job(content_dir, style_dir, out_dir, encoder="random", iteration
             model.decoder.eval()
             img = to_uint8(model.stylize(fixed_c, [fixed_s]))
             model.decoder.train()
-        yield Progress(it, iterations, f"adain-train: loss {lv:.4g} (content {float(loss_c):.4g}, "
-                       f"style {float(loss_s):.4g})", {"image": img, "loss": lv, "level": 1})
+        yield Progress(it, iterations, f"adain-train: loss {lv:.4g} (content {float(loss_c.detach()):.4g}, "
+                       f"style {float(loss_s.detach()):.4g})", {"image": img, "loss": lv, "level": 1})
     model.eval()
     dec_path, enc_path = save_adain(model, out_dir)
     return StyleResult(to_uint8(model.stylize(fixed_c, [fixed_s])), losses, time.perf_counter() - t0,

@@ -23,9 +23,9 @@ from .. import seeding
 from ..errors import JobCancelled, ModelError
 from ..images import atomic_write_bytes
 from ..jobs import CancelToken, Progress
-from .adain import _Crops, init_random_, list_images
+from .adain import _Crops, list_images
 from .common import StyleResult, resize, to_float, to_uint8
-from .features import GATYS_STYLE_LAYERS, make_features, resolve_device
+from .features import GATYS_STYLE_LAYERS, build_uninitialised, init_random_, make_features, resolve_device
 from .losses import fused_style_loss, scaled_gram
 
 FORMAT = "augstudio-fast-style"
@@ -93,7 +93,7 @@ def load_fast(path, device=None) -> TransformerNet:
         raise ModelError(f"{path}: cannot be read ({type(e).__name__}: {e}). {fix}") from e
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise ModelError(f"{path}: not an augstudio fast style model (made by `augstudio style fast-train`). {fix}")
-    model = TransformerNet(ck["width"])
+    model = build_uninitialised(lambda: TransformerNet(ck["width"]))
     try:
         model.load_state_dict(ck["state_dict"])
     except RuntimeError as e:
@@ -132,7 +132,7 @@ def fast_train_job(content_dir, style_image, out_path, features="random", weight
     with torch.no_grad():
         targets = {k: scaled_gram(v) for k, v in net(style).items() if k != c_layer or features != "vgg19"}
     lw = {k: 1.0 / len(targets) for k in targets}
-    model = TransformerNet(width)
+    model = build_uninitialised(lambda: TransformerNet(width))
     init_random_(model, seeding.generator(seed, stream="fast-style-init"))
     model.to(dev).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)

@@ -67,18 +67,41 @@ def imagenet_weights_help() -> tuple[str, str]:
     return os.path.basename(url), os.path.join(torch.hub.get_dir(), "checkpoints")
 
 
+def build_uninitialised(make) -> nn.Module:
+    """Build a module without running its initialisers (they would draw from the global RNG and take
+    seconds for VGG19): construct on the meta device, then allocate. Every tensor must then be filled,
+    by ``init_random_`` or by loading a state dict."""
+    with torch.device("meta"):
+        module = make()
+    return module.to_empty(device="cpu")
+
+
+def init_random_(module: nn.Module, gen: torch.Generator) -> nn.Module:
+    """Seeded He init of every conv, identity of every norm layer (nn.init would use the global RNG)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            kaiming_(m.weight, gen)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.InstanceNorm2d, nn.BatchNorm2d, nn.GroupNorm)):
+            if getattr(m, "weight", None) is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+    return module
+
+
+def vgg19_features_module() -> nn.Sequential:
+    """``torchvision.models.vgg19().features`` (same modules and indices), uninitialised."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    return build_uninitialised(lambda: make_layers(cfgs["E"], batch_norm=False))
+
+
 def load_vgg19_features(weights="imagenet", seed: int = 0) -> nn.Sequential:
     """torchvision's ``vgg19().features`` with the named weights (see module doc)."""
-    from torchvision.models import vgg19
-
-    feats = vgg19(weights=None).features
+    feats = vgg19_features_module()
     if weights == "random":
-        gen = seeding.generator(seed, stream="vgg19-random")
-        for m in feats:
-            if isinstance(m, nn.Conv2d):
-                kaiming_(m.weight, gen)
-                nn.init.zeros_(m.bias)
-        return feats
+        return init_random_(feats, seeding.generator(seed, stream="vgg19-random"))
     if weights == "imagenet":
         from torchvision.models import VGG19_Weights
 
@@ -161,7 +184,7 @@ class RandomMultiScaleFeatures(nn.Module):
 
     SIZES = (3, 5, 7, 11, 15, 23, 37, 55)
 
-    def __init__(self, sizes=SIZES, filters: int = 128, seed: int = 0, fft_from: int = 23):
+    def __init__(self, sizes=SIZES, filters: int = 128, seed: int = 0, fft_from: int = 15):
         super().__init__()
         self.sizes = tuple(int(s) for s in sizes)
         self.layers = tuple(f"scale{s}" for s in self.sizes)
