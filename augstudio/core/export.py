@@ -260,8 +260,10 @@ def _remove_temp_files(out: Path) -> None:
 def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
+        from . import images as _images
+
         probe = out / f".augstudio-write-test.{os.getpid()}.tmp"
-        probe.write_bytes(b"")
+        _images._write_file(probe, b"")  # the same write path as the outputs
         probe.unlink()
     except OSError as e:
         raise OutputError(_os_error_message(e, out)) from None  # a bad choice of folder: exit code 2

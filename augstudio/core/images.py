@@ -336,7 +336,7 @@ def encode(pic: Picture, fmt: str = "png", quality: int = 95) -> bytes:
 
 def _write_file(path: Path, data: bytes) -> None:
     """Write all of ``data`` to a new file (a seam the fault tests replace to simulate a full disk)."""
-    with open(path, "xb") as f:
+    with open(path, "wb") as f:
         f.write(data)
 
 
