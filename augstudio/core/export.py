@@ -82,6 +82,16 @@ def check_output_folder(src: Path, out: Path) -> Path:
     return out_r
 
 
+def _is_plain_file(p: Path) -> bool:
+    """A finished output: a regular file, not a link someone put in its place."""
+    import stat
+
+    try:
+        return stat.S_ISREG(os.lstat(p).st_mode)
+    except OSError:
+        return False
+
+
 def _safe_rel(rel: str) -> str:
     """Refuse relative output paths that could leave the output folder."""
     p = PurePosixPath(rel)
@@ -382,7 +392,7 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
         outs = plan[it.path]
         prev = done.get(it.path)
         if (prev is not None and len(prev["records"]) == len(outs)
-                and all(isinstance(r, dict) and (out_r / _safe_rel(str(r.get("output", "")))).is_file()
+                and all(isinstance(r, dict) and _is_plain_file(out_r / _safe_rel(str(r.get("output", ""))))
                         for r in prev["records"])):
             summary.skipped_existing += len(outs)
             continue
