@@ -159,7 +159,7 @@ def export_batch_stage(ds, recipe, out_root, copies: int = 1, workers: int = 1, 
     """
     from .. import __version__
     from .errors import OutputError
-    from .export import ExportSummary, _os_error_message
+    from .export import ExportSummary, _claim_output_folder, _fingerprint, _os_error_message
     from .images import Picture, atomic_write_bytes, encode, read_image
 
     out_root = Path(out_root)
@@ -176,10 +176,13 @@ def export_batch_stage(ds, recipe, out_root, copies: int = 1, workers: int = 1, 
         if not prob.reason.endswith("ignored"):
             summary.errors.append({"source": prob.path, "error": prob.reason})
 
+    _claim_output_folder(out_root, _fingerprint(recipe, copies, fmt, ds.root))  # resume only the same export
     partial_path = out_root / PARTIAL
     done: dict[str, dict] = {}
-    if partial_path.exists():
-        for line in partial_path.read_text(encoding="utf-8").splitlines():
+    for path in (out_root / "manifest.jsonl", partial_path):  # a finished export run again redoes nothing
+        if not path.exists():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
