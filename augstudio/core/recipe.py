@@ -112,6 +112,7 @@ class Recipe:
         if not isinstance(data, dict):
             raise RecipeError(f"{where}a recipe must be a mapping with 'steps:' (and optionally 'seed:', "
                               f"'batch:'), got {type(data).__name__}")
+        check_plain_data(data, where)
         version = data.get("augstudio_recipe", SCHEMA_VERSION)
         if isinstance(version, bool) or not isinstance(version, int):
             raise RecipeError(f"{where}'augstudio_recipe' must be the schema version number {SCHEMA_VERSION}, got {version!r}")
@@ -195,6 +196,47 @@ class Recipe:
         return BatchTransform(self, num_classes, model=model, device=device)
 
 
+MAX_NODES = 100_000  # values in one recipe, counting every reuse of a YAML alias
+MAX_DEPTH = 64
+
+
+def check_plain_data(data: Any, where: str = "") -> None:
+    """Refuse what a plain-data recipe cannot hold: objects, self-references, and alias bombs.
+
+    YAML aliases can make a structure refer to itself or expand to billions of values ("billion laughs");
+    either would hang or crash whatever later walks the recipe (saving, hashing, the GUI). Dates, sets
+    and binary values (safe YAML tags) are refused too: a recipe must round-trip through JSON.
+    """
+    count = 0
+    stack: list[tuple[Any, int, tuple]] = [(data, 0, ())]
+    while stack:
+        node, depth, path = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise RecipeError(f"{where}the recipe holds more than {MAX_NODES:,} values (are YAML aliases "
+                              "repeating a block?); a recipe is a short list of steps")
+        if depth > MAX_DEPTH:
+            raise RecipeError(f"{where}the recipe is nested more than {MAX_DEPTH} levels deep")
+        if node is None or isinstance(node, (bool, int, float, str)):
+            continue
+        if isinstance(node, (dict, list, tuple)):
+            if id(node) in path:
+                raise RecipeError(f"{where}the recipe refers to itself (a YAML alias inside its own anchor); "
+                                  "write the values out")
+            inner = path + (id(node),)
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    if not (k is None or isinstance(k, (bool, int, float, str))):
+                        raise RecipeError(f"{where}a key of type {type(k).__name__} is not plain data: "
+                                          f"{k!r}; use text keys")
+                    stack.append((v, depth + 1, inner))
+            else:
+                stack.extend((v, depth + 1, inner) for v in node)
+            continue
+        hint = " (put it in quotes to keep it as text)" if type(node).__name__ in ("date", "datetime") else ""
+        raise RecipeError(f"{where}a value of type {type(node).__name__} is not plain data: {node!r}{hint}")
+
+
 def _read_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
@@ -239,16 +281,22 @@ def parse_text(text: str, source: str = "<text>", fmt: str | None = None) -> Any
         raise RecipeError(f"{source}: cannot parse as YAML: {type(e).__name__}: {e}") from None
 
 
+def loads(text: str, source: str = "<text>", fmt: str | None = None) -> Recipe:
+    """A recipe from YAML or JSON text. Raises RecipeError, and nothing else, whatever the text."""
+    data = parse_text(text, source, fmt)
+    return _guarded(lambda: Recipe.from_dict(data, source), source)
+
+
 def load_recipe(source) -> Recipe:
     """Load and validate a recipe from a path (YAML/JSON), a dict, or a Recipe. Raises RecipeError."""
     if isinstance(source, Recipe):
         return source.copy()
     if isinstance(source, dict):
         return _guarded(lambda: Recipe.from_dict(source), "<dict>")
+    if not isinstance(source, (str, Path)):
+        raise RecipeError(f"a recipe is a file path, a dict or a Recipe, got {type(source).__name__}")
     path = Path(source)
-    text = _read_text(path)
-    data = parse_text(text, str(path))
-    return _guarded(lambda: Recipe.from_dict(data, str(path)), str(path))
+    return loads(_read_text(path), str(path))
 
 
 def _guarded(make, source: str) -> Recipe:
@@ -260,3 +308,6 @@ def _guarded(make, source: str) -> Recipe:
         raise RecipeError(str(e)) from None
     except RecursionError:
         raise RecipeError(f"{source}: recipe nested too deeply") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as e:
+        # an op's own checks tripping on a value of a type nobody expected: still a recipe problem
+        raise RecipeError(f"{source}: invalid recipe value ({type(e).__name__}: {e})") from None
