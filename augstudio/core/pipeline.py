@@ -181,7 +181,7 @@ def run_group(x, group: list, kind: str):
     """Run a fusable group: geometric steps as one warp, pointwise colour steps after it."""
     size = tuple(x.shape[-2:])
     m = W.IDENTITY
-    mode, fill = "constant", 0
+    mode, fill = "edge", 0  # until a step that reaches outside says otherwise
     geos = []
     deferred = []  # (op, params, matrix before it, size before it)
     for _, op, params in group:

@@ -170,6 +170,14 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
     n, c, h, w = x.shape
     oh, ow = int(out_size[0]), int(out_size[1])
     device = x.device
+    if antialias and interpolation != "nearest" and n > 1:
+        ks = [tuple(max(1, int(a)) for a in axis_scales(mm)) for mm in matrices]
+        if len(set(ks)) > 1:  # items shrink by different factors: one kernel per factor group
+            out = torch.empty((n, c, oh, ow), dtype=torch.uint8, device=x.device)
+            for k in sorted(set(ks)):
+                idx = [i for i, kk in enumerate(ks) if kk == k]
+                out[idx] = warp_batch(x[idx], [matrices[i] for i in idx], out_size, interpolation, fill, mode, True)
+            return out
     invs = [inverse(mm) for mm in matrices]
     # 1. the reachable input box (not for reflect: mirrored samples can land anywhere)
     y0, y1, x0, x1 = 0, h, 0, w

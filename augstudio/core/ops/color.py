@@ -159,7 +159,7 @@ class SequenceOp(ColorOp):
         out = _run_sequence(x.to(torch.float32), seq, means)
         return join_alpha(out.to(torch.uint8), alpha)
 
-    def apply_batch(self, x, params_list, kind):
+    def apply_batch(self, x, params_list, kind, stats=None):
         # one float pass per distinct order; factors per item broadcast over the batch
         out = x.clone()
         groups: dict = {}
@@ -176,9 +176,14 @@ class SequenceOp(ColorOp):
                 if name == "brightness":
                     xf = xf.mul_(f).clamp_(0, 255).floor_()
                 elif name == "contrast":
-                    g = _gray_float(xf).floor_() if xf.shape[1] == 3 else xf
-                    m = g.to(torch.int32).sum(dim=(1, 2, 3), dtype=torch.int64).to(torch.float64)
-                    m = (m / float(g[0].numel())).to(torch.float32).view(-1, 1, 1, 1)
+                    if stats is not None:  # measured where the step stands in the chain (fused runs)
+                        ci = sum(1 for nm in names[:k] if nm == "contrast")
+                        m = torch.tensor([stats[i]["means"][ci] for i in idx], dtype=torch.float32,
+                                         device=x.device).view(-1, 1, 1, 1)
+                    else:
+                        g = _gray_float(xf).floor_() if xf.shape[1] == 3 else xf
+                        m = g.to(torch.int32).sum(dim=(1, 2, 3), dtype=torch.int64).to(torch.float64)
+                        m = (m / float(g[0].numel())).to(torch.float32).view(-1, 1, 1, 1)
                     xf = xf.mul_(f).add_(m * (1.0 - f)).clamp_(0, 255).floor_()
                 elif name == "saturation" and xf.shape[1] == 3:
                     g = _gray_float(xf).floor_()

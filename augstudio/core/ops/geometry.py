@@ -41,7 +41,11 @@ class GeometricOp(Op):
         raise NotImplementedError
 
     def border(self) -> tuple[str, object]:
-        """(padding_mode, fill) this op uses for pixels from outside the image."""
+        """(padding_mode, fill) this op uses for pixels from outside the image. Ops that never reach
+        outside (resize, crops inside the image) use edge, so their half-pixel rim repeats the border
+        as torchvision's resize does."""
+        if not self.samples_outside:
+            return "edge", 0
         return getattr(self, "padding_mode", "constant"), getattr(self, "fill", 0)
 
     def interp(self) -> str | None:

@@ -1,0 +1,103 @@
+"""Noise ops: the statistics their formulas promise, seeds as plain data, batches, wafer maps."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from augstudio.core import seeding
+from augstudio.core.errors import RecipeError
+from augstudio.core.images import Picture
+from augstudio.core.ops import get_op
+from augstudio.core.ops.noise import standard_normal
+from augstudio.core.pipeline import Pipeline
+from augstudio.core.recipe import parse_steps
+
+
+@pytest.fixture(scope="module")
+def gravel():
+    from skimage import data
+
+    g = torch.from_numpy(np.ascontiguousarray(data.gravel()[::4, ::4]))
+    return g[None].repeat(3, 1, 1).contiguous()
+
+
+def op(name, **kw):
+    return get_op(name)(**kw)
+
+
+def test_standard_normal_table_has_unit_moments_and_follows_the_generator():
+    n = standard_normal((200_000,), torch.Generator().manual_seed(3))
+    assert abs(float(n.mean())) < 0.01 and abs(float(n.std()) - 1.0) < 0.01
+    assert float((n.abs() > 1.96).float().mean()) == pytest.approx(0.05, abs=0.004)
+    assert torch.equal(n, standard_normal((200_000,), torch.Generator().manual_seed(3)))
+
+
+def test_gaussian_noise_std_is_in_units_of_the_unit_range():
+    flat = torch.full((3, 128, 128), 128, dtype=torch.uint8)
+    o = op("gaussian_noise", std=[0.05, 0.05])
+    p = o.sample(seeding.generator(0), (128, 128))
+    assert json.loads(json.dumps(p)) == p and isinstance(p["seed"], int)
+    out = o.apply(flat, p, "rgb")
+    d = out.float() - 128
+    assert float(d.std()) == pytest.approx(0.05 * 255, rel=0.03)
+    assert torch.equal(out, o.apply(flat, p, "rgb")), "the recorded seed replays the same noise"
+    same = op("gaussian_noise", std=[0.05, 0.05], per_channel=False).apply(flat, p, "rgb")
+    assert torch.equal(same[0], same[1]) and torch.equal(same[1], same[2])
+
+
+def test_poisson_noise_variance_equals_the_mean_in_photon_units():
+    flat = torch.full((1, 200, 200), 100, dtype=torch.uint8)
+    peak = 50.0
+    out = op("poisson_noise").apply(flat, {"seed": 5, "peak": peak}, "gray")
+    photons = out.double() * peak / 255.0
+    lam = 100 * peak / 255.0
+    assert float(photons.mean()) == pytest.approx(lam, rel=0.03)
+    assert float(photons.var()) == pytest.approx(lam, rel=0.1)
+
+
+def test_speckle_noise_grows_with_intensity():
+    img = torch.cat([torch.full((1, 64, 64), 50, dtype=torch.uint8), torch.full((1, 64, 64), 200, dtype=torch.uint8)], -1)
+    out = op("speckle_noise").apply(img, {"seed": 1, "std": 0.1}, "gray").float()
+    s_dark, s_bright = float(out[..., :64].std()), float(out[..., 64:].std())
+    assert s_dark == pytest.approx(5.0, rel=0.1) and s_bright == pytest.approx(20.0, rel=0.1)
+
+
+def test_salt_and_pepper_hits_the_requested_fraction(gravel):
+    out = op("salt_pepper", salt=0.25).apply(gravel, {"seed": 9, "amount": 0.2}, "rgb")
+    changed = (out != gravel).any(0)
+    salt = (out == 255).all(0) & changed
+    pepper = (out == 0).all(0) & changed
+    assert float((salt | pepper).float().mean()) == pytest.approx(0.2, abs=0.02)
+    assert float(salt.float().sum() / (salt | pepper).float().sum()) == pytest.approx(0.25, abs=0.04)
+
+
+def test_salt_and_pepper_flips_dies_on_wafer_maps(samples_root):
+    path = sorted((samples_root / "wafers" / "Scratch").glob("*.png"))[0]
+    wafer = torch.from_numpy(np.array(Image.open(path)))[None]
+    out = op("salt_pepper").apply(wafer, {"seed": 2, "amount": 0.3}, "categorical")
+    assert set(torch.unique(out).tolist()) <= set(torch.unique(wafer).tolist())
+    assert torch.equal(out[wafer == 0], wafer[wafer == 0]), "off-wafer pixels are never touched"
+    flipped = (out != wafer)
+    assert 0.2 < float(flipped.sum()) / float((wafer != 0).sum()) < 0.4
+    assert set(out[flipped].tolist()) <= {1, 2} and bool((out[flipped] != wafer[flipped]).all())
+
+
+def test_gaussian_noise_is_refused_on_wafer_maps_with_the_alternative():
+    pipe = Pipeline(parse_steps([{"op": "gaussian_noise", "std": 0.1}]))
+    with pytest.raises(RecipeError, match="salt_pepper"):
+        pipe.run(Picture(torch.ones(1, 8, 8, dtype=torch.uint8), "categorical"), 0)
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "speckle_noise", "poisson_noise", "salt_pepper"])
+def test_batch_equals_per_image(gravel, name):
+    o = op(name)
+    params = [o.sample(seeding.generator(4, k), (64, 64)) for k in range(3)]
+    batch = torch.stack([gravel, gravel.flip(-1), gravel])
+    out = o.apply_batch(batch, params, "rgb")
+    for i in range(3):
+        assert (out[i].int() - o.apply(batch[i], params[i], "rgb").int()).abs().max() <= 1
