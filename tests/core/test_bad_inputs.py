@@ -195,3 +195,42 @@ def test_export_skips_reports_and_counts_bad_items(corpus, tmp_path):
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
     assert "good/-leading-dash__1.png" in written and "good/ünïcødé_图像__0.png" in written
     assert "good/with space__0.png" in written
+
+
+# -- untrusted model files (augstudio.core.models.load_model) ---------------------------------------------
+def _evil_payloads(marker: Path):
+    import pickle
+
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    yield "raw pickle", pickle.dumps({"state_dict": {}, "x": Evil()}, protocol=2)
+    for legacy in (False, True):
+        buf = __import__("io").BytesIO()
+        torch.save({"arch": "resnet18", "state_dict": {"w": torch.zeros(2)}, "x": Evil()}, buf,
+                   _use_new_zipfile_serialization=not legacy)
+        yield ("legacy torch.save" if legacy else "zip torch.save"), buf.getvalue()
+    buf = __import__("io").BytesIO()
+    torch.save(torch.nn.Linear(3, 2), buf)  # a whole pickled module: code by reference
+    yield "pickled nn.Module", buf.getvalue()
+
+
+def test_malicious_or_pickled_model_files_never_run(tmp_path):
+    from augstudio.core.errors import ModelError
+    from augstudio.core.models import load_model
+
+    marker = tmp_path / "pwned"
+    for name, data in _evil_payloads(marker):
+        path = tmp_path / f"{name.replace(' ', '_')}.pt"
+        path.write_bytes(data)
+        with pytest.raises(ModelError) as ei:
+            load_model(path)
+        assert str(path) in str(ei.value), name
+        assert "refused" in str(ei.value) or "not a readable PyTorch checkpoint" in str(ei.value), name
+        # the opt-in flag is for TorchScript only: it never unpickles arbitrary objects
+        with pytest.raises(ModelError):
+            load_model(path, allow_code=True)
+        assert not marker.exists(), f"{name}: code ran"
