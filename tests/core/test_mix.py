@@ -151,3 +151,33 @@ def test_messages_name_the_problem():
         Recipe.from_dict({"batch": [{"op": "mixup", "alpha": -1}]})
     with pytest.raises(RecipeError, match="N x C x H x W"):
         _stage([{"op": "mixup"}])(x[0], y)
+
+
+def test_cli_mix_writes_the_pictures(tmp_path, samples_root, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from augstudio.cli import main
+
+    a = samples_root / "shapes" / "circle" / "circle_000.jpg"
+    b = samples_root / "shapes" / "star" / "star_001.jpg"
+    assert main(["mix", "--a", str(a), "--b", str(b), "--method", "mixup", "--lam", "0.3",
+                 "--out", str(tmp_path / "m")]) == 0
+    info = json.loads((tmp_path / "m" / "mix.json").read_text())
+    assert info["weight_a"] == pytest.approx(0.3) and info["weight_b"] == pytest.approx(0.7)
+    pa = np.asarray(Image.open(a).convert("RGB"), dtype=float)
+    pb = np.asarray(Image.open(b).convert("RGB"), dtype=float)
+    mixed = np.asarray(Image.open(tmp_path / "m" / "mixed.png"), dtype=float)
+    assert np.abs(mixed - (0.3 * pa + 0.7 * pb)).max() <= 1.0
+    assert main(["mix", "--a", str(a), "--b", str(b), "--method", "puzzlemix", "--blocks", "4",
+                 "--out", str(tmp_path / "p")]) == 0
+    names = {p.name for p in (tmp_path / "p").iterdir()}
+    assert {"mixed.png", "mask.png", "saliency_a.png", "saliency_b.png", "transported_a.png",
+            "transported_b.png", "mix.json"} <= names
+    info = json.loads((tmp_path / "p" / "mix.json").read_text())
+    assert info["weight_a"] == pytest.approx(np.mean(info["params"]["block_mask"]))
+    capsys.readouterr()
+    assert main(["mix", "--a", str(tmp_path / "nope.png"), "--b", str(b), "--out", str(tmp_path / "x")]) == 2
+    assert "nope.png" in capsys.readouterr().err

@@ -113,7 +113,8 @@ class CutMix(BatchOp):
         cx = int(torch.randint(0, max(w, 1), (), generator=gen).item())
         box = cutmix_box(lam, (h, w), cy, cx)
         area = (box[1] - box[0]) * (box[3] - box[2]) / float(max(h * w, 1))
-        return {"lam_drawn": lam, "box": box, "lam": 1.0 - area, "perm": sample_pairing(gen, n)}
+        return {"lam_drawn": lam, "center": [cy, cx], "box": box, "lam": 1.0 - area,
+                "perm": sample_pairing(gen, n)}
 
     def apply_to_batch(self, images, soft_labels, params, model=None):
         perm = _perm(params, images.shape[0], images.device)
