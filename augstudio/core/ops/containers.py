@@ -20,6 +20,17 @@ class ContainerOp(Op):
     family = "container"
     categorical = "custom"
 
+    @classmethod
+    def validate(cls, values: dict, where: str = "") -> dict:
+        # parsed nested steps (Step objects) come back here when a pipeline builds the op: re-validate
+        # them from their dict form, since the 'steps' param kind parses dicts
+        from ..recipe import Step
+
+        def plain(v):
+            return [s.to_dict() if isinstance(s, Step) else s for s in v] if isinstance(v, list) else v
+
+        return super().validate({k: plain(v) if k == "steps" else v for k, v in values.items()}, where)
+
     @property
     def nested(self):
         if not hasattr(self, "_nested"):
