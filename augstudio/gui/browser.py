@@ -355,7 +355,10 @@ class BrowserWidget(QWidget):
         f.setBold(True)
         self.header.setFont(f)
 
+        self.sidebar.setMinimumWidth(110)
+        self.view.setMinimumWidth(2 * (THUMB + 16) + 20)
         split = QSplitter(Qt.Orientation.Horizontal)
+        split.setChildrenCollapsible(False)
         split.addWidget(self.sidebar)
         split.addWidget(self.view)
         split.setStretchFactor(0, 0)

@@ -941,6 +941,8 @@ class ChainEditor(QWidget):
                                  if n else "")
         if self.editor.row >= len(self.ctrl.model):
             self.editor.show_row(-1)
+        if not self.steps.currentIndex().isValid() and len(self.ctrl.model):
+            self.steps.setCurrentIndex(self.steps_model.index(0))
 
     def actions_for_menu(self) -> list[QAction]:
         return [self.undo_action, self.redo_action]

@@ -126,6 +126,12 @@ def drive(make_job: Callable[[CancelToken], Any], token: CancelToken,
     try:
         while True:
             if token.cancelled:
+                # one more step: a job that honours the token stops there with its own message
+                # (e.g. "export cancelled after 9 of 60 images; run it again to resume")
+                try:
+                    next(job)
+                except StopIteration as stop:
+                    return stop.value
                 raise JobCancelled("cancelled")
             try:
                 p = next(job)

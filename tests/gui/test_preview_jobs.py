@@ -162,6 +162,7 @@ def test_cancel_a_job_from_its_row(make_window, qtbot):
     with qtbot.waitSignal(handle.cancelled, timeout=5000):
         qtbot.mouseClick(row.cancel_btn, Qt.MouseButton.LeftButton)
     assert handle.state == CANCELLED and handle.last.done < 400
+    assert handle.message.startswith("cancelled: step")  # the job's own message, shown in its row
     assert progress and "cancelled" in row.state.text()
 
 
