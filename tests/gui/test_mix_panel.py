@@ -1,0 +1,91 @@
+"""The mix panel on the bundled shapes: a pair, each method, the lambda slider and reroll, checked against
+the core's mix_pair, plus a screenshot."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from augstudio.core.batch_stage import _picture_tensor, mix_pair
+from augstudio.core.dataset import scan
+from augstudio.core.images import read_image
+from augstudio.gui.context import AppContext
+from augstudio.gui.mix_panel import MixPanel
+
+
+def _pixels(qimg):
+    from PySide6.QtGui import QImage
+
+    img = qimg.convertToFormat(QImage.Format.Format_RGB888)
+    w, h = img.width(), img.height()
+    arr = np.frombuffer(img.constBits(), dtype=np.uint8, count=img.bytesPerLine() * h)
+    return arr.reshape(h, img.bytesPerLine())[:, :3 * w].reshape(h, w, 3)
+
+
+def _run(qtbot, panel, action):
+    with qtbot.waitSignal(panel.ctx.job_started, timeout=5000) as started:
+        action()
+    handle = started.args[0]
+    qtbot.waitUntil(lambda: not handle.is_running(), timeout=60000)
+    qtbot.waitUntil(lambda: panel.last_result is not None
+                    and panel.last_result["request"] == panel._request, timeout=10000)
+    return panel.last_result
+
+
+def test_mix_panel_methods_slider_reroll(qtbot, tmp_path, samples_root):
+    root = tmp_path / "shapes"
+    for cls in ("circle", "star"):
+        (root / cls).mkdir(parents=True)
+        for f in sorted((samples_root / "shapes" / cls).glob("*.jpg"))[:2]:
+            shutil.copy(f, root / cls / f.name)
+    ctx = AppContext(max_threads=2)
+    panel = MixPanel(ctx)
+    qtbot.addWidget(panel)
+    panel.resize(1200, 560)
+    panel.show()
+    ds = scan(root)
+    ctx.set_dataset(ds)
+    a, b = root / "circle" / "circle_000.jpg", root / "star" / "star_000.jpg"
+    xa, xb = _picture_tensor(read_image(a)), _picture_tensor(read_image(b))
+
+    # PuzzleMix on a fixed 8x8 grid with lambda 0.5: the same as the core
+    panel.method.setCurrentText("puzzlemix")
+    panel.blocks.setCurrentIndex(panel.blocks.findData(8))
+    panel.lam_slider.setValue(50)
+    res = _run(qtbot, panel, lambda: panel.fix_lam.setChecked(True) or panel.set_pair(a, b))
+    ref = mix_pair(xa, xb, "puzzlemix", lam=0.5, seed=0, block_num=8)
+    assert res["weights"][0] == pytest.approx(ref["weights"][0])
+    torch.testing.assert_close(res["mixed"], ref["mixed"])
+    for key in ("sal_a", "sal_b", "mask", "transported_a", "transported_b", "mixed"):
+        assert not panel.view_labels[key].pixmap().isNull(), key
+    got = _pixels(res["images"]["mixed"]).astype(int)
+    want = (ref["mixed"].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy().astype(int)
+    assert np.abs(got - want).max() <= 1
+    assert "circle" in panel.weights_label.text() and "star" in panel.weights_label.text()
+    (tmp_path / "shots").mkdir()
+    panel.grab().save(str(tmp_path / "shots" / "mix_panel.png"))
+
+    # Mixup with the slider at 0.3: weights follow lambda exactly
+    panel.method.setCurrentText("mixup")
+    res = _run(qtbot, panel, lambda: panel.lam_slider.setValue(30))
+    assert res["weights"] == pytest.approx((0.3, 0.7))
+    torch.testing.assert_close(res["mixed"], 0.3 * xa + 0.7 * xb)
+
+    # CutMix with a drawn lambda; reroll draws another box
+    panel.fix_lam.blockSignals(True)
+    panel.fix_lam.setChecked(False)
+    panel.fix_lam.blockSignals(False)
+    panel.method.setCurrentText("cutmix")
+    first = _run(qtbot, panel, panel.compute)
+    second = _run(qtbot, panel, panel.reroll)
+    assert first["params"]["box"] != second["params"]["box"]
+    ref = mix_pair(xa, xb, "cutmix", seed=panel.seed)
+    assert second["weights"][0] == pytest.approx(ref["weights"][0])
+
+    # a random pair from the dataset
+    res = _run(qtbot, panel, panel.random_pair)
+    assert panel.path_a != panel.path_b and panel.path_a.parent.parent == root
+    assert ctx.shutdown()
