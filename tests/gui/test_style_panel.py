@@ -1,0 +1,79 @@
+"""The style panel runs a tiny texture job through the real context: live previews, a loss curve that
+matches the job's losses, the result saved and added to a style bank; cancel; a clear error for a
+missing model."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from augstudio.core.images import read_image
+from augstudio.gui.context import AppContext
+from augstudio.gui.style_panel import StylePanel
+
+
+def test_style_panel_texture_job_previews_curve_save_and_bank(qtbot, tmp_path):
+    from skimage import data
+
+    src = tmp_path / "brick.png"
+    Image.fromarray(data.brick()).resize((48, 48)).save(src)
+    ctx = AppContext(max_threads=2)
+    panel = StylePanel(ctx)
+    qtbot.addWidget(panel)
+    panel.resize(1000, 650)
+    panel.show()
+
+    panel.set_method("texture")
+    assert not panel.content.isEnabled() and panel.style.isEnabled()
+    panel.style.edit.setText(str(src))
+    panel.size.setValue(32)
+    panel.iterations.setValue(6)
+    panel.optimizer.setCurrentText("adam")
+    panel.pyramid.setValue(1)
+    handle = panel.start()
+    assert not panel.start_btn.isEnabled() and panel.cancel_btn.isEnabled()
+    with qtbot.waitSignal(handle.ended, timeout=60000):
+        pass
+    assert handle.state == "done", panel.errors
+    r = panel.result
+    assert r.image.shape == (3, 32, 32)
+    # the curve shows one point per iteration, the job's own numbers
+    xs, ys = panel.curve.getData()
+    assert len(xs) == 6 and np.allclose(panel.losses, r.losses[1:])
+    shown = panel.image_item.image
+    assert shown.shape == (32, 32, 3) and np.array_equal(shown, r.image.permute(1, 2, 0).numpy())
+    assert panel.start_btn.isEnabled() and panel.save_btn.isEnabled()
+
+    out = panel.save_result(tmp_path / "out" / "texture")
+    assert out.suffix == ".png" and np.array_equal(read_image(out).pixels.numpy(), r.image.numpy())
+    bank = tmp_path / "bank"
+    a, b = panel.add_to_bank(bank), panel.add_to_bank(bank)
+    assert a != b and sorted(p.name for p in bank.iterdir()) == sorted([a.name, b.name])
+    panel.grab().save(str(tmp_path / "panel.png"))
+
+    # cancel a long run
+    panel.iterations.setValue(5000)
+    handle = panel.start()
+    qtbot.waitUntil(lambda: len(panel.losses) >= 1, timeout=30000)
+    panel.cancel_btn.click()
+    with qtbot.waitSignal(handle.ended, timeout=30000):
+        pass
+    assert handle.state == "cancelled" and panel.status.text() == "cancelled"
+
+    # a missing model is refused before any work, with what to do
+    panel.set_method("adain")
+    panel.content.edit.setText(str(src))
+    assert panel.start() is None and "adain-train" in panel.errors[-1]
+    panel.model.setText(str(tmp_path / "nowhere" / "decoder.pth"))
+    handle = panel.start()
+    with qtbot.waitSignal(handle.ended, timeout=30000):
+        pass
+    assert handle.state == "failed" and "does not exist" in panel.errors[-1]
+
+    # a weight-free randomiser is one quick step
+    panel.set_method("randconv")
+    handle = panel.start()
+    with qtbot.waitSignal(handle.ended, timeout=30000):
+        pass
+    assert handle.state == "done" and panel.result.image.shape == (3, 48, 48)
+    ctx.shutdown()
