@@ -11,7 +11,7 @@ ORDER = 60
 def add_model_args(p) -> None:
     p.add_argument("--model", "-m", required=True,
                    help="checkpoint file (.pt), torchvision name (resnet18), TorchScript file (with --allow-code), "
-                        "or 'probe' (the probe classifier trained on the labelled --data)")
+                        "or 'probe' (the probe classifier, trained on --probe-data; for tta by default on --data)")
     p.add_argument("--tta", "-t", default="d4",
                    help="TTA recipe file (.yaml/.json) or a preset: identity, mirror, flips, rotations, d4 (default d4)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")

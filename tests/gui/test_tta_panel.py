@@ -100,3 +100,13 @@ def test_tta_panel_views_and_evaluation(qtbot, tmp_path, samples_root):
     panel.grab().save(str(tmp_path / "tta_panel.png"))  # a real screenshot, for looking at
     assert (tmp_path / "tta_panel.png").stat().st_size > 0
     assert ctx.shutdown(5000)
+
+
+def test_tta_tab_builds_in_main_window(make_window, samples_root):
+    win = make_window(samples_root / "wafers")
+    host = next(h for h in win.panel_hosts if h.title == "TTA")
+    host.build()
+    assert host.error is None and isinstance(host.panel, TTAPanel)
+    assert host.panel.eval_btn.isEnabled() is False  # no model yet
+    host.panel.model_edit.setText("")
+    assert host.panel.load_model() is None and "enter a model" in host.panel.errors[-1]
