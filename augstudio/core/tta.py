@@ -419,7 +419,7 @@ def classifier_from_loaded(lm, device=None) -> Classifier:
     """Wrap a ``models.LoadedModel`` (module, classes, input_size, mean, std) as a Classifier."""
     from . import models
 
-    device = resolve_device(device)
+    device = str(getattr(lm, "device", None) or resolve_device(device))
     classes = list(lm.classes) if getattr(lm, "classes", None) else None
     if not classes:
         raise ModelError(f"{getattr(lm, 'name', 'the model')}: has no class names; save it with its classes "
@@ -466,12 +466,13 @@ def forward_probs(clf: Classifier, inputs: Sequence, batch_size: int = 64):
 
 def predict_views(clf: Classifier, pics: Sequence[Picture], tta: TTARecipe, batch_size: int = 64):
     """``(plain N x C, views N x V x C, merged N x C)`` probabilities for pictures."""
-    plain_in = [clf.prepare(p) for p in pics]
+    n, nv = len(pics), len(tta.views)
+    ident = next((i for i, v in enumerate(tta.views) if not v.steps), None)  # reused as the plain pass
+    plain_in = [] if ident is not None else [clf.prepare(p) for p in pics]
     view_in = [clf.prepare(v.apply(p)) for p in pics for v in tta.views]
     probs = forward_probs(clf, plain_in + view_in, batch_size)
-    n, nv = len(pics), len(tta.views)
-    plain = probs[:n]
-    views = probs[n:].reshape(n, nv, -1)
+    views = probs[len(plain_in):].reshape(n, nv, -1)
+    plain = views[:, ident] if ident is not None else probs[:n]
     merged = merge_probs(views, tta.merge, tta.temperature)
     return plain, views, merged
 
@@ -601,7 +602,7 @@ def evaluate_job(data, clf: Classifier, tta=None, batch_size: int = 64, cancel: 
     rep = TTAReport(list(clf.classes), tta.to_dict(), clf.name, tta.names)
     conf_p = torch.zeros(c, c, dtype=torch.long)
     conf_t = torch.zeros(c, c, dtype=torch.long)
-    per_image = max(1, batch_size // (len(tta.views) + 1))
+    per_image = max(1, batch_size // len(tta.views))
     total = len(ds.items)
     yield Progress(0, total, "starting")
     for s in range(0, total, per_image):

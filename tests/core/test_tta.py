@@ -283,7 +283,7 @@ def test_model_output_shape_is_checked():
     clf = Classifier(torch.nn.Flatten(), ["a", "b"], lambda p: p.pixels.float())
     from augstudio.core.errors import ModelError
 
-    with pytest.raises(ModelError, match="expected 2 x 2 class scores"):
+    with pytest.raises(ModelError, match="expected 1 x 2 class scores"):
         predict_one(clf, Picture(torch.zeros(1, 4, 4, dtype=torch.uint8), "gray"), load_tta("identity"))
 
 
