@@ -75,7 +75,7 @@ def create_window(path=None, recipe_path=None, load_torch: bool = True):
 
     app = get_app()
     apply_theme(app)
-    win = MainWindow()
+    win = MainWindow(lazy_preview=True)
     if path is None:
         from ..core.samples import samples_dir
 
@@ -86,6 +86,7 @@ def create_window(path=None, recipe_path=None, load_torch: bool = True):
         win.open_folder(Path(path))
         if recipe_path:
             win.open_recipe(recipe_path)
+        QTimer.singleShot(30, win.ensure_preview)  # imports pyqtgraph after the first paint
         if load_torch:
             QTimer.singleShot(50, win.ctx.load_torch)
 

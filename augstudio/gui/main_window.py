@@ -26,7 +26,6 @@ from .browser import BrowserWidget
 from .chain_editor import ChainEditor
 from .context import AppContext
 from .jobs_panel import ExportDialog, JobsPanel
-from .preview import PreviewWidget
 from .settings import Settings
 
 PANELS = [
@@ -101,7 +100,10 @@ class PanelHost(QWidget):
 class MainWindow(QMainWindow):
     dataset_opened = Signal(object)
 
-    def __init__(self, ctx: AppContext | None = None, settings: Settings | None = None):
+    def __init__(self, ctx: AppContext | None = None, settings: Settings | None = None,
+                 lazy_preview: bool = False):
+        """``lazy_preview``: build the preview (and import pyqtgraph) only in ``ensure_preview()``, which
+        the app calls right after the first paint, so the thumbnails show sooner."""
         super().__init__()
         self.ctx = ctx or AppContext(self)
         self.settings = settings or Settings()
@@ -114,13 +116,15 @@ class MainWindow(QMainWindow):
 
         self.browser = BrowserWidget(self.ctx)
         self.chain = ChainEditor(self.ctx)
-        self.preview = PreviewWidget(self.ctx)
+        self.preview = None
+        self.preview_host = QWidget()
+        QVBoxLayout(self.preview_host).setContentsMargins(0, 0, 0, 0)
         self.jobs = JobsPanel(self.ctx)
 
         self.tabs = QTabWidget()
         self.tabs.setObjectName("centerTabs")
         self.tabs.setDocumentMode(True)
-        self.tabs.addTab(self.preview, "Preview")
+        self.tabs.addTab(self.preview_host, "Preview")
         self.panel_hosts: list[PanelHost] = []
         for title, target in PANELS:
             host = PanelHost(self.ctx, title, target)
@@ -146,12 +150,26 @@ class MainWindow(QMainWindow):
         ctx.status_message.connect(lambda m: self.statusBar().showMessage(m, 5000))
         ctx.job_started.connect(lambda _h: self.jobs_dock.raise_())
         self.chain.ctrl.file_changed.connect(self._update_title)
-        self.preview.rendered.connect(self._rendered)
         self.resize(1440, 900)
         geo = self.settings.geometry()
         if isinstance(geo, QByteArray) and not geo.isEmpty():
             self.restoreGeometry(geo)
         self._update_title()
+        if not lazy_preview:
+            self.ensure_preview()
+
+    def ensure_preview(self):
+        if self.preview is None:
+            from .preview import PreviewWidget
+
+            self.preview = PreviewWidget(self.ctx)
+            self.preview_host.layout().addWidget(self.preview)
+            self.grid_action.toggled.connect(self.preview.set_grid_mode)
+            self.preview.mode_btn.toggled.connect(self.grid_action.setChecked)
+            self.preview.rendered.connect(self._rendered)
+            if self.ctx.is_torch_ready():
+                self.preview.request()
+        return self.preview
 
     # -- building ------------------------------------------------------------------------------------
     def _dock(self, title, widget, area) -> QDockWidget:
@@ -209,10 +227,8 @@ class MainWindow(QMainWindow):
             self.addAction(a)
 
         v = mb.addMenu("&View")
-        grid = QAction("Sample &grid", self, checkable=True)
-        grid.toggled.connect(self.preview.set_grid_mode)
-        self.preview.mode_btn.toggled.connect(grid.setChecked)
-        v.addAction(grid)
+        self.grid_action = QAction("Sample &grid", self, checkable=True)
+        v.addAction(self.grid_action)
         v.addAction(self.browser_dock.toggleViewAction())
         v.addAction(self.chain_dock.toggleViewAction())
         v.addAction(self.jobs_dock.toggleViewAction())
@@ -383,7 +399,7 @@ class MainWindow(QMainWindow):
 
     def _torch_failed(self, msg: str) -> None:
         self.engine_label.setText("⚠ torch failed to load")
-        self.preview._show_message(f"The augmentation engine could not load: {msg}. Browsing still works; "
+        self.ensure_preview()._show_message(f"The augmentation engine could not load: {msg}. Browsing still works; "
                                    "reinstall torch / torchvision (pip install -e .).")
 
     def set_device(self, key: str) -> None:
