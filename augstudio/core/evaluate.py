@@ -146,9 +146,11 @@ class _Inputs:
                 t = F.interpolate(t[None], size=self.size, mode="nearest")[0]
             return t
         if pic.kind == "categorical":
+            import numpy as np
+
             from .images import picture_to_pil
 
-            arr = torch.from_numpy(__import__("numpy").asarray(picture_to_pil(pic).convert("RGB")).copy())
+            arr = torch.from_numpy(np.asarray(picture_to_pil(pic).convert("RGB")).copy())
             x = arr.permute(2, 0, 1)
         elif x.shape[0] == 1:
             x = x.expand(3, -1, -1)
@@ -256,6 +258,10 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
 
     # dataset ------------------------------------------------------------------------------------------
     ds = scan(data)
+    if report is not None:  # say so now, not after an hour of training
+        from .report import check_output
+
+        check_output(report, ds.root)
     if ds.layout != "imagefolder" or len(ds.classes) < 2:
         raise DatasetError(f"{ds.root}: evaluation needs a labelled dataset: one sub-folder per class, at least "
                            f"two classes (found {len(ds.classes)} class folder(s), layout {ds.layout}).")

@@ -5,7 +5,7 @@ Plots:
 
 * ``curves.png``: validation accuracy and training loss per epoch, one line per arm (mean over seeds);
 * ``reliability_<n>.png``: one reliability diagram per arm (the validation predictions of all seeds
-  pooled; bars = accuracy per confidence bin, the diagonal = perfect calibration, grey bars at the bottom = bin counts);
+  pooled; bars = accuracy per confidence bin, the diagonal = perfect calibration, a strip below = predictions per bin);
 * ``per_class.png``: per-class validation accuracy, one bar per arm (mean over seeds).
 """
 
@@ -120,10 +120,10 @@ def _mean_curve(runs, key):
 
 
 def plot_curves(result: dict) -> Image.Image:
-    W, H = 1000, 420
+    names = [a["name"] for a in result["arms"]]
+    W, H = 1000, 392 + 18 * len(names)
     im = Image.new("RGB", (W, H), BG)
     d = ImageDraw.Draw(im)
-    names = [a["name"] for a in result["arms"]]
     epochs = result["config"]["epochs"]
     xt = _nice_ticks(1, epochs, 6) if epochs > 1 else [1]
     xlim = (1, max(epochs, 2))
@@ -139,7 +139,7 @@ def plot_curves(result: dict) -> Image.Image:
     for i, a in enumerate(result["arms"]):
         ys = _mean_curve(a["runs"], "train_loss")
         ax2.line(range(1, len(ys) + 1), ys, color(i))
-    _legend(d, names, 80, 372 - 18 * max(0, len(names) - 2))
+    _legend(d, names, 80, 384)
     return im
 
 
@@ -154,19 +154,23 @@ def plot_reliability(result: dict, arm_index: int) -> Image.Image:
     probs, labels = pooled_predictions(result, arm)
     r = metrics.reliability(probs, labels, result["config"].get("ece_bins", metrics.ECE_BINS))
     e = metrics.ece(probs, labels, len(r.counts))
-    W, H = 460, 470
+    W, H = 460, 500
     im = Image.new("RGB", (W, H), BG)
     d = ImageDraw.Draw(im)
-    ax = _Axes(d, (70, 40, 430, 400), (0, 1), (0, 1), f"{arm['name']}: ECE {e:.3f}", "confidence", "")
-    ax.ticks([0, 0.2, 0.4, 0.6, 0.8, 1.0], [0, 0.2, 0.4, 0.6, 0.8, 1.0], "{:.1f}", "{:.1f}")
-    d.text((20, 220), "acc", fill=INK, font=_font(12), anchor="lm")
+    ticks = [0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    ax = _Axes(d, (70, 40, 430, 380), (0, 1), (0, 1), f"{arm['name']}: ECE {e:.3f}")
+    ax.ticks(ticks, ticks, "", "{:.1f}")
+    d.text((20, 210), "acc", fill=INK, font=_font(12), anchor="lm")
+    # a strip under the diagram: how many predictions fall in each bin
     top = max(r.counts) or 1
+    strip = _Axes(d, (70, 390, 430, 440), (0, 1), (0, top), "", "confidence")
+    strip.ticks(ticks, [], "{:.1f}")
+    d.text((20, 415), "count", fill=INK, font=_font(12), anchor="lm")
     for k, n in enumerate(r.counts):
-        # bin counts as grey bars along the bottom (relative height), under the accuracy bars
-        x0, _ = ax.px(r.edges[k], 0)
-        x1, yb = ax.px(r.edges[k + 1], 0)
-        h = 30 * n / top
-        d.rectangle((x0 + 3, yb - h, x1 - 3, yb), fill=(170, 170, 170))
+        if n:
+            x0, y0 = strip.px(r.edges[k], n)
+            x1, yb = strip.px(r.edges[k + 1], 0)
+            d.rectangle((x0 + 1, y0, x1 - 1, yb), fill=(150, 150, 150))
     for k, (n, acc, conf) in enumerate(zip(r.counts, r.accuracy, r.confidence)):
         lo, hi = r.edges[k], r.edges[k + 1]
         if n:
@@ -221,23 +225,29 @@ def results_json(result: dict) -> bytes:
     return (json.dumps(_json_safe(result), indent=1) + "\n").encode("utf-8")
 
 
-def write_report(result: dict, out) -> dict[str, Path]:
-    """Write results.json, the PNG plots and report.html into ``out`` (created). Returns the files."""
-    from .evaluate import table_rows
-
+def check_output(out, data_root) -> Path:
+    """Create the report folder; refuse one inside the dataset (it would be scanned as data next time)."""
     out = Path(out)
+    data_root = Path(data_root).resolve()
+    inside = out.resolve() == data_root or data_root in out.resolve().parents
+    if inside:
+        raise OutputError(f"{out}: the report folder is inside the dataset {data_root}; it would be scanned as "
+                          "data next time. Choose a folder outside the dataset.")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"{out}: cannot create the report folder: {e.strerror or e}. Choose another --report "
                           "folder.") from None
-    data_root = Path(result["config"]["data"]).resolve()
-    try:
-        out.resolve().relative_to(data_root)
-        raise OutputError(f"{out}: the report folder is inside the dataset {data_root}; it would be scanned as "
-                          "data next time. Choose a folder outside the dataset.")
-    except ValueError:
-        pass
+    if not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder. Choose another --report folder.")
+    return out
+
+
+def write_report(result: dict, out) -> dict[str, Path]:
+    """Write results.json, the PNG plots and report.html into ``out`` (created). Returns the files."""
+    from .evaluate import table_rows
+
+    out = check_output(out, result["config"]["data"])
     files: dict[str, Path] = {}
 
     def put(name: str, data: bytes):

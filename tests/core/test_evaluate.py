@@ -177,6 +177,9 @@ def test_unlabelled_folder_and_unsuitable_recipe_are_explained(tmp_path, wafer_f
         run_job(evaluate_job(wafer_folder, [str(r)], epochs=1, seeds=1))
     with pytest.raises(RecipeError, match="--epochs"):
         run_job(evaluate_job(digits_folder, [], epochs=0))
+    # a report inside the dataset is refused before any training (exit code 2 from the CLI)
+    assert main(["evaluate", "--data", str(digits_folder), "--report", str(digits_folder / "0" / "rep")]) == 2
+    assert not (digits_folder / "0" / "rep").exists()
 
 
 def test_cancel_stops_between_epochs(digits_folder):
