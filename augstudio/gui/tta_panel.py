@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from ..core import tta as T
 from ..core.errors import AugstudioError
+from .workers import LatestWins
 
 THUMB = 72
 
@@ -48,7 +49,7 @@ class TTAPanel(QWidget):
         self.last_prediction: dict | None = None
         self.last_report: T.TTAReport | None = None
         self.errors: list[str] = []
-        self._predict_handle = None
+        self._runner = LatestWins(ctx.pool, self)
         self._eval_handle = None
 
         # -- model and recipe ----------------------------------------------------------------------
@@ -236,7 +237,7 @@ class TTAPanel(QWidget):
                                 on_error=lambda m: (self.model_status.setText("no model loaded"), self._fail(m)))
 
     def predict_current(self):
-        """Predict every view of the shown image (a small job; a newer request cancels the older one)."""
+        """Predict every view of the shown image off the GUI thread (a newer request supersedes older ones)."""
         path = self.ctx.current_path()
         clf = self.classifier
         if clf is None or path is None:
@@ -246,8 +247,6 @@ class TTAPanel(QWidget):
         except AugstudioError as e:
             self._fail(str(e))
             return None
-        if self._predict_handle is not None and self._predict_handle.is_running():
-            self._predict_handle.cancel()
 
         def work(token):
             from ..core.images import read_image
@@ -260,9 +259,8 @@ class TTAPanel(QWidget):
             res["path"] = str(path)
             return res
 
-        self._predict_handle = self.ctx.run_job(f"TTA: predict {Path(path).name}", work,
-                                                on_result=self._show_prediction, on_error=self._fail)
-        return self._predict_handle
+        # quick and frequent (every image the user steps to): a private latest-wins runner, not the Jobs list
+        return self._runner.submit(work, self._show_prediction, self._fail)
 
     def _show_prediction(self, res: dict) -> None:
         self.last_prediction = res
