@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QPixmap
+from PySide6.QtGui import QColor, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -309,7 +309,7 @@ class TTAPanel(QWidget):
             for j, v in enumerate(vals):
                 it = QTableWidgetItem(v)
                 if j == 3 and pc["tta"] != pc["plain"]:
-                    it.setForeground(Qt.GlobalColor.green if pc["tta"] > pc["plain"] else Qt.GlobalColor.red)
+                    it.setForeground(QColor("#1a7f37") if pc["tta"] > pc["plain"] else QColor("#c0392b"))
                 t.setItem(i, j, it)
         self.report_text.setPlainText(rep.table())
         self.save_btn.setEnabled(True)
