@@ -40,13 +40,18 @@ PROBE_VERSION = 1
 class ProbeNet(nn.Module):
     """Small global-average-pooled CNN: ``depth`` stages of two 3x3 conv-BN-ReLU and a 2x2 max-pool."""
 
-    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 24, depth: int = 3, seed: int = 0):
+    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 24, depth: int = 3, seed: int = 0,
+                 pool: str = "avg", stem_stride: int = 1):
         super().__init__()
         if not num_classes or num_classes < 1:
             raise ModelError(f"ProbeNet needs at least one class, got num_classes={num_classes!r}")
         with torch.device("meta"):  # no global-RNG draws at construction; real init below
             layers: list[nn.Module] = []
             c = in_channels
+            if stem_stride > 1:
+                layers += [nn.Conv2d(c, width, 3, stride=stem_stride, padding=1, bias=False), nn.BatchNorm2d(width),
+                           nn.ReLU(inplace=True)]
+                c = width
             for i in range(depth):
                 w = width * (2 ** i)
                 layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
@@ -56,6 +61,9 @@ class ProbeNet(nn.Module):
                 c = w
             self.features = nn.Sequential(*layers)
             self.head = nn.Linear(c, num_classes)
+        if pool not in ("avg", "max"):
+            raise ModelError(f"ProbeNet: pool must be 'avg' or 'max', got {pool!r}")
+        self.pool = pool
         self.to_empty(device="cpu")
         self.init_weights(seeding.generator(seed, "probe-init"))
 
@@ -75,7 +83,8 @@ class ProbeNet(nn.Module):
 
     def forward(self, x):
         x = self.features(x)
-        return self.head(x.mean(dim=(2, 3)))
+        x = x.mean(dim=(2, 3)) if self.pool == "avg" else x.amax(dim=(2, 3))
+        return self.head(x)
 
 
 @dataclass
@@ -114,10 +123,22 @@ def _as_dataset(data):
     return ds
 
 
-def fingerprint(ds, size: int, epochs: int, seed: int, width: int) -> str:
-    """Stable key of (dataset files, settings): same key -> the saved probe is reused."""
+TRAIN_DEFAULTS = {"size": 64, "epochs": 30, "seed": 0, "width": 24, "batch_size": 32, "lr": 3e-3,
+                  "val_fraction": 0.2, "color_aug": 0.0, "net": None}
+
+
+def _settings(**kw) -> dict:
+    unknown = set(kw) - set(TRAIN_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown probe setting(s): {', '.join(sorted(unknown))}")
+    return {**TRAIN_DEFAULTS, **kw}
+
+
+def fingerprint(ds, settings: dict) -> str:
+    """Stable key of (dataset files, training settings): same key -> the saved probe is reused."""
     h = hashlib.blake2b(digest_size=10)
-    h.update(json.dumps([PROBE_VERSION, str(Path(ds.root).resolve()), size, epochs, seed, width]).encode())
+    h.update(json.dumps([PROBE_VERSION, str(Path(ds.root).resolve()), sorted(settings.items())],
+                        default=str).encode())
     for it in ds.items:
         try:
             st = os.stat(ds.abspath(it))
@@ -127,15 +148,16 @@ def fingerprint(ds, size: int, epochs: int, seed: int, width: int) -> str:
     return h.hexdigest()
 
 
-def probe_path(data, size: int = 64, epochs: int = 30, seed: int = 0, width: int = 24) -> Path:
+def probe_path(data, **settings) -> Path:
+    """Where the probe for ``data`` and these training settings is (or would be) saved."""
     ds = _as_dataset(data)
-    return probes_dir() / f"probe-{fingerprint(ds, size, epochs, seed, width)}.pt"
+    return probes_dir() / f"probe-{fingerprint(ds, _settings(**settings))}.pt"
 
 
-def find_probe(data, size: int = 64, epochs: int = 30, seed: int = 0, width: int = 24) -> Path | None:
-    """The saved probe for this dataset and settings, or None when it must be trained."""
+def find_probe(data, **settings) -> Path | None:
+    """The saved probe for this dataset and training settings, or None when it must be trained."""
     try:
-        p = probe_path(data, size, epochs, seed, width)
+        p = probe_path(data, **settings)
     except DatasetError:
         return None
     return p if p.is_file() else None
@@ -154,9 +176,11 @@ def _split(labels: list[int], val_fraction: float, gen: torch.Generator) -> tupl
     return sorted(train), sorted(val)
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random flips, quarter turns (square inputs) and shifts up to 1/8 of the side, per sample."""
-    n, _, h, w = x.shape
+def _augment(x: torch.Tensor, gen: torch.Generator, color: float = 0.0) -> torch.Tensor:
+    """Random flips, quarter turns (square inputs) and shifts up to 1/8 of the side, per sample; with
+    ``color`` > 0 (normalised RGB only) also random channel order, channel sign and gain 1 +- ``color``
+    (colour-blind features: the probe must use shape and texture, not hue)."""
+    n, c, h, w = x.shape
     flips = torch.rand(n, generator=gen) < 0.5
     turns = torch.randint(0, 4, (n,), generator=gen)
     pad = max(1, min(h, w) // 8)
@@ -171,6 +195,11 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if h == w and turns[i]:
             xi = torch.rot90(xi, int(turns[i]), dims=(-2, -1))
         out[i] = xi
+    if color > 0:
+        perm = torch.argsort(torch.rand(n, c, generator=gen), dim=1)
+        sign = torch.where(torch.rand(n, c, generator=gen) < 0.5, -1.0, 1.0)
+        gain = 1.0 + color * (2 * torch.rand(n, c, generator=gen) - 1)
+        out = torch.gather(out, 1, perm.view(n, c, 1, 1).expand(-1, -1, h, w)) * (sign * gain).view(n, c, 1, 1)
     return out
 
 
@@ -185,11 +214,19 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dev, batch: in
     return correct / len(y)
 
 
-def train_probe_job(data, size: int = 64, epochs: int = 30, seed: int = 0, device=None,
-                    cancel: CancelToken | None = None, width: int = 24, batch_size: int = 32,
-                    lr: float = 3e-3, val_fraction: float = 0.2, reuse: bool = True,
-                    out: str | Path | None = None) -> Generator[Progress, None, ProbeResult]:
-    """Train (or reuse) the probe for ``data`` (a folder or a scanned Dataset). See the module docstring."""
+def train_probe_job(data, device=None, cancel: CancelToken | None = None, reuse: bool = True,
+                    out: str | Path | None = None, **settings) -> Generator[Progress, None, ProbeResult]:
+    """Train (or reuse) the probe for ``data`` (a folder or a scanned Dataset). See the module docstring.
+
+    ``settings`` (defaults in ``TRAIN_DEFAULTS``): ``size`` (side the images are resized to), ``epochs``,
+    ``seed``, ``width`` (channels of the first stage), ``batch_size``, ``lr``, ``val_fraction``,
+    ``color_aug`` (0 = off; else random channel order / sign / gain), ``net`` (extra ProbeNet arguments).
+    ``out``: save here instead of the settings folder; ``reuse``: load a matching saved probe.
+    """
+    st = _settings(**settings)
+    size, epochs, seed, width = st["size"], st["epochs"], st["seed"], st["width"]
+    batch_size, lr, val_fraction, color_aug, net = (st["batch_size"], st["lr"], st["val_fraction"],
+                                                    st["color_aug"], st["net"])
     from .images import read_image
     from .models import default_device
 
@@ -201,7 +238,7 @@ def train_probe_job(data, size: int = 64, epochs: int = 30, seed: int = 0, devic
         raise ModelError(f"probe: size must be at least 8 pixels, got {size}")
     if epochs < 1:
         raise ModelError(f"probe: epochs must be at least 1, got {epochs}")
-    fp = fingerprint(ds, size, epochs, seed, width)
+    fp = fingerprint(ds, st)
     path = Path(out) if out is not None else probes_dir() / f"probe-{fp}.pt"
     if reuse and path.is_file():
         try:
@@ -261,7 +298,8 @@ def train_probe_job(data, size: int = 64, epochs: int = 30, seed: int = 0, devic
 
     # -- train -----------------------------------------------------------------------------------------
     in_ch = 3 if mode == "rgb" else k
-    model = ProbeNet(len(ds.classes), in_ch, width=width, seed=seed).to(dev)
+    net_kw = {"in_channels": in_ch, "width": width, **(net or {})}
+    model = ProbeNet(len(ds.classes), seed=seed, **net_kw).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     steps_per_epoch = max(1, -(-len(tr) // batch_size))
     total = epochs * steps_per_epoch
@@ -276,14 +314,14 @@ def train_probe_job(data, size: int = 64, epochs: int = 30, seed: int = 0, devic
         for b in range(steps_per_epoch):
             cancel.check(f"training the probe, epoch {epoch + 1} of {epochs}")
             idx = order[b * batch_size:(b + 1) * batch_size]
-            xb = _augment(x_tr[idx], g_train).to(dev)
+            xb = _augment(x_tr[idx], g_train, color_aug if mode == "rgb" else 0.0).to(dev)
             yb = y_tr[idx].to(dev)
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            run_loss += float(loss)
+            run_loss += float(loss.detach())
             step += 1
         val = _accuracy(model, x_va, y_va, dev)
         score = val if val == val else -float(run_loss)  # no validation split: keep the last epoch
@@ -301,18 +339,17 @@ def train_probe_job(data, size: int = 64, epochs: int = 30, seed: int = 0, devic
              "size": size}
     try:
         save_checkpoint(path, model, PROBE_ARCH, ds.classes, (size, size), mean_t, std_t, mode, k,
-                        arch_kwargs={"in_channels": in_ch, "width": width}, extra=extra)
+                        arch_kwargs=net_kw, extra=extra)
     except OSError as e:
         raise ModelError(f"{path}: cannot save the probe ({e.strerror or e}); set AUGSTUDIO_SETTINGS_DIR to a "
                          "writable folder") from None
     return ProbeResult(path, val_acc, list(ds.classes), best_train, epochs, len(tr), len(va), mode, False, skipped)
 
 
-def load_or_train_probe(data, size: int = 64, epochs: int = 30, seed: int = 0, device=None,
-                        cancel: CancelToken | None = None, on_progress=None, **kw) -> tuple[LoadedModel, ProbeResult]:
+def load_or_train_probe(data, device=None, cancel: CancelToken | None = None, on_progress=None,
+                        **settings) -> tuple[LoadedModel, ProbeResult]:
     """Reuse the saved probe for ``data`` or train it now; returns the loaded model and its result."""
     from .jobs import run_job
 
-    res = run_job(train_probe_job(data, size=size, epochs=epochs, seed=seed, device=device, cancel=cancel, **kw),
-                  on_progress)
+    res = run_job(train_probe_job(data, device=device, cancel=cancel, **settings), on_progress)
     return load_model(res.path, device=device), res

@@ -1,0 +1,32 @@
+"""augstudio probe --data DIR [--size N] [--epochs E] [--seed S] [--device D] [--retrain]"""
+
+from __future__ import annotations
+
+ORDER = 40
+
+
+def add_parser(sub) -> str:
+    p = sub.add_parser("probe", help="train (or reuse) the small probe classifier on a dataset",
+                       description="Train a small CNN on the labelled dataset DIR (class sub-folders), report its "
+                                   "validation accuracy, and save it in the settings folder "
+                                   "($AUGSTUDIO_SETTINGS_DIR or the platform config folder) for saliency and "
+                                   "PuzzleMix. A saved probe for the same files and settings is reused.")
+    p.add_argument("--data", "-d", required=True, help="dataset folder with one sub-folder per class")
+    p.add_argument("--size", type=int, default=64, help="side the images are resized to (default 64)")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the split, init and augmentation (default 0)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--retrain", action="store_true", help="train again even when a saved probe matches")
+    return "probe"
+
+
+def run(args) -> int:
+    from ..core.jobs import run_with_tqdm
+    from ..core.probe import train_probe_job
+
+    res = run_with_tqdm(train_probe_job(args.data, size=args.size, epochs=args.epochs, seed=args.seed,
+                                        device=args.device, reuse=not args.retrain), desc="probe")
+    for path, reason in res.skipped:
+        print(f"skipped {path}: {reason}")
+    print(res.line())
+    return 0

@@ -1,0 +1,93 @@
+"""augstudio saliency --data DIR --image PATH... [--model SPEC] [--method M] --out DIR"""
+
+from __future__ import annotations
+
+import sys
+
+ORDER = 41
+
+
+def add_parser(sub) -> str:
+    from ..core.saliency import COLORMAPS, DEFAULT_BLUR, DEFAULT_THRESHOLD, METHODS
+
+    p = sub.add_parser("saliency", help="gradient saliency heat maps with a localisation box",
+                       description="Write, for each --image, a PNG with the saliency heat map over the image and "
+                                   "the box of the largest salient region. Without --model the probe classifier "
+                                   "for --data is used (trained first when none is saved).")
+    p.add_argument("--data", "-d", help="dataset folder (class sub-folders); needed when no --model is given")
+    p.add_argument("--image", "-i", nargs="+", required=True, help="image file(s) to explain")
+    p.add_argument("--model", "-m", default=None,
+                   help="torchvision name (resnet18, resnet18:IMAGENET1K_V1) or a checkpoint / TorchScript file")
+    p.add_argument("--arch", default=None, help="architecture of a bare state-dict --model file")
+    p.add_argument("--allow-code", action="store_true", help="allow a TorchScript --model (it runs code)")
+    p.add_argument("--method", choices=METHODS, default="smoothgrad", help="saliency method (default smoothgrad)")
+    p.add_argument("--target", default=None, help="class name or index to explain (default: the predicted class)")
+    p.add_argument("--samples", type=int, default=16, help="SmoothGrad noisy copies (default 16)")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help=f"box threshold, fraction of the map's maximum (default {DEFAULT_THRESHOLD})")
+    p.add_argument("--blur", type=float, default=DEFAULT_BLUR,
+                   help=f"Gaussian blur sigma as a fraction of the shorter side (default {DEFAULT_BLUR})")
+    p.add_argument("--colormap", choices=COLORMAPS, default="inferno")
+    p.add_argument("--opacity", type=float, default=0.5, help="heat-map opacity 0..1 (default 0.5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
+    p.add_argument("--out", "-o", required=True, help="output folder for the overlay PNGs (created)")
+    return "saliency"
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from ..core.errors import DatasetError, ImageError, ModelError
+    from ..core.images import Picture, atomic_write_bytes, encode, read_image
+    from ..core.jobs import run_with_tqdm
+    from ..core.models import load_model
+    from ..core.saliency import compute_saliency, overlay, saliency_box
+
+    if args.model:
+        try:
+            lm = load_model(args.model, device=args.device, allow_code=args.allow_code, arch=args.arch)
+        except ModelError as e:
+            print(f"augstudio saliency: error: {e}", file=sys.stderr)
+            return 2
+    else:
+        if not args.data:
+            raise DatasetError("saliency: give --data DIR (to train or reuse the probe classifier) or --model SPEC")
+        from ..core.probe import train_probe_job
+
+        res = run_with_tqdm(train_probe_job(args.data, device=args.device), desc="probe")
+        print(res.line(), file=sys.stderr)
+        lm = load_model(res.path, device=args.device)
+    target = None
+    if args.target is not None:
+        classes = lm.classes or []
+        if args.target in classes:
+            target = classes.index(args.target)
+        elif args.target.lstrip("-").isdigit():
+            target = int(args.target)
+        else:
+            raise DatasetError(f"saliency: --target {args.target!r} is neither a class of {lm.name} "
+                               f"({', '.join(classes[:20])}) nor a class index")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for src in args.image:
+        try:
+            pic = read_image(src)
+            r = compute_saliency(lm, [pic], method=args.method, target=target, samples=args.samples, seed=args.seed)
+        except (ImageError, ModelError) as e:
+            print(f"skipped {src}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        m = r.maps[0]
+        box = saliency_box(m, args.threshold, args.blur)
+        img = overlay(pic, m, args.opacity, args.colormap, box, blur=args.blur)
+        name = Path(src).stem + "_saliency.png"
+        atomic_write_bytes(out / name, encode(Picture(torch.from_numpy(img).permute(2, 0, 1).contiguous(), "rgb")))
+        cls = r.class_name(0, lm.classes)
+        print(json.dumps({"image": str(src), "out": str(out / name), "class": cls,
+                          "probability": round(float(r.probs[0, r.targets[0]]), 4), "box": box}))
+    return 1 if failed and failed == len(args.image) else 0
