@@ -60,8 +60,28 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _walk(top: str, rel: str, visited: set, files: list, problems: list, depth: int = 0) -> None:
-    """Recursive scandir walk that follows directory symlinks once (loops are cut by inode)."""
+def _readable(st) -> bool:
+    """Whether this process may read a file, from its stat (no second system call, unlike os.access)."""
+    if _EUID == 0:
+        return True
+    mode = st.st_mode
+    if st.st_uid == _EUID:
+        return bool(mode & _stat.S_IRUSR)
+    if st.st_gid in _GROUPS:
+        return bool(mode & _stat.S_IRGRP)
+    return bool(mode & _stat.S_IROTH)
+
+
+_EUID = os.geteuid() if hasattr(os, "geteuid") else -1
+_GROUPS = set(os.getgroups()) | {os.getegid()} if hasattr(os, "getgroups") else set()
+
+
+def _walk(top: str, rel: str, visited: set, dirs: list, problems: list, check: bool, depth: int = 0) -> None:
+    """Recursive scandir walk that follows directory symlinks once (loops are cut by inode).
+
+    Appends ``(rel_dir, [file names])`` per folder to ``dirs`` (names sorted) and problems as found. With
+    ``check`` each image file is stat-ed here (one call per file): empty and unreadable files are problems.
+    """
     if depth > 64:
         problems.append(Problem(rel or ".", "folder nesting deeper than 64 levels; not scanned further"))
         return
@@ -75,38 +95,31 @@ def _walk(top: str, rel: str, visited: set, files: list, problems: list, depth: 
         return
     with it:
         entries = sorted(it, key=lambda e: e.name)
+    names: list[str] = []
+    subdirs = []
+    prefix = f"{rel}/" if rel else ""
     for e in entries:
         name = e.name
-        if name.startswith("."):
+        if name[0] == ".":
             continue
-        r = f"{rel}/{name}" if rel else name
         try:
-            is_dir = e.is_dir()  # follows symlinks
+            is_dir = e.is_dir()  # follows symlinks; free (d_type) unless the entry is a link
         except OSError:
             is_dir = False
         if is_dir:
-            try:
-                st = e.stat()
-            except OSError as ex:
-                problems.append(Problem(r, f"folder cannot be read: {ex.strerror or ex}"))
-                continue
-            key = (st.st_dev, st.st_ino)
-            if key in visited:
-                problems.append(Problem(r, "symbolic link loop (folder already scanned); skipped"))
-                continue
-            visited.add(key)
-            _walk(os.path.join(top, name), r, visited, files, problems, depth + 1)
+            subdirs.append(e)
             continue
-        if not is_image_name(name):
+        if not name.lower().endswith(IMAGE_EXTENSIONS):
             continue
         try:
             is_file = e.is_file()
         except OSError:
             is_file = False
         if not is_file:
+            r = prefix + name
             if e.is_symlink():
                 try:
-                    os.stat(os.path.join(top, name))
+                    os.stat(e.path)
                     reason = "not a regular file"
                 except OSError as ex:
                     reason = ("symbolic link loop (the link points back to itself); skipped"
@@ -116,31 +129,62 @@ def _walk(top: str, rel: str, visited: set, files: list, problems: list, depth: 
                 reason = "not a regular file"
             problems.append(Problem(r, reason))
             continue
-        files.append(r)
+        if check:
+            try:
+                st = e.stat()
+                if st.st_size == 0:
+                    problems.append(Problem(prefix + name, "empty file (0 bytes)"))
+                elif not _readable(st):
+                    problems.append(Problem(prefix + name, "file not readable (permission denied)"))
+            except OSError as ex:
+                problems.append(Problem(prefix + name, f"cannot stat: {ex.strerror or ex}"))
+        names.append(name)
+    if names:
+        dirs.append((rel, names))
+    for e in subdirs:
+        r = prefix + e.name
+        try:
+            st = e.stat()
+        except OSError as ex:
+            problems.append(Problem(r, f"folder cannot be read: {ex.strerror or ex}"))
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in visited:
+            problems.append(Problem(r, "symbolic link loop (folder already scanned); skipped"))
+            continue
+        visited.add(key)
+        _walk(e.path, r, visited, dirs, problems, check, depth + 1)
 
 
 def scan(root, check_files: bool = True) -> Dataset:
-    """Scan ``root``. With ``check_files`` every file is stat-ed (cheap; no decoding) so that empty and
-    unreadable files are listed as problems up front; they are still listed as items so the browser can
-    show them with a warning mark — decoding them raises ImageError with the reason."""
+    """Scan ``root`` without decoding anything. With ``check_files`` every image file is stat-ed (one
+    system call each) so that empty and unreadable files are listed as problems up front; they are still
+    listed as items so the browser can show them with a warning mark — decoding them raises ImageError
+    with the reason.
+
+    In ImageFolder layout the classes and the order of the items are torchvision's: classes sorted, then
+    items by folder path, then file name.
+    """
     root = Path(root)
     if not root.exists():
         raise DatasetError(f"{root}: folder not found")
     if not root.is_dir():
         raise DatasetError(f"{root}: is a file, not a folder; open the folder that holds the images")
-    files: list[str] = []
+    dirs: list[tuple[str, list[str]]] = []
     problems: list[Problem] = []
     try:
         st = root.stat()
     except OSError as e:
         raise DatasetError(f"{root}: cannot read folder: {e.strerror or e}") from None
-    _walk(str(root), "", {(st.st_dev, st.st_ino)}, files, problems)
+    _walk(str(root), "", {(st.st_dev, st.st_ino)}, dirs, problems, check_files)
 
-    nested = [f for f in files if "/" in f]
-    loose = [f for f in files if "/" not in f]
+    nested = [(d, names) for d, names in dirs if d]
+    loose = next((names for d, names in dirs if not d), [])
     if nested:
         layout = "imagefolder"
-        classes = sorted({f.split("/", 1)[0] for f in nested})
+        # torchvision's ImageFolder order: class, then folder path (os.walk sorted), then file name
+        nested.sort(key=lambda dn: (dn[0].split("/", 1)[0], dn[0]))
+        classes = sorted({d.split("/", 1)[0] for d, _ in nested})
         # empty class folders (torchvision lists only folders with images; we report the empty ones)
         try:
             for e in sorted(os.scandir(root), key=lambda e: e.name):
@@ -149,28 +193,17 @@ def scan(root, check_files: bool = True) -> Dataset:
         except OSError:
             pass
         index = {c: i for i, c in enumerate(classes)}
-        # torchvision's ImageFolder order: class, then folder path, then file name (os.walk sorted)
-        nested.sort(key=lambda f: (f.split("/", 1)[0], f.rpartition("/")[0], f.rpartition("/")[2]))
-        items = [Item(f, index[f.split("/", 1)[0]], f.split("/", 1)[0]) for f in nested]
+        items = []
+        for d, names in nested:
+            cls = d.split("/", 1)[0]
+            label = index[cls]
+            items.extend(Item(f"{d}/{n}", label, cls) for n in names)
         for f in loose:
             problems.append(Problem(f, "image outside any class folder; ignored in ImageFolder layout"))
     else:
         layout = "flat"
         classes = []
         items = [Item(f, -1, None) for f in loose]
-    if check_files:
-        for it in items:
-            p = os.path.join(root, it.path)
-            try:
-                s = os.stat(p)
-                if s.st_size == 0:
-                    problems.append(Problem(it.path, "empty file (0 bytes)"))
-                elif not os.access(p, os.R_OK):
-                    problems.append(Problem(it.path, "file not readable (permission denied)"))
-                elif not _stat.S_ISREG(s.st_mode):
-                    problems.append(Problem(it.path, "not a regular file"))
-            except OSError as e:
-                problems.append(Problem(it.path, f"cannot stat: {e.strerror or e}"))
     return Dataset(root, classes, items, problems, layout)
 
 

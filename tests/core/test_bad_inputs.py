@@ -116,9 +116,14 @@ def test_unreadable_file_message(corpus, monkeypatch, tmp_path):
     monkeypatch.setattr(Image, "open", deny)
     msg = _read_error(target)
     assert "permission denied" in msg and "chmod +r" in msg
-    # the scan flags it too (os.access is what it asks)
-    real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, m, **k: False if Path(p) == target else real_access(p, m, **k))
+    # the scan flags it too: it judges readability from the file's mode bits, as an ordinary user would
+    from augstudio.core import dataset
+
+    monkeypatch.setattr(dataset, "_EUID", 54321)  # not root, not the owner, in none of its groups
+    monkeypatch.setattr(dataset, "_GROUPS", set())
+    ds = scan(tmp_path)
+    assert ds.problems == [], "mode 644: others may read"
+    target.chmod(0o640)
     ds = scan(tmp_path)
     assert [(p.path, p.reason) for p in ds.problems] == [("locked.png", "file not readable (permission denied)")]
 
