@@ -15,7 +15,9 @@ from ..images import Picture, as_picture, read_image
 @dataclass
 class StyleResult:
     image: torch.Tensor  # uint8 3 x H x W (cpu)
-    losses: list = field(default_factory=list)  # loss after each iteration (optimisation methods)
+    # texture / transfer: losses[0] is the starting loss, then one per iteration (all pyramid levels);
+    # training jobs: one per iteration
+    losses: list = field(default_factory=list)
     seconds: float = 0.0
     meta: dict = field(default_factory=dict)
 
