@@ -168,7 +168,8 @@ def distill_job(unlabeled, clf: Classifier, out, tta=None, threshold: float = 0.
     todo = []
     for it in ds.items:
         rec = done.get(it.path)
-        if rec is not None and ("error" in rec or not rec.get("output") or (out_r / rec["output"]).exists()):
+        # done: labelled and (if kept) its copy is there; files that failed before are tried again
+        if rec is not None and "error" not in rec and (not rec.get("output") or (out_r / rec["output"]).exists()):
             summary.resumed += 1
             continue
         todo.append(it)

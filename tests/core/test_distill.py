@@ -161,8 +161,14 @@ def test_resume_bad_files_and_source_untouched(wafer_model, unlabeled, tmp_path)
     # a finished run re-run does no work and rewrites no image
     images_before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
     s2 = run_job(distill_job(src, clf, out, tta="flips", threshold=0.8, batch_size=12))
-    assert s2.resumed == 74 and s2.kept == s.kept
+    assert s2.resumed == 72 and s2.kept == s.kept and s2.bad == 2  # the two bad files are tried again
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == images_before
+    # a bad file that was fixed is labelled on the next run
+    shutil.copy(src / sorted(truth)[0], src / "broken.png")
+    s3 = run_job(distill_job(src, clf, out, tta="flips", threshold=0.8, batch_size=12))
+    assert s3.bad == 1 and s3.labelled == 73 and "broken.png" in {r["source"] for r in read_labels(out)}
+    shutil.copy(src / "empty.jpg", src / "broken.png")  # back to a bad file (for the digest below)
+    before["broken.png"] = tree_digest(src)["broken.png"]
 
     # different settings into the same folder are refused; so are outputs inside the source
     with pytest.raises(OutputError, match="other settings"):
