@@ -604,9 +604,21 @@ class ParamField(QWidget):
             lay.addLayout(row)
         elif k in ("fill", "str", "path"):
             w = QLineEdit(_fmt_value(value))
+            if param.optional:
+                w.setPlaceholderText("not set")
             w.editingFinished.connect(lambda: self._text_done(w.text()))
             self.parts = [w]
-            lay.addWidget(w)
+            if k == "path":
+                row = QHBoxLayout()
+                row.addWidget(w, 1)
+                browse = QPushButton("…")
+                browse.setFixedWidth(28)
+                browse.setToolTip("choose a file")
+                browse.clicked.connect(lambda: self._browse(w))
+                row.addWidget(browse)
+                lay.addLayout(row)
+            else:
+                lay.addWidget(w)
         else:  # steps: nested lists are edited in the recipe file
             n = len(value or [])
             lab = QLabel(f"{n} nested step{'s' * (n != 1)} (edit in the recipe file)")
@@ -627,8 +639,19 @@ class ParamField(QWidget):
                 a = b
         self.changed.emit([a, b], key)
 
+    def _browse(self, edit: QLineEdit) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        p, _ = QFileDialog.getOpenFileName(self, f"Choose {self.param.name}", edit.text())
+        if p:
+            edit.setText(p)
+            self._text_done(p)
+
     def _text_done(self, text: str) -> None:
         v: object = text
+        if not text.strip() and self.param.optional:
+            self.changed.emit(None, None)
+            return
         if self.param.kind == "fill":
             try:
                 nums = [float(t) for t in text.replace("[", "").replace("]", "").replace(",", " ").split()]
@@ -914,7 +937,11 @@ class ChainEditor(QWidget):
     def add_op(self, name: str) -> None:
         cur = self.current_row()
         row = len(self.ctrl.model) if cur < 0 else cur + 1
-        self.ctrl.add(name, row)
+        try:
+            self.ctrl.add(name, row)
+        except AugstudioError as e:
+            self.ctx.status_message.emit(str(e))
+            return
         self.steps.setCurrentIndex(self.steps_model.index(row))
 
     def _add_selected(self) -> None:

@@ -154,6 +154,9 @@ class MainWindow(QMainWindow):
         geo = self.settings.geometry()
         if isinstance(geo, QByteArray) and not geo.isEmpty():
             self.restoreGeometry(geo)
+        state = self.settings.state()
+        if isinstance(state, QByteArray) and not state.isEmpty():
+            self.restoreState(state)
         self._update_title()
         if not lazy_preview:
             self.ensure_preview()

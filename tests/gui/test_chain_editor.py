@@ -209,3 +209,30 @@ def test_drop_a_folder_on_the_window_opens_it(make_window, qtbot, photo_folder):
     win.dropEvent(ev)
     assert win.ctx.dataset().root == photo_folder
     assert str(photo_folder) in win.settings.recent_folders()
+
+
+def test_every_registered_op_gets_an_editor_from_its_declarations(make_window):
+    from augstudio.core.ops import all_ops
+    from augstudio.gui.chain_editor import ParamField, _Number
+
+    win = make_window(None)
+    ctrl = win.chain.ctrl
+    ctrl.load(Recipe())
+    names = sorted(all_ops())
+    assert win.chain.palette.topLevelItemCount() == len({c.family for c in all_ops().values()})
+    for name in names:
+        win.chain.add_op(name)
+    assert [s.op for s in ctrl.model.steps] == names
+    for row, name in enumerate(names):
+        win.chain.steps.setCurrentIndex(win.chain.steps_model.index(row))
+        ed = win.chain.editor
+        params = all_ops()[name].params
+        assert list(ed.fields) == [p.name for p in params]
+        for p in params:
+            f = ed.fields[p.name]
+            assert isinstance(f, ParamField)
+            if p.kind in ("float", "int") and p.low is not None and p.high is not None:
+                assert isinstance(f.parts[0], _Number) and f.parts[0].slider is not None
+                # the widgets show the declared default
+                assert f.parts[0].value() == pytest.approx(p.validate(p.default))
+        assert ed.p_field.value() == 1.0
