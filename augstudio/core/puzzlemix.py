@@ -223,7 +223,9 @@ def mask_transport(mask, sal_pool, eps: float = 0.8):
     r = bn * bn
     dev = mask.device
     z = (mask > 0).float().reshape(n, 1, r)
-    cost = eps * cost_matrix(bn, dev).unsqueeze(0) - sal_pool.reshape(n, r, 1).float() * z
+    # eps * C - sal_i * z_j in one pass
+    cost = torch.addcmul((eps * cost_matrix(bn, dev)).unsqueeze(0), sal_pool.reshape(n, r, 1).float(), z,
+                         value=-1.0)
     ar = torch.arange(r, device=dev).expand(n, r)
     row_best = cost.argmin(-1)
     winner = None
@@ -252,8 +254,11 @@ def mask_transport(mask, sal_pool, eps: float = 0.8):
             break  # nothing changes in later rounds
         cost.scatter_add_(2, row_best.unsqueeze(-1), lost.float().unsqueeze(-1))
         bi, ri = lost.nonzero(as_tuple=True)
-        row_best = row_best.clone()
-        row_best[bi, ri] = cost[bi, ri].argmin(-1)
+        if bi.numel() * 8 < n * r:  # few losers: only their rows can change
+            row_best = row_best.clone()
+            row_best[bi, ri] = cost[bi, ri].argmin(-1)
+        else:
+            row_best = cost.argmin(-1)
     return winner
 
 
