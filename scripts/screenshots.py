@@ -54,6 +54,10 @@ def main() -> int:
     spin(1.5, lambda: b.loader.pending() == 0)
     win.chain.steps.setCurrentIndex(win.chain.steps_model.index(1))  # rotate: its editor shows
     spin(1.0)
+    for _ in range(3):  # warm: the status bar then shows a steady preview time, not the first call's
+        n = win.preview.renders
+        win.preview.request()
+        spin(5, lambda n=n: win.preview.renders > n)
     win.grab().save(str(out / "main.png"))
 
     # the sample grid on a wafer map
@@ -68,6 +72,9 @@ def main() -> int:
     spin(3, lambda: win.preview.last_result is not None and win.preview.last_result["grid"]
          and len(win.preview.last_result["outputs"]) == 12)
     spin(1.5, lambda: b.loader.pending() == 0)
+    n = win.preview.renders
+    win.preview.request()
+    spin(5, lambda: win.preview.renders > n)
     spin(0.5)
     win.grab().save(str(out / "grid.png"))
 

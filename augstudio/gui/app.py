@@ -34,7 +34,17 @@ QFrame#jobRow { background: #2b2d31; border: 1px solid #3a3c42; border-radius: 5
 QProgressBar { border: 1px solid #3a3c42; border-radius: 3px; background: #1e1f22; text-align: center; height: 16px; }
 QProgressBar::chunk { background: #4a7bb7; border-radius: 2px; }
 QTabWidget::pane { border: none; }
-QTabBar::tab { padding: 6px 14px; }
+QTabBar::tab { background: #2b2d31; color: #aeb3bb; border: none; padding: 6px 16px; margin-right: 2px;
+               border-top-left-radius: 4px; border-top-right-radius: 4px; }
+QTabBar::tab:selected { background: #3a3d44; color: #ffffff; }
+QTabBar::tab:hover:!selected { background: #33363c; }
+QPushButton, QToolButton { background: #34373d; border: 1px solid #45484f; border-radius: 4px; padding: 4px 10px;
+                           color: #dcdfe4; }
+QPushButton:hover, QToolButton:hover { background: #3d4148; }
+QPushButton:pressed, QToolButton:pressed, QToolButton:checked { background: #3d5a80; border-color: #4a7bb7; }
+QPushButton:disabled, QToolButton:disabled { color: #6e7076; background: #2b2d31; }
+QMenuBar { background: #232428; }
+QMenuBar::item:selected { background: #3a3d44; }
 QStatusBar { background: #1b1c1f; color: #aeb3bb; }
 """
 

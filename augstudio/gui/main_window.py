@@ -124,6 +124,7 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.setObjectName("centerTabs")
         self.tabs.setDocumentMode(True)
+        self.tabs.tabBar().setDrawBase(False)
         self.tabs.addTab(self.preview_host, "Preview")
         self.panel_hosts: list[PanelHost] = []
         for title, target in PANELS:

@@ -317,6 +317,8 @@ class PreviewWidget(QWidget):
             pane.fit(*fit)
             self._fitted_size = (fit, res["grid"])
         self.copy_label.setText(f"copy {outs[0][0]}" + (f"–{outs[-1][0]}" if len(outs) > 1 else ""))
+        self.params.headerItem().setText(2, f"parameters drawn for copy {outs[0][0]}"
+                                         + (" (the first of the grid)" if len(outs) > 1 else ""))
         self._show_records(outs[0][2])
         self.last_result = res
         self.renders += 1
