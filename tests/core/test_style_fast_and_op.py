@@ -117,3 +117,22 @@ def test_stylize_op_adain_with_a_style_bank_and_missing_model_messages(tmp_path,
     (tmp_path / "model" / "vgg_normalised.pth").unlink()
     with pytest.raises(ModelError, match="vgg_normalised.pth"):
         _recipe(step).apply(img, item=99)
+
+
+def test_cli_style_texture_and_clear_errors(tmp_path, capsys):
+    from augstudio.cli import main
+    from augstudio.core.images import read_image
+
+    src = tmp_path / "gravel.png"
+    from skimage import data
+
+    Image.fromarray(data.gravel()).resize((32, 32)).save(src)
+    out = tmp_path / "tex.png"
+    assert main(["style", "texture", str(src), "--out", str(out), "--size", "24", "40", "-n", "3",
+                 "--optimizer", "adam", "--pyramid", "1"]) == 0
+    assert read_image(out).pixels.shape == (3, 24, 40)
+    assert "style loss" in capsys.readouterr().out
+    assert main(["style", "texture", str(src), "--out", str(src)]) == 2  # never overwrites a source
+    assert "never overwrites" in capsys.readouterr().err
+    assert main(["style", "adain", str(src), str(src), "-m", str(tmp_path / "none"), "--out", str(out)]) == 1
+    assert "adain-train" in capsys.readouterr().err
