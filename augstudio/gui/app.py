@@ -105,6 +105,18 @@ def create_window(path=None, recipe_path=None, load_torch: bool = True):
 
 
 def run_app(path=None, recipe_path=None) -> int:
+    """Run the app until its window closes. A folder or recipe that does not exist is refused before any
+    window opens (DatasetError / RecipeError: the CLI prints them and exits with code 2)."""
+    from ..core.errors import DatasetError, RecipeError
+
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise DatasetError(f"{p}: folder not found; give the dataset folder to open")
+        if not p.is_dir():
+            raise DatasetError(f"{p}: is a file, not a folder; open the folder that holds the images")
+    if recipe_path is not None and not Path(recipe_path).is_file():
+        raise RecipeError(f"{recipe_path}: recipe file not found (expected a .yaml or .json file)")
     app = get_app()
     win = create_window(path, recipe_path)
     code = app.exec()

@@ -40,3 +40,19 @@ def test_bundled_samples_open_with_their_example_recipe(samples_root):
     assert default_recipe_for(samples_root / "shapes").name == "sample.yaml"
     assert default_recipe_for(samples_root / "wafers").name == "wafer.yaml"
     assert default_recipe_for(samples_root.parent) is None
+
+
+def test_missing_folder_or_recipe_is_refused_before_a_window_opens(tmp_path, photo_folder):
+    import pytest
+
+    from augstudio.cli import main
+    from augstudio.core.errors import DatasetError, RecipeError
+
+    with pytest.raises(DatasetError, match="folder not found"):
+        run_app(str(tmp_path / "nope"))
+    f = photo_folder / "cat" / "cat_0.jpg"
+    with pytest.raises(DatasetError, match="is a file, not a folder"):
+        run_app(str(f))
+    with pytest.raises(RecipeError, match="recipe file not found"):
+        run_app(str(photo_folder), str(tmp_path / "missing.yaml"))
+    assert main(["gui", str(tmp_path / "nope")]) == 2
