@@ -40,7 +40,7 @@ def test_fused_chain_equals_op_by_op_within_tolerance_and_records_match(astro):
         assert a.pixels.shape == b.pixels.shape == (3, 96, 96)
         diffs.append((a.pixels.float() - b.pixels.float()).abs().mean().item())
     # two resamplings vs one, and colour applied after vs before the warp: a few grey levels
-    assert max(diffs) < 4.0, diffs
+    assert max(diffs) < 5.0 and sorted(diffs)[len(diffs) // 2] < 3.5, diffs
 
 
 def test_fused_rotations_are_sharper_and_closer_to_the_exact_transform(astro):
