@@ -146,9 +146,7 @@ def _check_crop_size(v, name: str, where: str):
     elif isinstance(v, int):
         ok = v >= 1
     elif isinstance(v, float):
-        ok = 0.0 < v <= 1.0 and math.isfinite(v)
-        if ok and v == 1.0:
-            v = 1.0
+        ok = math.isfinite(v) and 0.0 < v <= 1.0
     elif isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(a, int) and not isinstance(a, bool)
                                                                and a >= 1 for a in v):
         ok = True
@@ -341,13 +339,10 @@ def merge_probs(p, rule: str = "mean", temperature: float = 0.5):
         c = p.shape[-1]
         top = p.argmax(-1)
         votes = torch.nn.functional.one_hot(top, c).double().mean(-2)
-        # ties -> the class with the higher mean probability: add a nudge far below 1/V
-        nudge = p.mean(-2) * (1e-6 / max(1, p.shape[-2]))
-        best = (votes + nudge).argmax(-1)
-        # keep the vote fractions as the distribution, but make sure the tie-break winner is the argmax
-        out = votes.clone()
-        w = out.gather(-1, best.unsqueeze(-1))
-        out.scatter_(-1, best.unsqueeze(-1), w + 1e-9)
+        # ties go to the class with the higher mean probability: a nudge far below one vote (1/V)
+        best = (votes + p.mean(-2) * (1e-6 / max(1, p.shape[-2]))).argmax(-1, keepdim=True)
+        # the vote fractions are the distribution; a 1e-9 bonus makes the tie-break winner its argmax
+        out = votes.scatter_add(-1, best, torch.full_like(best, 1e-9, dtype=votes.dtype))
         return out / out.sum(-1, keepdim=True)
     if rule == "sharpen":
         m = p.mean(-2).clamp_min(1e-12)
