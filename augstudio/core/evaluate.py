@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics, seeding
-from .errors import AugstudioError, DatasetError, JobCancelled, ModelError, RecipeError
+from .errors import AugstudioError, DatasetError, JobCancelled, ModelError, ParamError, RecipeError
 from .jobs import CancelToken, Progress
 
 NO_AUG = "no augmentation"
@@ -58,6 +58,15 @@ def build_model(name: str, in_channels: int, num_classes: int):
         return _probe_net(in_channels, num_classes)
     import torchvision
 
+    check_model_name(name)
+    return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+
+
+def check_model_name(name: str) -> None:
+    if name == "probe":
+        return
+    import torchvision
+
     names = torchvision.models.list_models(module=torchvision.models)
     if name not in names:
         import difflib
@@ -65,7 +74,6 @@ def build_model(name: str, in_channels: int, num_classes: int):
         close = difflib.get_close_matches(name, names, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ModelError(f"--model {name!r}: not 'probe' nor a torchvision classification architecture.{hint}")
-    return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
 
 
 def init_weights(model, gen) -> None:
@@ -248,6 +256,7 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
     if batch_size < 1:
         raise RecipeError(f"batch size must be >= 1, got {batch_size}")
 
+    check_model_name(model)
     arms: list[tuple[str, Recipe]] = [(NO_AUG, Recipe())]
     taken = {NO_AUG}
     for i, r in enumerate(recipes):
@@ -299,7 +308,12 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
     train_idx, val_idx = stratified_split(labels, val_fraction, split_seed)
     if not val_idx:
         raise DatasetError(f"{ds.root}: no class has two or more images, so nothing can be held out for validation.")
-    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    except (RuntimeError, TypeError):
+        raise ParamError(f"--device {device!r} is not a device name; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParamError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)

@@ -216,3 +216,13 @@ def test_augmix_jensen_shannon_option_changes_the_loss_only_by_its_term(digits_f
     # with weight 0 the loss is cross-entropy on the clean images: the baseline's training exactly
     np.testing.assert_allclose(_probs(res, 1), _probs(res, 0), atol=1e-5)
     assert np.abs(_probs(res, 2) - _probs(res, 0)).max() > 1e-4
+
+
+def test_bad_model_and_device_are_explained(digits_folder):
+    from augstudio.core.errors import ModelError, ParamError
+
+    with pytest.raises(ModelError, match="resnet18"):
+        run_job(evaluate_job(digits_folder, [], model="resnet81", epochs=1, seeds=1))
+    if not torch.cuda.is_available():
+        with pytest.raises(ParamError, match="CUDA is not available"):
+            run_job(evaluate_job(digits_folder, [], epochs=1, seeds=1, device="cuda"))
