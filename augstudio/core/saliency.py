@@ -32,6 +32,7 @@ from .models import LoadedModel, preprocess
 
 METHODS = ("vanilla", "smoothgrad", "gradxinput")
 SCORES = ("logit", "logprob")
+VIEWS = ("none", "d4")
 DEFAULT_BLUR = 0.04
 DEFAULT_THRESHOLD = 0.5
 
@@ -91,9 +92,40 @@ def saliency_maps(module, x: torch.Tensor, method: str = "vanilla", target=None,
     return (acc / max(1, int(samples))).abs().amax(1), logits
 
 
+def _dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    x = x.flip(-1) if flip else x
+    return torch.rot90(x, k, dims=(-2, -1)) if k else x
+
+
+def _undo_dihedral(m: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    m = torch.rot90(m, -k, dims=(-2, -1)) if k else m
+    return m.flip(-1) if flip else m
+
+
+def averaged_maps(module, x: torch.Tensor, method: str = "vanilla", target=None, samples: int = 16,
+                  noise: float = 0.15, seed: int = 0, score: str = "logit", views: str = "d4"):
+    """Maps averaged over the flips and quarter turns of the input (``views="d4"``: 8 views for square
+    inputs, 4 flips otherwise; ``"none"``: the input only), each mapped back to the input's frame. The
+    target defaults to the class predicted on the unchanged input. Like SmoothGrad's noise, the views
+    average away gradient detail that depends on orientation. Returns (maps, logits of the input)."""
+    if views not in VIEWS:
+        raise ModelError(f"unknown saliency views {views!r}; choose one of {', '.join(VIEWS)}")
+    maps, logits = saliency_maps(module, x, method, target, samples, noise, seed, score)
+    if views == "none":
+        return maps, logits
+    t = logits.argmax(1) if target is None else target
+    square = x.shape[-1] == x.shape[-2]
+    combos = [(k, f) for f in (False, True) for k in ((0, 1, 2, 3) if square else (0, 2))][1:]
+    acc = maps.clone()
+    for k, f in combos:
+        m, _ = saliency_maps(module, _dihedral(x, k, f), method, t, samples, noise, seed, score)
+        acc += _undo_dihedral(m, k, f)
+    return acc / (len(combos) + 1), logits
+
+
 def compute_saliency(loaded: LoadedModel, pictures, method: str = "vanilla", target=None, samples: int = 16,
                      noise: float = 0.15, seed: int = 0, batch_size: int = 16, cancel=None,
-                     score: str = "logit") -> SaliencyResult:
+                     score: str = "logit", views: str = "none") -> SaliencyResult:
     """Saliency of ``loaded`` for a list of Pictures; each map comes back at its picture's size."""
     from .images import Picture
 
@@ -111,7 +143,7 @@ def compute_saliency(loaded: LoadedModel, pictures, method: str = "vanilla", tar
                 cancel.check(f"saliency, image {i + 1} of {len(pictures)}")
             chunk = pictures[i:i + batch_size]
             x = preprocess(chunk, loaded)
-            m, logits = saliency_maps(loaded.module, x, method, target, samples, noise, seed, score)
+            m, logits = averaged_maps(loaded.module, x, method, target, samples, noise, seed, score, views)
             pred = logits.argmax(1)
             tgt = pred if target is None else torch.full_like(pred, int(target))
             for j, pic in enumerate(chunk):
