@@ -226,3 +226,15 @@ def test_settings_persist_between_windows(make_window, photo_folder):
     assert win2.settings.recent_folders()[0] == str(photo_folder)
     assert win2.settings.device() == "cpu" and win2.device_actions["cpu"].isChecked()
     assert not win2.settings.geometry().isEmpty()
+
+
+def test_preview_explains_an_op_refused_on_categorical_images(make_window, qtbot, samples_root):
+    win = make_window(samples_root / "wafers")
+    qtbot.waitUntil(lambda: win.preview.last_result is not None, timeout=10000)
+    win.chain.steps.setCurrentIndex(win.chain.steps_model.index(2))
+    win.chain.add_op("color_jitter")
+    qtbot.waitUntil(lambda: win.preview.message.isVisible(), timeout=10000)
+    text = win.preview.message.text()
+    assert "color_jitter" in text and "categorical" in text
+    win.chain.undo_action.trigger()
+    qtbot.waitUntil(lambda: not win.preview.message.isVisible(), timeout=10000)
