@@ -189,3 +189,29 @@ def test_sampled_params_are_plain_json_and_replay(img):
         p = o.sample(seeding.generator(3, "a"), (128, 128))
         assert json.loads(json.dumps(p)) == p
         assert torch.equal(o.apply(img, p, "rgb"), o.apply(img, json.loads(json.dumps(p)), "rgb"))
+
+
+def test_every_op_of_the_library_runs_on_a_real_photo_and_replays(img):
+    """All geometry / colour / noise / erase / container ops: sampled params -> uint8 of the declared size,
+    the same pixels again from the same record, and the image actually changes for most of them."""
+    from augstudio.core.ops import all_ops
+
+    families = {"geometry", "color", "noise", "erase", "container"}
+    kw = {"random_crop": {"size": 64}, "center_crop": {"size": 64}, "one_of": {"steps": [{"op": "invert"}]},
+          "some_of": {"steps": [{"op": "vflip"}, {"op": "posterize"}]}, "random_order": {"steps": [{"op": "hflip"}]}}
+    names = sorted(n for n, c in all_ops().items() if c.family in families and c.__module__.startswith(
+        "augstudio.core.ops.") and c.__module__.split(".")[-1] in ("geometry", "color", "noise", "erase", "containers"))
+    assert len(names) >= 38
+    changed = 0
+    for name in names:
+        o = get_op(name)(**kw.get(name, {}))
+        if name in kw and "steps" in kw[name]:
+            from augstudio.core.recipe import Recipe
+
+            o = Recipe.from_dict({"steps": [{"op": name, **kw[name]}]}).pipeline().ops[0]
+        p = o.sample(seeding.generator(5, name), (128, 128))
+        out = o.apply(img, p, "rgb")
+        assert out.dtype == torch.uint8 and tuple(out.shape[-2:]) == tuple(o.output_size((128, 128), p)), name
+        assert torch.equal(out, o.apply(img, p, "rgb")), name
+        changed += int(out.shape != img.shape or not torch.equal(out, img))
+    assert changed >= len(names) - 3
