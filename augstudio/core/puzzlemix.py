@@ -270,7 +270,7 @@ def transport_image(img, src, block_num: int):
     r = block_num ** 2
     p = img.reshape(n, c, block_num, bh, block_num, bw).permute(0, 2, 4, 1, 3, 5).reshape(n, r, -1)
     p = torch.cat([p, torch.zeros_like(p[:, :1])], 1)
-    out = p.gather(1, src.unsqueeze(-1).expand(n, r, p.shape[-1]))
+    out = p[torch.arange(n, device=p.device)[:, None], src.to(p.device)]  # (N, R, D) without an expanded index
     return out.reshape(n, block_num, block_num, c, bh, bw).permute(0, 3, 1, 4, 2, 5).reshape(n, c, h, w)
 
 
@@ -331,7 +331,7 @@ def puzzlemix_pairs(img1, img2, sal1, sal2, lam, block_num: int, beta=1.2, gamma
         src2 = mask_transport(1 - bmask, prob.sal2, t_eps)
         t2 = transport_image(img2p, src2, block_num)
     full = F.interpolate(bmask[:, None], size=img1p.shape[-2:], mode="nearest")
-    mixed = full * t1 + (1 - full) * t2
+    mixed = torch.lerp(t2, t1, full)  # full * t1 + (1 - full) * t2 in one pass
     full = full[:, 0, :h, :w]
     return PuzzleMixResult(mixed[..., :h, :w], full.reshape(n, -1).mean(1), full, bmask, t1[..., :h, :w],
                            t2[..., :h, :w], sal1, sal2, src1, src2, block_num)
