@@ -169,3 +169,15 @@ def test_jensen_shannon_matches_scipy():
     ref = np.mean([jensenshannon(pa[i], pb[i]) ** 2 for i in range(5)])
     assert ours == pytest.approx(ref, rel=1e-5)
     assert float(P.jensen_shannon(a, a, a)) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("name,m", [("TranslateX", 32.0), ("TranslateY", -27.0), ("TranslateX", 9.0)])
+def test_trivial_augment_translations_on_small_images(name, m):
+    # TrivialAugment shifts by up to 32 pixels whatever the size: on a 16 x 16 image that is off the image
+    x = (torch.arange(16 * 16 * 3) % 251).to(torch.uint8).reshape(3, 16, 16)
+    ref = tva._apply_op(x, name, m, interpolation=InterpolationMode.NEAREST, fill=[0.0, 0.0, 0.0])
+    ours = P.run_subs(x, [P.draw_sub(generator(0), name, m, False, (16, 16), "nearest", 0)], "rgb")
+    assert torch.equal(ours, ref)
+    op = get_op("trivial_augment")()
+    for s in range(200):  # every draw on a small image is valid
+        op.apply(x, op.sample(generator(s), (16, 16)), "rgb")

@@ -130,8 +130,9 @@ def sub_op(name: str, m: float, size: tuple[int, int], interpolation: str, fill)
         x, y = (deg, 0.0) if name == "ShearX" else (0.0, deg)
         return "shear", {"x": [x, x], "y": [y, y], **geo}
     if name in ("TranslateX", "TranslateY"):
+        # a shift by the whole side or more leaves only fill: clamping to one side is exact
         px = int(m)
-        fx, fy = (px / w, 0.0) if name == "TranslateX" else (0.0, px / h)
+        fx, fy = (max(-1.0, min(1.0, px / w)), 0.0) if name == "TranslateX" else (0.0, max(-1.0, min(1.0, px / h)))
         return "translate", {"x": [fx, fx], "y": [fy, fy], **geo}
     if name == "Rotate":
         return "rotate", {"degrees": [m, m], **geo}
