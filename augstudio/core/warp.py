@@ -227,6 +227,8 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
         out = out.add_(ft)
     if interpolation == "nearest":
         return out.to(torch.uint8)
+    if interpolation == "bilinear":  # a convex combination of 0..255 values: no clamp needed
+        return out.round_().to(torch.uint8)
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
