@@ -13,7 +13,8 @@ Reports, offscreen (QT_QPA_PLATFORM=offscreen unless set):
 4. resident memory after scrolling the whole folder, over the idle app (dataset open, torch loaded)
                                                                                       target < 400 MB
 
-The reference chain: hflip (p 0.5), rotate +-15, color_jitter 0.3/0.3/0.3, random_resized_crop to 512.
+The reference chain is benchmarks/chain.py's: hflip, rotate +-15, color_jitter 0.3/0.3/0.3,
+random_resized_crop 224, gaussian noise, cutout; input astronaut resized to 512x512.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-REFERENCE = {"seed": 0, "steps": [
-    {"op": "hflip", "p": 0.5},
-    {"op": "rotate", "degrees": [-15, 15]},
+REFERENCE = {"seed": 0, "steps": [  # the reference chain of benchmarks/chain.py
+    {"op": "hflip", "p": 1.0},
+    {"op": "rotate", "degrees": 15},
     {"op": "color_jitter", "brightness": 0.3, "contrast": 0.3, "saturation": 0.3},
-    {"op": "random_resized_crop", "size": [512, 512], "scale": [0.5, 1.0]},
+    {"op": "random_resized_crop", "size": 224, "scale": [0.08, 1.0], "ratio": [0.75, 4 / 3]},
+    {"op": "gaussian_noise", "std": 0.1},
+    {"op": "cutout", "holes": 1, "side": [0.1, 0.3]},
 ]}
 
 
@@ -238,7 +241,7 @@ def measure_in_app(folder: Path, export_src: Path) -> dict:
         o, _ = pipe.run(pic, ref.seed, "astronaut.png", c)
         q = to_qimage(display_array(o))
         lat.append((time.perf_counter() - t) * 1000)
-        assert q.width() == 512
+        assert q.width() == 224
     lat = lat[20:]
     res["preview_p50_ms_512"] = percentile(lat, 50)
     res["preview_p95_ms_512"] = percentile(lat, 95)
