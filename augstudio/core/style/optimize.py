@@ -52,8 +52,13 @@ def _optimiser(name: str, x: torch.Tensor, lr: float | None):
     raise ParamError(f"parameter 'optimizer' must be lbfgs or adam, got {name!r}")
 
 
+def _rgb(x):
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
 def _run_levels(levels, make_loss, x0, iterations, optimizer, lr, token, preview_every, title):
-    """The shared loop. ``make_loss(level_size, factor) -> loss_fn(x) -> scalar``."""
+    """The shared loop. ``make_loss(level_size, factor) -> loss_fn(x) -> scalar``. ``x0`` may have one
+    channel (a gray source): then the image stays gray and is shown as RGB."""
     token = token or CancelToken()
     t0 = time.perf_counter()
     losses: list[float] = []
@@ -89,7 +94,7 @@ def _run_levels(levels, make_loss, x0, iterations, optimizer, lr, token, preview
             losses.append(last[0])
             show = preview_every and (done % preview_every == 0 or done == total)
             yield Progress(done, total, f"{title}: level {li + 1}/{len(levels)}, loss {last[0]:.4g}",
-                           {"image": to_uint8(x) if show else None, "loss": last[0], "level": li + 1})
+                           {"image": to_uint8(_rgb(x)) if show else None, "loss": last[0], "level": li + 1})
     return x.detach(), losses, time.perf_counter() - t0
 
 
@@ -116,17 +121,20 @@ def texture_job(source, size=(256, 256), features="random", weights="imagenet", 
         raise ParamError(f"parameter 'pyramid' must be >= 1 (levels), got {pyramid}")
     levels = _level_sizes(size, pyramid)
     x0 = _noise(levels[0][:2], seed, dev, like=src)
+    gray = bool((src[:, :1] == src).all())
 
     def make_loss(hw, f):
         s = resize(src, (max(8, src.shape[-2] // f), max(8, src.shape[-1] // f)))
         with torch.no_grad():
             targets = style_targets(net(s))
         w = layer_weights or {k: 1.0 / len(targets) for k in targets}
-        return lambda x: fused_style_loss(net(x), targets, w)
+        return lambda x: fused_style_loss(net(_rgb(x)), targets, w)
 
     x, losses, secs = yield from _run_levels(levels, make_loss, x0, iterations, optimizer, lr, token,
                                              preview_every, "texture")
-    return StyleResult(to_uint8(x), losses, secs, {"method": "texture", "size": list(size),
+    if gray:  # a gray source gives a gray texture: the synthesis' channel mean (the losses are the RGB run's)
+        x = x.mean(dim=1, keepdim=True)
+    return StyleResult(to_uint8(_rgb(x)), losses, secs, {"method": "texture", "size": list(size),
                                                     "optimizer": optimizer, "pyramid": pyramid})
 
 
