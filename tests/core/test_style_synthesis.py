@@ -28,6 +28,7 @@ def test_texture_lbfgs_random_features_style_loss_falls_100x(brick64):
     start, end = result.losses[0], result.losses[-1]
     assert start / end >= 100, (start, end)
     assert result.image.shape == (3, 64, 64) and result.image.dtype == torch.uint8
+    assert torch.equal(result.image[0], result.image[2])  # a gray source gives a gray texture
     assert [p.done for p in previews] == list(range(1, 13)) and previews[-1].total == 12
     shown = [p.preview["image"] for p in previews if p.preview["image"] is not None]
     assert len(shown) == 3 and shown[-1].shape == (3, 64, 64)
