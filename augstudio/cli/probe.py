@@ -12,8 +12,9 @@ def add_parser(sub) -> str:
                                    "($AUGSTUDIO_SETTINGS_DIR or the platform config folder) for saliency and "
                                    "PuzzleMix. A saved probe for the same files and settings is reused.")
     p.add_argument("--data", "-d", required=True, help="dataset folder with one sub-folder per class")
-    p.add_argument("--size", type=int, default=64, help="side the images are resized to (default 64)")
-    p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    p.add_argument("--size", type=int, default=32, help="side the images are resized to (default 32)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs (default: about 7200 samples' worth, 10 to 150 epochs)")
     p.add_argument("--seed", type=int, default=0, help="seed for the split, init and augmentation (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--retrain", action="store_true", help="train again even when a saved probe matches")

@@ -8,7 +8,7 @@ ORDER = 41
 
 
 def add_parser(sub) -> str:
-    from ..core.saliency import COLORMAPS, DEFAULT_BLUR, DEFAULT_THRESHOLD, METHODS
+    from ..core.saliency import COLORMAPS, DEFAULT_BLUR, DEFAULT_THRESHOLD, LOCALISE, METHODS, VIEWS
 
     p = sub.add_parser("saliency", help="gradient saliency heat maps with a localisation box",
                        description="Write, for each --image, a PNG with the saliency heat map over the image and "
@@ -20,7 +20,12 @@ def add_parser(sub) -> str:
                    help="torchvision name (resnet18, resnet18:IMAGENET1K_V1) or a checkpoint / TorchScript file")
     p.add_argument("--arch", default=None, help="architecture of a bare state-dict --model file")
     p.add_argument("--allow-code", action="store_true", help="allow a TorchScript --model (it runs code)")
-    p.add_argument("--method", choices=METHODS, default="smoothgrad", help="saliency method (default smoothgrad)")
+    p.add_argument("--method", choices=METHODS, default=LOCALISE["method"],
+                   help=f"saliency method (default {LOCALISE['method']})")
+    p.add_argument("--views", choices=VIEWS, default=LOCALISE["views"],
+                   help="average the maps over flips and quarter turns (d4) or not (none); default d4")
+    p.add_argument("--scales", type=float, nargs="+", default=list(LOCALISE["scales"]),
+                   help="run the model at these multiples of its input size and average (default 1 1.5 2)")
     p.add_argument("--target", default=None, help="class name or index to explain (default: the predicted class)")
     p.add_argument("--samples", type=int, default=16, help="SmoothGrad noisy copies (default 16)")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
@@ -77,7 +82,8 @@ def run(args) -> int:
     for src in args.image:
         try:
             pic = read_image(src)
-            r = compute_saliency(lm, [pic], method=args.method, target=target, samples=args.samples, seed=args.seed)
+            r = compute_saliency(lm, [pic], method=args.method, target=target, samples=args.samples, seed=args.seed,
+                                 views=args.views, scales=args.scales)
         except (ImageError, ModelError) as e:
             print(f"skipped {src}: {e}", file=sys.stderr)
             failed += 1

@@ -33,8 +33,10 @@ from .models import LoadedModel, preprocess
 METHODS = ("vanilla", "smoothgrad", "gradxinput")
 SCORES = ("logit", "logprob")
 VIEWS = ("none", "d4")
-DEFAULT_BLUR = 0.04
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_BLUR = 0.12
+DEFAULT_THRESHOLD = 0.7
+# Settings measured for localisation boxes on the bundled shapes (see tests/core/test_saliency.py)
+LOCALISE = {"method": "vanilla", "views": "d4", "scales": (1.0, 1.5, 2.0)}
 
 
 @dataclass
@@ -125,12 +127,21 @@ def averaged_maps(module, x: torch.Tensor, method: str = "vanilla", target=None,
 
 def compute_saliency(loaded: LoadedModel, pictures, method: str = "vanilla", target=None, samples: int = 16,
                      noise: float = 0.15, seed: int = 0, batch_size: int = 16, cancel=None,
-                     score: str = "logit", views: str = "none") -> SaliencyResult:
-    """Saliency of ``loaded`` for a list of Pictures; each map comes back at its picture's size."""
+                     score: str = "logit", views: str = "none", scales=(1.0,)) -> SaliencyResult:
+    """Saliency of ``loaded`` for a list of Pictures; each map comes back at its picture's size.
+
+    ``views="d4"`` averages the maps over flips and quarter turns (see ``averaged_maps``). ``scales``
+    runs the model at these multiples of its input size (size-agnostic models such as the probe) and
+    averages the maps, each scaled to a maximum of 1 first; the target and the reported probabilities come
+    from the first scale. ``LOCALISE`` holds the settings measured for boxes.
+    """
     from .images import Picture
 
     if isinstance(pictures, Picture):
         pictures = [pictures]
+    scales = tuple(float(f) for f in scales) or (1.0,)
+    if any(f <= 0 for f in scales):
+        raise ModelError(f"saliency: scales must be positive, got {scales}")
     nclass = loaded.num_classes
     if target is not None and nclass and not 0 <= int(target) < nclass:
         raise ModelError(f"saliency: target class {target} is out of range for {loaded.name} ({nclass} classes)")
@@ -142,12 +153,25 @@ def compute_saliency(loaded: LoadedModel, pictures, method: str = "vanilla", tar
             if cancel is not None:
                 cancel.check(f"saliency, image {i + 1} of {len(pictures)}")
             chunk = pictures[i:i + batch_size]
-            x = preprocess(chunk, loaded)
-            m, logits = averaged_maps(loaded.module, x, method, target, samples, noise, seed, score, views)
-            pred = logits.argmax(1)
-            tgt = pred if target is None else torch.full_like(pred, int(target))
+            tgt = None if target is None else torch.full((len(chunk),), int(target), dtype=torch.long)
+            acc = None
+            for si, f in enumerate(scales):
+                base = loaded.input_size or tuple(chunk[0].size)
+                size = None if f == 1.0 else (max(8, round(base[0] * f)), max(8, round(base[1] * f)))
+                x = preprocess(chunk, loaded, size=size)
+                m, lg = averaged_maps(loaded.module, x, method, tgt, samples, noise, seed, score, views)
+                if si == 0:
+                    logits = lg
+                    pred = lg.argmax(1)
+                    tgt = pred if tgt is None else tgt.to(pred.device)
+                m = m.float().cpu()
+                if len(scales) > 1:
+                    m = m / m.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)
+                    m = F.interpolate(m[:, None], size=tuple(chunk[0].size), mode="bilinear", align_corners=False)[:, 0]
+                acc = m if acc is None else acc + m
+            m = acc / len(scales)
             for j, pic in enumerate(chunk):
-                mj = m[j].float().cpu()
+                mj = m[j]
                 if tuple(mj.shape) != tuple(pic.size):
                     mj = F.interpolate(mj[None, None], size=pic.size, mode="bilinear", align_corners=False)[0, 0]
                 maps.append(mj.clamp_min(0))

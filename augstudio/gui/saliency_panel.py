@@ -49,7 +49,7 @@ class SaliencyPanel(QWidget):
 
     def __init__(self, ctx, parent=None):
         super().__init__(parent)
-        from ..core.saliency import COLORMAPS, DEFAULT_THRESHOLD, METHODS
+        from ..core.saliency import COLORMAPS, DEFAULT_THRESHOLD, LOCALISE, METHODS
 
         self.ctx = ctx
         self.model = None  # LoadedModel
@@ -72,7 +72,11 @@ class SaliencyPanel(QWidget):
         self.file_btn.setToolTip("Use your own classifier: a checkpoint (.pt/.pth) or a TorchScript file")
         self.method = QComboBox()
         self.method.addItems(list(METHODS))
-        self.method.setCurrentText("smoothgrad")
+        self.method.setCurrentText(LOCALISE["method"])
+        self.views = QCheckBox("average flips/turns")
+        self.views.setChecked(LOCALISE["views"] == "d4")
+        self.multiscale = QCheckBox("multi-scale")
+        self.multiscale.setChecked(len(LOCALISE["scales"]) > 1)
         self.target = QComboBox()
         self.target.addItem("predicted class", None)
         self.compute_btn = QPushButton("Compute")
@@ -101,6 +105,8 @@ class SaliencyPanel(QWidget):
         for label, w in (("Method", self.method), ("Target", self.target)):
             row2.addWidget(QLabel(label))
             row2.addWidget(w)
+        row2.addWidget(self.views)
+        row2.addWidget(self.multiscale)
         row2.addWidget(self.compute_btn)
         row2.addStretch(1)
         row3 = QHBoxLayout()
@@ -126,6 +132,8 @@ class SaliencyPanel(QWidget):
         self.compute_btn.clicked.connect(self.compute)
         self.method.currentTextChanged.connect(lambda _t: self.compute())
         self.target.currentIndexChanged.connect(lambda _i: self.compute())
+        self.views.toggled.connect(lambda _b: self.compute())
+        self.multiscale.toggled.connect(lambda _b: self.compute())
         for w in (self.opacity, self.threshold):
             w.valueChanged.connect(self.render)
         self.colormap.currentTextChanged.connect(self.render)
@@ -249,7 +257,11 @@ class SaliencyPanel(QWidget):
 
     # -- compute ------------------------------------------------------------------------------------
     def settings(self) -> dict:
-        return {"method": self.method.currentText(), "target": self.target.currentData(), "seed": 0, "samples": 16}
+        from ..core.saliency import LOCALISE
+
+        return {"method": self.method.currentText(), "target": self.target.currentData(), "seed": 0, "samples": 16,
+                "views": "d4" if self.views.isChecked() else "none",
+                "scales": tuple(LOCALISE["scales"]) if self.multiscale.isChecked() else (1.0,)}
 
     def compute(self):
         path = self._current_path()
@@ -269,7 +281,7 @@ class SaliencyPanel(QWidget):
             with torch.enable_grad():
                 pic = read_image(path)
                 r = compute_saliency(lm, [pic], method=s["method"], target=s["target"], samples=s["samples"],
-                                     seed=s["seed"], cancel=token)
+                                     seed=s["seed"], cancel=token, views=s["views"], scales=s["scales"])
             return {**s, "requested_target": s["target"], "request": req, "path": path, "picture": pic, "map": r.maps[0].clone(),
                     "target": r.targets[0], "predicted": r.predicted[0], "probs": r.probs[0].clone(),
                     "class": r.class_name(0, lm.classes)}

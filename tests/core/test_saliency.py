@@ -13,6 +13,7 @@ import torch
 from augstudio.core.images import Picture, read_image
 from augstudio.core.models import LoadedModel
 from augstudio.core.saliency import (
+    LOCALISE,
     box_iou,
     colormap_lut,
     compute_saliency,
@@ -21,9 +22,9 @@ from augstudio.core.saliency import (
     saliency_maps,
 )
 
-# The probe settings the localisation test uses (and reports): colour-blind, max-pooled, trained at 32 px.
-SHAPES_PROBE = dict(size=32, epochs=100, batch_size=16, width=16, net={"pool": "max"}, color_aug=0.3)
-LOC = dict(method="vanilla", threshold=0.6, blur=0.08)
+# The localisation test uses the probe's default settings (colour-blind, max-pooled, 32 px, seed 0) and
+# the saliency module's LOCALISE settings with the default threshold and blur.
+SHAPES_PROBE: dict = {}
 
 
 class Linear(torch.nn.Module):
@@ -151,29 +152,28 @@ def shapes_probe(tmp_path_factory, samples_root):
             os.environ.pop("AUGSTUDIO_SETTINGS_DIR", None)
         else:
             os.environ["AUGSTUDIO_SETTINGS_DIR"] = old
-    return lm, res
+    return lm, res, d
 
 
 def test_localisation_on_shapes(shapes_probe, samples_root):
     """Weakly supervised localisation: box from the probe's saliency vs the true object box."""
     from augstudio.core.dataset import scan
 
-    lm, res = shapes_probe
+    lm, res, _ = shapes_probe
     root = samples_root / "shapes"
     truth = json.loads((root / "boxes.json").read_text())
     ds = scan(root)
     pics = [read_image(ds.abspath(it)) for it in ds.items]
-    r = compute_saliency(lm, pics, method=LOC["method"])
-    ious = np.array([box_iou(saliency_box(m, LOC["threshold"], LOC["blur"]), truth[it.path])
-                     for m, it in zip(r.maps, ds.items)])
+    r = compute_saliency(lm, pics, **LOCALISE)
+    boxes = [saliency_box(m) for m in r.maps]
+    ious = np.array([box_iou(b, truth[it.path]) for b, it in zip(boxes, ds.items)])
     print(f"probe: {res.line()}; IoU>=0.5 on {np.mean(ious >= 0.5):.0%} of {len(ious)}, "
           f"mean IoU {ious.mean():.3f}, median {np.median(ious):.3f}")
     assert len(ious) == 60
     assert np.mean(ious >= 0.5) >= 0.70
     # control: a box of the same size at the centre of each image does much worse
     centre = []
-    for m, it in zip(r.maps, ds.items):
-        b = saliency_box(m, LOC["threshold"], LOC["blur"])
+    for b, it in zip(boxes, ds.items):
         w, h = b[2] - b[0], b[3] - b[1]
         centre.append(box_iou([64 - w // 2, 64 - h // 2, 64 - w // 2 + w, 64 - h // 2 + h], truth[it.path]))
     assert np.mean(np.array(centre) >= 0.5) < np.mean(ious >= 0.5) - 0.2
@@ -182,22 +182,29 @@ def test_localisation_on_shapes(shapes_probe, samples_root):
 def test_cli_probe_and_saliency(wafer_folder, samples_root, tmp_path, monkeypatch, capsys, shapes_probe):
     from augstudio.cli import main
 
-    monkeypatch.setenv("AUGSTUDIO_SETTINGS_DIR", str(tmp_path / "settings"))
+    lm, res, settings = shapes_probe
+    monkeypatch.setenv("AUGSTUDIO_SETTINGS_DIR", str(settings))
     assert main(["probe", "--data", str(wafer_folder), "--size", "24", "--epochs", "2", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "validation accuracy" in out and "probe-" in out
     assert main(["probe", "--data", str(wafer_folder), "--size", "24", "--epochs", "2"]) == 0
     assert "probe reused" in capsys.readouterr().out
 
-    lm, res = shapes_probe
-    ckpt = res.path
     img = samples_root / "shapes" / "star" / "star_003.jpg"
-    rc = main(["saliency", "--image", str(img), "--model", str(ckpt), "--method", "vanilla", "--threshold", "0.6",
-               "--blur", "0.08", "--out", str(tmp_path / "out")])
+    # no --model: the saved probe for --data is reused (no training), the box is the core's
+    rc = main(["saliency", "--data", str(samples_root / "shapes"), "--image", str(img), "--out", str(tmp_path / "out")])
     assert rc == 0
-    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    captured = capsys.readouterr()
+    assert "probe reused" in captured.err
+    rec = json.loads(captured.out.strip().splitlines()[-1])
     written = read_image(rec["out"])
-    assert written.size == (128, 128) and rec["class"] in lm.classes and len(rec["box"]) == 4
+    r = compute_saliency(lm, [read_image(img)], **LOCALISE)
+    assert written.size == (128, 128) and rec["class"] == lm.classes[r.targets[0]]
+    assert rec["box"] == saliency_box(r.maps[0])
+    # a model file, another method
+    rc = main(["saliency", "--image", str(img), "--model", str(res.path), "--method", "gradxinput", "--views", "none",
+               "--scales", "1", "--target", "star", "--out", str(tmp_path / "out2")])
+    assert rc == 0 and json.loads(capsys.readouterr().out.strip())["class"] == "star"
     assert main(["saliency", "--image", str(img), "--model", str(tmp_path / "missing.pt"), "--out",
                  str(tmp_path / "o2")]) == 2
     assert "model file not found" in capsys.readouterr().err

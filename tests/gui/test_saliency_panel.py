@@ -62,10 +62,11 @@ def test_saliency_panel_probe_compute_and_controls(qtbot, tmp_path, samples_root
     qtbot.waitUntil(lambda: panel.last_result is not None and panel.last_result["request"] == panel._request,
                     timeout=10000)
     res = panel.last_result
-    ref = compute_saliency(load_model(probe_file), [read_image(ds.abspath(item))], method="vanilla")
+    ref = compute_saliency(load_model(probe_file), [read_image(ds.abspath(item))], method="vanilla", views="d4",
+                           scales=(1.0, 1.5, 2.0))
     assert torch.allclose(res["map"], ref.maps[0], atol=1e-5)
     assert res["target"] == ref.targets[0]
-    assert res["box"] == saliency_box(ref.maps[0], 0.5)
+    assert res["box"] == saliency_box(ref.maps[0], 0.7)
     assert res["overlay"].shape == (128, 128, 3)
 
     # display controls re-render without a new job
@@ -88,6 +89,13 @@ def test_saliency_panel_probe_compute_and_controls(qtbot, tmp_path, samples_root
     assert panel.grab().save(str(shot)) and shot.stat().st_size > 0
     if os.environ.get("AUGSTUDIO_SHOTS"):
         panel.grab().save(os.path.join(os.environ["AUGSTUDIO_SHOTS"], "saliency_panel.png"))
+
+    # turning off the view averaging and multi-scale recomputes: plain vanilla gradient
+    panel.multiscale.setChecked(False)
+    _wait_job(qtbot, panel, lambda: panel.views.setChecked(False))
+    qtbot.waitUntil(lambda: panel.last_result["request"] == panel._request, timeout=10000)
+    plain_ref = compute_saliency(load_model(probe_file), [read_image(ds.abspath(item))], method="vanilla")
+    assert torch.allclose(panel.last_result["map"], plain_ref.maps[0], atol=1e-5)
 
     # a target class: the job reruns for that class
     _wait_job(qtbot, panel, lambda: panel.target.setCurrentIndex(2))
