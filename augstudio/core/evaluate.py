@@ -507,8 +507,16 @@ def summarize(result: dict) -> dict:
     return result
 
 
+def _num(v) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
 def _pm(d: dict, digits: int = 3) -> str:
-    return f"{d['mean']:.{digits}f} ± {d['std']:.{digits}f}"
+    # values read back from results.json have None where they were NaN
+    if not _num(d["mean"]):
+        return "—"
+    std = d["std"] if _num(d["std"]) else 0.0
+    return f"{d['mean']:.{digits}f} ± {std:.{digits}f}"
 
 
 def table_rows(result: dict) -> list[list[str]]:
@@ -523,8 +531,10 @@ def table_rows(result: dict) -> list[list[str]]:
             diff, p, verdict = "—", "—", "baseline"
         else:
             a = c["accuracy"]
-            diff = f"{a['mean_diff']:+.3f} ± {a['std_diff']:.3f}"
-            p = "—" if math.isnan(a["p"]) else f"{a['p']:.3f}"
+            diff = _pm({"mean": a["mean_diff"], "std": a["std_diff"]})
+            if _num(a["mean_diff"]):
+                diff = ("+" if a["mean_diff"] >= 0 else "") + diff
+            p = f"{a['p']:.3f}" if _num(a["p"]) else "—"
             verdict = a["verdict"]
         rows.append([arm["name"], _pm(s["accuracy"]), _pm(s["nll"]), _pm(s["ece"]), diff, p, verdict])
     return rows

@@ -226,3 +226,15 @@ def test_bad_model_and_device_are_explained(digits_folder):
     if not torch.cuda.is_available():
         with pytest.raises(ParamError, match="CUDA is not available"):
             run_job(evaluate_job(digits_folder, [], epochs=1, seeds=1, device="cuda"))
+
+
+def test_results_json_reads_back_into_the_same_table_and_report(digits_folder, tmp_path):
+    from augstudio.core.evaluate import format_table
+    from augstudio.core.report import results_json, write_report
+
+    res = run_job(evaluate_job(digits_folder, [{"steps": [{"op": "vflip"}]}], epochs=1, seeds=1, image_size=8))
+    back = json.loads(results_json(res))  # one seed: p is NaN in memory, null in the file
+    assert back["comparisons"][0]["accuracy"]["p"] is None
+    assert format_table(back) == format_table(res)
+    files = write_report(back, tmp_path / "again")
+    assert set(files) >= {"results.json", "report.html", "curves.png", "per_class.png", "reliability_1.png"}
