@@ -45,9 +45,7 @@ def stream_keys(steps: list[Step]) -> list[str]:
 
 
 def _is_geo(op) -> bool:
-    from .ops.geometry import GeometricOp
-
-    return isinstance(op, GeometricOp)
+    return bool(getattr(op, "affine", None)) and getattr(op, "family", "") == "geometry"
 
 
 def _is_pointwise(op) -> bool:
