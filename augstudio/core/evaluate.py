@@ -127,6 +127,36 @@ def stratified_split(labels: list[int], val_fraction: float, seed: int) -> tuple
     return sorted(train), sorted(val)
 
 
+class _Pictures:
+    """Decoded pictures by index: kept in memory up to ``budget`` bytes, read again from disk beyond that
+    (so a large folder does not need its decoded size in RAM)."""
+
+    def __init__(self, root, budget: int):
+        self.root = Path(root)
+        self.budget = budget
+        self.used = 0
+        self.paths: list[str] = []
+        self.cache: list = []
+
+    def add(self, path: str, pic) -> None:
+        n = pic.pixels.numel()
+        keep = self.used + n <= self.budget
+        self.used += n if keep else 0
+        self.paths.append(path)
+        self.cache.append(pic if keep else None)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        pic = self.cache[i]
+        if pic is None:
+            from .images import read_image
+
+            pic = read_image(self.root / self.paths[i])
+        return pic
+
+
 class _Inputs:
     """Turns pictures into the float ``C x H x W`` tensors (0..1) the model eats, all at one size.
 
@@ -231,11 +261,13 @@ def _smoothing_only(batch_steps) -> float | None:
 def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2, val_fraction: float = 0.2,
                  image_size=None, batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 5e-4,
                  split_seed: int = 0, device=None, token: CancelToken | None = None, report=None,
-                 recipe_names: list[str] | None = None, threads: int | None = None):
+                 recipe_names: list[str] | None = None, threads: int | None = None,
+                 cache_bytes: int = 2 << 30):
     """The experiment job. ``recipes``: paths, dicts or ``Recipe`` objects (no-augmentation is added as the
     first arm). ``seeds``: a count N (seeds 0..N-1) or a list. ``image_size``: model input (h, w) or one int;
     default: the dataset's common size when all images share one and it is at most 128, else 64.
-    ``report``: a folder to write the report into (results.json, PNG plots, report.html)."""
+    ``report``: a folder to write the report into (results.json, PNG plots, report.html).
+    ``cache_bytes``: decoded pictures kept in memory; beyond it, pictures are read again when used."""
     import torch
 
     from .dataset import scan
@@ -275,7 +307,9 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
         raise DatasetError(f"{ds.root}: evaluation needs a labelled dataset: one sub-folder per class, at least "
                            f"two classes (found {len(ds.classes)} class folder(s), layout {ds.layout}).")
     problems = [{"path": p.path, "reason": p.reason} for p in ds.problems]
-    pics, labels, paths = [], [], []
+    pics = _Pictures(ds.root, cache_bytes)
+    labels, paths = [], []
+    kinds, sizes, max_index = set(), set(), 0
     n_items = len(ds.items)
     for k, it in enumerate(ds.items):
         if k % 32 == 0:
@@ -286,20 +320,23 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
         except AugstudioError as e:
             problems.append({"path": it.path, "reason": str(e)})
             continue
-        pics.append(pic)
+        pics.add(it.path, pic)
+        kinds.add(pic.kind)
+        sizes.add(pic.size)
+        if pic.kind == "categorical":
+            max_index = max(max_index, int(pic.pixels.max()))
         labels.append(it.label)
         paths.append(it.path)
     if len(set(labels)) < 2:
         raise DatasetError(f"{ds.root}: fewer than two classes have readable images; nothing to compare.")
-    categorical = all(p.kind == "categorical" for p in pics)
+    categorical = kinds == {"categorical"}
     if image_size is None:
-        sizes = {p.size for p in pics}
         image_size = next(iter(sizes)) if len(sizes) == 1 and max(next(iter(sizes))) <= 128 else (64, 64)
     elif isinstance(image_size, int):
         image_size = (image_size, image_size)
     image_size = (int(image_size[0]), int(image_size[1]))
     if categorical and model == "probe":
-        ncat = max(int(p.pixels.max()) for p in pics) + 1
+        ncat = max_index + 1
         inputs = _Inputs("onehot", image_size, max(ncat, 2))
     else:
         inputs = _Inputs("rgb", image_size)

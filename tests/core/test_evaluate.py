@@ -138,12 +138,12 @@ def test_split_is_stratified_deterministic_and_shared(digits_folder):
     assert a == b
 
 
-def test_same_seed_same_numbers(digits_folder):
-    def once():
+def test_same_seed_same_numbers_with_or_without_the_picture_cache(digits_folder):
+    def once(cache):
         return run_job(evaluate_job(digits_folder, [{"seed": 1, "steps": [{"op": "rotate", "degrees": 20}]}],
-                                    epochs=1, seeds=[7], image_size=12))
+                                    epochs=1, seeds=[7], image_size=12, cache_bytes=cache))
 
-    r1, r2 = once(), once()
+    r1, r2 = once(2 << 30), once(0)  # the second reads every picture again from disk when used
     for a1, a2 in zip(r1["arms"], r2["arms"]):
         assert a1["runs"][0]["probs"] == a2["runs"][0]["probs"]
 
