@@ -4,13 +4,14 @@ loss, and AdaIN / fast style speed. Prints markdown tables.
   python benchmarks/style.py                       # per-iteration at 256, convergence at 128, AdaIN/fast at 256/512
   python benchmarks/style.py --iter-size 256 --converge-size 256 --iterations 60 --device cuda
 
-augstudio gets twice the iteration budget (half at each pyramid level); what is compared is the time at
-which its full-size loss first drops to plain's final loss.
+augstudio gets twice the iteration budget (split over its pyramid levels, --pyramid); what is compared is
+the time at which its full-size loss first drops to plain's final loss.
 
 "plain" is the straightforward textbook code written here: the same random multi-scale filters (or the
 same VGG19) run as direct convolutions, G = F F^T and E_l = sum (G - Ghat)^2 / (4 N^2 M^2) written out,
 and torch's L-BFGS (strong Wolfe) on the full-size image from the same noise. augstudio's defaults:
-fused scaled Gram loss, FFT convolution for large kernels, and a 2-level coarse-to-fine pyramid.
+fused scaled Gram loss, FFT convolution for large kernels, L-BFGS one iteration per step (so a job can
+report and cancel), optionally a coarse-to-fine pyramid (--pyramid).
 
 Targets: per iteration no slower than plain; reach plain's final loss in at most half its time.
 Weights are random (no download): VGG19 with seeded He init; AdaIN encoder/decoder random; fast style
@@ -170,6 +171,7 @@ def main(argv=None):
     ap.add_argument("--converge-size", type=int, default=128, help="size for time-to-loss (default 128)")
     ap.add_argument("--iterations", type=int, default=40, help="plain L-BFGS evaluations (default 40)")
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--pyramid", type=int, default=1, help="augstudio's pyramid levels in the convergence runs")
     ap.add_argument("--fast-sizes", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--memory-size", type=int, default=512)
     ap.add_argument("--skip", nargs="*", default=[], help="any of: iter converge vgg adain fast memory")
@@ -253,8 +255,9 @@ def main(argv=None):
         tr_plain = plain_run(lambda z: plain_random_features(rnd, z), lambda f: plain_style_loss(f, g_plain, n),
                              x0, args.iterations, dev)
         target = tr_plain[-1][1]
-        tr_ours = ours_trace(texture_job(src, size=(S, S), features=rnd, iterations=2 * args.iterations, pyramid=2,
-                                         seed=0, device=dev, preview_every=0, max_source_size=None), 2)
+        tr_ours = ours_trace(texture_job(src, size=(S, S), features=rnd, iterations=2 * args.iterations,
+                                         pyramid=args.pyramid, seed=0, device=dev, preview_every=0,
+                                         max_source_size=None), args.pyramid)
         rows.append(("texture (brick)", tr_plain, tr_ours, target))
 
         c = resize(astro, (S, S))
@@ -268,11 +271,11 @@ def main(argv=None):
                              c, args.iterations, dev)
         target = tr_plain[-1][1]
         tr_ours = ours_trace(nst_job(c, s_img, features=rnd, content_layer="scale11", beta=beta,
-                                     iterations=2 * args.iterations, pyramid=2, max_size=None, device=dev,
-                                     preview_every=0), 2)
+                                     iterations=2 * args.iterations, pyramid=args.pyramid, max_size=None,
+                                     device=dev, preview_every=0), args.pyramid)
         rows.append(("NST (astronaut x coffee)", tr_plain, tr_ours, target))
         print(f"### Time to reach the plain implementation's final loss, {S}x{S}, random multi-scale features, "
-              f"{args.iterations} plain L-BFGS evaluations\n")
+              f"{args.iterations} plain L-BFGS evaluations, augstudio pyramid {args.pyramid}\n")
         print("| task | plain: final loss | plain: time (s) | augstudio: time to that loss (s) | augstudio: final loss "
               "| ratio |\n|---|---:|---:|---:|---:|---:|")
         for name, tp, to, target in rows:
