@@ -24,8 +24,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from augstudio.core.graphcut import grid_energy
-from augstudio.core.puzzlemix import cost_matrix, mask_problem, puzzlemix_pairs, saliency
+from augstudio.core.graphcut import grid_energy, solve_grid
+from augstudio.core.puzzlemix import (
+    cost_matrix,
+    mask_problem,
+    mask_transport,
+    puzzlemix_pairs,
+    saliency,
+    transport_image,
+)
 
 
 # -- the reference (official procedure) ---------------------------------------------------------------------
@@ -183,7 +190,7 @@ def main(argv=None):
 
     print(f"device {dev}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "")
           + f", torch threads {torch.get_num_threads()}, median of {args.repeats}\n")
-    rows, gaps = [], []
+    rows, gaps, parts = [], [], []
     for n, size in configs:
         x = _images(n, size).to(dev)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(1)).to(dev)
@@ -208,6 +215,19 @@ def main(argv=None):
             e_o = grid_energy(ours_lab, prob.unary, prob.wv, prob.wh, prob.pairwise)
             e_r = grid_energy(ref_lab, prob.unary, prob.wv, prob.wh, prob.pairwise)
             gaps.append((e_o - e_r) / e_r.abs())
+            # components: the mask solve (batched torch vs one GCO swap per image) and the transport
+            probd = mask_problem(x, x2, sal, s2, torch.full((n,), lam, device=dev), bn)
+            t_solve = _time(lambda: solve_grid(probd.unary, probd.wv, probd.wh, probd.pairwise),  # noqa: B023
+                            args.repeats, dev)
+            un1, un2, pwx, pwy, beta_n, u1, _u2 = _ref_terms(x, x2, sal, s2, lam, bn)
+            t_gco = _time(lambda: [_ref_graphcut(un2[i], un1[i], pwx[i], pwy[i], lam, beta_n, 0.2)  # noqa: B023
+                                   for i in range(n)], args.repeats, dev)  # noqa: B023
+            bmask = res.block_mask
+            t_tr = _time(lambda: transport_image(x, mask_transport(bmask, probd.sal1, 0.8), bn),  # noqa: B023
+                         args.repeats, dev)
+            t_trd = _time(lambda: _ref_transport_image(x, _ref_transport(bmask[:, None], u1, 0.8), bn),  # noqa: B023
+                          args.repeats, dev)
+            parts.append((f"{n} x {size}x{size}", f"{bn}x{bn}", t_solve, t_gco, t_tr, t_trd))
         rows.append((f"{n} x {size}x{size}", "mean over k=1..4", statistics.mean(ours_all), statistics.mean(ref_all)))
         mix_ms = {}
         for name in ("mixup", "cutmix"):
@@ -227,6 +247,11 @@ def main(argv=None):
             print(f"| {batch} | saliency (same for both) | {a:.1f} | {b:.1f} | — |")
         else:
             print(f"| {batch} | {what} | {a:.1f} | {b:.1f} | {b / a:.1f}x |")
+    print("\n| batch | blocks | mask solve: augstudio ms | mask solve: GCO per image ms | transport (one image "
+          "set): augstudio ms | transport: official dense ms |")
+    print("|---|---|---:|---:|---:|---:|")
+    for batch, what, a, b, c, d in parts:
+        print(f"| {batch} | {what} | {a:.1f} | {b:.1f} | {c:.1f} | {d:.1f} |")
     g = torch.cat(gaps)
     print(f"\nmask energy vs GCO swap over {g.numel()} masks: within 1% on {(g <= 0.01).float().mean():.1%}, "
           f"median {g.median():+.2e}, max {g.max():+.2e}")
