@@ -128,7 +128,30 @@ _worker_recipe: Recipe | None = None
 _worker_pipeline = None
 
 
-def _init_worker(recipe_dict: dict, threads: int | None, in_subprocess: bool = False) -> None:
+def _watch_parent(pid: int, every_s: float = 0.25) -> None:
+    """End this worker soon after the process that runs the export is gone (killed with SIGKILL, say).
+
+    A killed parent cannot shut its pool down, and a forkserver's workers are not its children, so
+    they would otherwise linger (holding the terminal's pipes) until they next read a task.
+    """
+    import threading
+    import time
+
+    def watch():
+        while True:
+            time.sleep(every_s)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(3)
+            except OSError:
+                pass
+
+    threading.Thread(target=watch, name="augstudio-parent-watch", daemon=True).start()
+
+
+def _init_worker(recipe_dict: dict, threads: int | None, in_subprocess: bool = False,
+                 parent_pid: int | None = None) -> None:
     global _worker_recipe, _worker_pipeline
     if in_subprocess:
         import signal
@@ -136,6 +159,8 @@ def _init_worker(recipe_dict: dict, threads: int | None, in_subprocess: bool = F
         # Ctrl-C reaches the whole process group; only the main process decides what to do with it, and
         # waits for the items in flight (each write is atomic), so workers must not die half-way.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if parent_pid is not None:
+            _watch_parent(parent_pid)
     if threads is not None:
         import torch
 
@@ -288,7 +313,7 @@ def _executor(workers: int, recipe_dict: dict):
     if method == "forkserver":
         ctx.set_forkserver_preload(["torch", "augstudio.core.export", "augstudio.core.pipeline"])
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(recipe_dict, 1, True))
+                               initargs=(recipe_dict, 1, True, os.getpid()))
 
 
 def _results_in_order(tasks: list, workers: int, recipe_dict: dict, holder: list):
