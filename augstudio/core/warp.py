@@ -30,6 +30,7 @@ Matrix = tuple  # ((a, b, c), (d, e, f), (0, 0, 1))
 
 IDENTITY: Matrix = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 MODES = ("constant", "reflect", "edge")
+_SRC_FORMAT = torch.contiguous_format  # planar: measured faster for grid_sample than channels_last here
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
 
@@ -187,7 +188,7 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
         y0, x0 = min(b[0] for b in boxes), min(b[2] for b in boxes)
         y1, x1 = max(b[1] for b in boxes), max(b[3] for b in boxes)
     shift = translation(-x0, -y0)
-    src = x[:, :, y0:y1, x0:x1].to(torch.float32)
+    src = x[:, :, y0:y1, x0:x1].to(torch.float32, memory_format=_SRC_FORMAT)
     invs = [matmul(shift, iv) for iv in invs]  # output -> cropped input coordinates
     # 2. antialias: box-average by the integer shrink factor (same factor for the whole batch)
     if antialias and interpolation != "nearest":
@@ -225,11 +226,11 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
     out = torch.nn.functional.grid_sample(src, grid, mode=interpolation, padding_mode=pad, align_corners=True)
     if shifted:
         out = out.add_(ft)
-    if interpolation == "nearest":
-        return out.to(torch.uint8)
     if interpolation == "bilinear":  # a convex combination of 0..255 values: no clamp needed
-        return out.round_().to(torch.uint8)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+        out = out.round_()
+    elif interpolation == "bicubic":
+        out = out.round_().clamp_(0, 255)
+    return out.to(torch.uint8, memory_format=torch.contiguous_format)
 
 
 __all__ = ["warp", "warp_batch", "matmul", "inverse", "translation", "scaling", "rotation", "shearing",
