@@ -6,7 +6,8 @@ Single-threaded CPU (torch and OpenCV set to 1 thread), on skimage.data.astronau
 reference chain: hflip p=1, rotate +-15 deg, color_jitter 0.3/0.3/0.3, random_resized_crop 224 (scale
 0.08-1, ratio 3/4-4/3), gaussian noise std up to 0.1, cutout one hole of side 0.1-0.3. Every library gets
 uint8 HWC/CHW input as it would from a decoder; conversions it needs are timed. Prints markdown tables
-(ms/image = median of --runs after warm-up, p95, ratio to augstudio) and writes them to --json.
+(ms/image = median of --runs after warm-up, p95, ratio to augstudio; the libraries are timed round-robin,
+one call each per round, so load drift on a shared machine hits them alike) and writes them to --json.
 
 Needs the bench extra: albumentations 2.0.8, kornia, opencv-python-headless, scikit-image.
 """
@@ -50,6 +51,25 @@ def timeit(fn, runs: int, warmup: int) -> dict:
         ts.append(time.perf_counter() - t0)
     ts.sort()
     return {"median_ms": statistics.median(ts) * 1e3, "p95_ms": ts[int(0.95 * (len(ts) - 1))] * 1e3, "runs": runs}
+
+
+def timeit_interleaved(fns: dict, runs: int, warmup: int) -> dict:
+    """Time several callables round-robin (one call of each per round), so drifting machine load hits
+    them alike and the ratios stay fair on a shared machine."""
+    for k in range(warmup):
+        for fn in fns.values():
+            fn(k)
+    ts: dict = {name: [] for name in fns}
+    for k in range(runs):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn(warmup + k)
+            ts[name].append(time.perf_counter() - t0)
+    out = {}
+    for name, v in ts.items():
+        v.sort()
+        out[name] = {"median_ms": statistics.median(v) * 1e3, "p95_ms": v[int(0.95 * (len(v) - 1))] * 1e3, "runs": runs}
+    return out
 
 
 # -- the chain in each library -------------------------------------------------------------------------------
@@ -188,11 +208,11 @@ def main(argv=None) -> int:
     results: dict = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
                      "threads": 1, "runs": args.runs, "image": "skimage.data.astronaut 512x512"}
 
-    chain = {}
-    for name, make in (("augstudio", augstudio_chain), ("albumentations", albumentations_chain),
-                       ("torchvision v2", torchvision_chain), ("kornia", kornia_chain)):
-        chain[name] = timeit(make(img), args.runs, args.warmup)
-    chain["augstudio preview (512x512 out)"] = timeit(augstudio_chain(img, 512), args.runs, args.warmup)
+    fns = {name: make(img) for name, make in (
+        ("augstudio", augstudio_chain), ("albumentations", albumentations_chain),
+        ("torchvision v2", torchvision_chain), ("kornia", kornia_chain))}
+    fns["augstudio preview (512x512 out)"] = augstudio_chain(img, 512)
+    chain = timeit_interleaved(fns, args.runs, args.warmup)
     results["chain"] = chain
     base = chain["augstudio"]["median_ms"]
     print("## Reference chain, one image, 1 CPU thread\n")
@@ -207,9 +227,8 @@ def main(argv=None) -> int:
     print("|---|---:|---:|---:|---:|---:|")
     ops = {}
     for name, ours, alb, tv in op_pairs(img):
-        o = timeit(ours, args.op_runs, 10)["median_ms"]
-        a = timeit(alb, args.op_runs, 10)["median_ms"]
-        t = timeit(tv, args.op_runs, 10)["median_ms"]
+        r = timeit_interleaved({"o": ours, "a": alb, "t": tv}, args.op_runs, 10)
+        o, a, t = r["o"]["median_ms"], r["a"]["median_ms"], r["t"]["median_ms"]
         ops[name] = {"augstudio": o, "albumentations": a, "torchvision": t}
         print(f"| {name} | {o:.3f} | {a:.3f} | {t:.3f} | {a / o:.2f}x | {t / o:.2f}x |")
     results["ops"] = ops
