@@ -127,3 +127,11 @@ def test_batch_jitter_equals_per_image(img):
     for i in range(4):
         ref = o.apply(batch[i], params[i], "rgb")
         assert (out[i].int() - ref.int()).abs().max() <= 2
+
+
+def test_histogram_ops_accept_non_contiguous_views(img):
+    rgba = torch.cat([img, torch.full((1, *img.shape[1:]), 200, dtype=torch.uint8)])
+    view = torch.rot90(rgba, 1, (-2, -1))  # a strided view, as after rot90 / alpha split
+    for name in ("equalize", "autocontrast"):
+        out = op(name).apply(view, {}, "rgba")
+        assert torch.equal(out[:3], op(name).apply(view[:3].contiguous(), {}, "rgb")) and bool((out[3] == 200).all())

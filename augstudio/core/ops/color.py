@@ -362,7 +362,8 @@ class Equalize(ColorOp):
 
     def apply(self, x, params, kind, stats=None):
         x, alpha = split_alpha(x, kind)
-        out = torch.empty_like(x)
+        x = x.contiguous()
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
         flat = x.reshape(-1, x.shape[-2] * x.shape[-1])
         for i in range(flat.shape[0]):
             ch = flat[i]
@@ -385,7 +386,8 @@ class AutoContrast(ColorOp):
 
     def apply(self, x, params, kind, stats=None):
         x, alpha = split_alpha(x, kind)
-        out = torch.empty_like(x)
+        x = x.contiguous()
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
         flat = x.reshape(-1, x.shape[-2] * x.shape[-1])
         for i in range(flat.shape[0]):
             lo, hi = int(flat[i].min()), int(flat[i].max())
