@@ -137,15 +137,27 @@ def _watch_parent(pid: int, every_s: float = 0.25) -> None:
     import threading
     import time
 
+    def gone() -> bool:
+        try:  # Linux: a killed parent may linger as a zombie until reaped, and a zombie still "exists"
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                return f.read().rpartition(b")")[2].split()[0] in (b"Z", b"X")
+        except FileNotFoundError:
+            return True
+        except (OSError, IndexError):
+            pass
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass
+        return False
+
     def watch():
         while True:
             time.sleep(every_s)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if gone():
                 os._exit(3)
-            except OSError:
-                pass
 
     threading.Thread(target=watch, name="augstudio-parent-watch", daemon=True).start()
 
