@@ -24,8 +24,9 @@ def add_parser(sub) -> str:
                    help=f"saliency method (default {LOCALISE['method']})")
     p.add_argument("--views", choices=VIEWS, default=LOCALISE["views"],
                    help="average the maps over flips and quarter turns (d4) or not (none); default d4")
-    p.add_argument("--scales", type=float, nargs="+", default=list(LOCALISE["scales"]),
-                   help="run the model at these multiples of its input size and average (default 1 1.5 2)")
+    p.add_argument("--scales", type=float, nargs="+", default=None,
+                   help="run the model at these multiples of its input size and average (default: "
+                        + " ".join(f"{s:g}" for s in LOCALISE["scales"]) + " for the probe, 1 for a --model)")
     p.add_argument("--target", default=None, help="class name or index to explain (default: the predicted class)")
     p.add_argument("--samples", type=int, default=16, help="SmoothGrad noisy copies (default 16)")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
@@ -76,6 +77,9 @@ def run(args) -> int:
         else:
             raise DatasetError(f"saliency: --target {args.target!r} is neither a class of {lm.name} "
                                f"({', '.join(classes[:20])}) nor a class index")
+    from ..core.saliency import LOCALISE
+
+    scales = args.scales or (LOCALISE["scales"] if not args.model else (1.0,))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
@@ -83,7 +87,7 @@ def run(args) -> int:
         try:
             pic = read_image(src)
             r = compute_saliency(lm, [pic], method=args.method, target=target, samples=args.samples, seed=args.seed,
-                                 views=args.views, scales=args.scales)
+                                 views=args.views, scales=scales)
         except (ImageError, ModelError) as e:
             print(f"skipped {src}: {e}", file=sys.stderr)
             failed += 1

@@ -36,7 +36,7 @@ VIEWS = ("none", "d4")
 DEFAULT_BLUR = 0.12
 DEFAULT_THRESHOLD = 0.7
 # Settings measured for localisation boxes on the bundled shapes (see tests/core/test_saliency.py)
-LOCALISE = {"method": "vanilla", "views": "d4", "scales": (1.0, 1.5, 2.0)}
+LOCALISE = {"method": "vanilla", "views": "d4", "scales": (1.0, 1.5, 2.0, 2.5, 3.0)}
 
 
 @dataclass

@@ -240,6 +240,10 @@ class SaliencyPanel(QWidget):
 
     def _set_model(self, lm) -> None:
         self.model = lm
+        # multi-scale suits size-agnostic models (the probe); a fixed-size model at 3x is slow
+        self.multiscale.blockSignals(True)
+        self.multiscale.setChecked(lm is not None and lm.meta.get("arch") == "augstudio.probe")
+        self.multiscale.blockSignals(False)
         self.target.blockSignals(True)
         self.target.clear()
         self.target.addItem("predicted class", None)

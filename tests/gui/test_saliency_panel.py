@@ -12,7 +12,7 @@ import torch
 from augstudio.core.dataset import scan
 from augstudio.core.images import read_image
 from augstudio.core.models import load_model
-from augstudio.core.saliency import compute_saliency, saliency_box
+from augstudio.core.saliency import LOCALISE, compute_saliency, saliency_box
 from augstudio.gui.context import AppContext
 from augstudio.gui.saliency_panel import SaliencyPanel
 
@@ -62,8 +62,7 @@ def test_saliency_panel_probe_compute_and_controls(qtbot, tmp_path, samples_root
     qtbot.waitUntil(lambda: panel.last_result is not None and panel.last_result["request"] == panel._request,
                     timeout=10000)
     res = panel.last_result
-    ref = compute_saliency(load_model(probe_file), [read_image(ds.abspath(item))], method="vanilla", views="d4",
-                           scales=(1.0, 1.5, 2.0))
+    ref = compute_saliency(load_model(probe_file), [read_image(ds.abspath(item))], **LOCALISE)
     assert torch.allclose(res["map"], ref.maps[0], atol=1e-5)
     assert res["target"] == ref.targets[0]
     assert res["box"] == saliency_box(ref.maps[0], 0.7)
