@@ -239,3 +239,40 @@ def test_malicious_or_pickled_model_files_never_run(tmp_path):
         with pytest.raises(ModelError):
             load_model(path, allow_code=True)
         assert not marker.exists(), f"{name}: code ran"
+
+
+# -- the other long jobs carry on past the same bad files ---------------------------------------------------
+def _tiny_classifier(n_classes: int):
+    import torch
+
+    from augstudio.core import models
+    from augstudio.core.tta import classifier_from_loaded
+
+    g = torch.Generator().manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, n_classes))
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    lm = models.LoadedModel(m.eval(), (16, 16), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), ["bad", "good"][:n_classes],
+                            "tiny", "rgb", 0, "test")
+    return classifier_from_loaded(lm, device="cpu")
+
+
+def test_tta_evaluation_and_distillation_skip_and_report_bad_files(corpus, tmp_path):
+    from augstudio.core.distill import distill_job
+    from augstudio.core.tta import evaluate_job
+
+    before = tree_hash(corpus.root)
+    bad = set(corpus.bad)
+    clf = _tiny_classifier(2)
+    report = run_job(evaluate_job(corpus.root, clf, batch_size=8))
+    skipped = {s["path"]: s["error"] for s in report.skipped}
+    assert set(skipped) == bad
+    for rel, words in corpus.bad.items():
+        assert words in skipped[rel]
+    summary = run_job(distill_job(corpus.root, clf, tmp_path / "distilled", threshold=0.0, batch_size=8))
+    reported = {e["source"]: e["error"] for e in summary.errors}
+    assert bad <= set(reported)
+    for rel in bad:
+        assert corpus.bad[rel] in reported[rel]
+    assert tree_hash(corpus.root) == before

@@ -67,10 +67,10 @@ def complete_pngs(root: Path) -> int:
     return n
 
 
-def start_cli(src, recipe_file, out, copies=2) -> subprocess.Popen:
+def start_cli(src, recipe_file, out, copies=2, workers=1) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "augstudio", "export", str(src), "-r", str(recipe_file),
-                             "-o", str(out), "-n", str(copies), "-j", "1"],
+                             "-o", str(out), "-n", str(copies), "-j", str(workers)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -108,11 +108,11 @@ def test_ctrl_c_then_kill_9_then_rerun_gives_byte_identical_outputs(shapes, reci
     assert 2 * done <= on_disk <= 2 * (done + 1), "stopped within one item"
     assert leftovers(out) == [str(out / PARTIAL)], "no temporary files"
 
-    # 2. kill -9 part-way through the resumed run
-    proc = start_cli(shapes, recipe_file, out)
+    # 2. kill -9 part-way through the resumed run, with 2 worker processes: they must not outlive it
+    proc = start_cli(shapes, recipe_file, out, workers=2)
     wait_for_outputs(proc, out, on_disk + 6)
     proc.send_signal(signal.SIGKILL)
-    proc.communicate()
+    proc.communicate(timeout=30)  # returns only once no orphaned worker holds the pipes
     assert proc.returncode == -signal.SIGKILL
     assert not (out / "manifest.jsonl").exists(), "the export was killed before it finished"
     assert on_disk + 6 <= complete_pngs(out) < 60, "whatever the kill left is whole"
