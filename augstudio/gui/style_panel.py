@@ -93,7 +93,8 @@ class StylePanel(QWidget):
         pg.setConfigOptions(imageAxisOrder="row-major")
         self.ctx = ctx
         self.result = None  # the last StyleResult
-        self.losses: list[float] = []
+        self.losses: list[float] = []  # the losses received (progress reports are throttled: some are skipped)
+        self.loss_x: list[int] = []  # their iteration numbers
         self.errors: list[str] = []
         self.handle = None
         self.saved: list[Path] = []
@@ -307,7 +308,7 @@ class StylePanel(QWidget):
         except ValueError as e:
             self._on_error(str(e))
             return None
-        self.losses = []
+        self.losses, self.loss_x = [], []
         self.curve.setData([], [])
         self.result = None
         self.save_btn.setEnabled(False)
@@ -335,8 +336,9 @@ class StylePanel(QWidget):
         prev = p.preview if isinstance(p.preview, dict) else {}
         if prev.get("loss") is not None:
             self.losses.append(float(prev["loss"]))
+            self.loss_x.append(int(prev.get("iteration", p.done)))
             ys = np.maximum(np.asarray(self.losses, dtype=float), 1e-30)
-            self.curve.setData(np.arange(1, len(ys) + 1), ys)
+            self.curve.setData(np.asarray(self.loss_x), ys)
         if prev.get("image") is not None:
             self.show_image(prev["image"])
         if p.message:

@@ -371,7 +371,7 @@ def adain_train_job(content_dir, style_dir, out_dir, encoder="random", iteration
             img = to_uint8(model.stylize(fixed_c, [fixed_s]))
             model.decoder.train()
         yield Progress(it, iterations, f"adain-train: loss {lv:.4g} (content {float(loss_c.detach()):.4g}, "
-                       f"style {float(loss_s.detach()):.4g})", {"image": img, "loss": lv, "level": 1})
+                       f"style {float(loss_s.detach()):.4g})", {"image": img, "loss": lv, "level": 1, "iteration": it})
     model.eval()
     dec_path, enc_path = save_adain(model, out_dir)
     return StyleResult(to_uint8(model.stylize(fixed_c, [fixed_s])), losses, time.perf_counter() - t0,

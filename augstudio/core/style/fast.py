@@ -164,7 +164,7 @@ def fast_train_job(content_dir, style_image, out_path, features="random", weight
             model.eval()
             img = to_uint8(fast_stylize(model, fixed))
             model.train()
-        yield Progress(it, iterations, f"fast-train: loss {lv:.4g}", {"image": img, "loss": lv, "level": 1})
+        yield Progress(it, iterations, f"fast-train: loss {lv:.4g}", {"image": img, "loss": lv, "level": 1, "iteration": it})
     model.eval()
     path = save_fast(model, out_path, {"style": str(style_image), "features": str(features),
                                        "iterations": iterations, "size": size})

@@ -1,7 +1,7 @@
 """Texture synthesis and Gatys neural style transfer: optimise the pixels of an image so its features match.
 
 Both are jobs (see ``core/jobs.py``): generators that yield ``Progress`` after every iteration, with
-``preview = {"image": uint8 3xHxW tensor or None, "loss": float, "level": int}`` (an image every
+``preview = {"image": uint8 3xHxW tensor or None, "loss": float, "level": int, "iteration": int}`` (an image every
 ``preview_every`` iterations), that honour a ``CancelToken`` between iterations, and return a
 ``StyleResult``.
 
@@ -94,7 +94,8 @@ def _run_levels(levels, make_loss, x0, iterations, optimizer, lr, token, preview
             losses.append(last[0])
             show = preview_every and (done % preview_every == 0 or done == total)
             yield Progress(done, total, f"{title}: level {li + 1}/{len(levels)}, loss {last[0]:.4g}",
-                           {"image": to_uint8(_rgb(x)) if show else None, "loss": last[0], "level": li + 1})
+                           {"image": to_uint8(_rgb(x)) if show else None, "loss": last[0], "level": li + 1,
+                            "iteration": done})
     return x.detach(), losses, time.perf_counter() - t0
 
 
