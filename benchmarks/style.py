@@ -69,13 +69,16 @@ def plain_style_loss(feats, grams, n_layers):
 
 
 def plain_run(extract, loss_of, x0, evals, dev):
-    """torch L-BFGS with strong Wolfe on the full image; returns [(seconds, loss)] per evaluation."""
+    """torch L-BFGS with strong Wolfe on the full image, clamped to 0..1 before every evaluation;
+    returns [(seconds, loss)] per evaluation."""
     x = x0.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([x], lr=1, max_iter=evals, max_eval=evals, history_size=50, tolerance_grad=0,
                             tolerance_change=0, line_search_fn="strong_wolfe")
     trace, t0 = [], [None]
 
     def closure():
+        with torch.no_grad():
+            x.clamp_(0, 1)  # keep the image in range, as the PyTorch style-transfer tutorial does
         opt.zero_grad()
         loss = loss_of(extract(x))
         loss.backward()
