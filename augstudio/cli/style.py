@@ -29,7 +29,7 @@ def _features(p):
 def _optim(p):
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs", help="default lbfgs")
     p.add_argument("--lr", type=float, default=None, help="step size (lbfgs 1.0, adam 0.02 by default)")
-    p.add_argument("--pyramid", type=int, default=2, help="coarse-to-fine levels, 1 = none (default 2)")
+    p.add_argument("--pyramid", type=int, default=1, help="coarse-to-fine levels, 1 = none (default 1)")
     p.add_argument("--preview-every", type=int, default=0, help=argparseSUPPRESS())
 
 

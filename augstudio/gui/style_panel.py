@@ -117,7 +117,7 @@ class StylePanel(QWidget):
         self.iterations.setValue(100)
         self.pyramid = QSpinBox()
         self.pyramid.setRange(1, 5)
-        self.pyramid.setValue(2)
+        self.pyramid.setValue(1)
         self.size = QSpinBox()
         self.size.setRange(16, 2048)
         self.size.setValue(256)
