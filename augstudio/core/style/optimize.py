@@ -5,10 +5,11 @@ Both are jobs (see ``core/jobs.py``): generators that yield ``Progress`` after e
 ``preview_every`` iterations), that honour a ``CancelToken`` between iterations, and return a
 ``StyleResult``.
 
-Speed comes from the defaults, not from changing the objective: L-BFGS (Gatys et al. use it), the fused
-scaled-Gram loss (``losses.fused_style_loss``), and an optional coarse-to-fine pyramid: the first levels
-run at 1/2, 1/4 ... of the size, where an iteration costs 4x, 16x less, and give the next level a start
-that already has the large-scale structure.
+Speed comes from the implementation, not from changing the objective: L-BFGS with a strong-Wolfe line
+search (Gatys et al. use L-BFGS), the fused scaled-Gram loss (``losses.fused_style_loss``), FFT convolution
+for the large random filters, and an optional coarse-to-fine pyramid (``pyramid`` levels: the first run at
+1/2, 1/4 ... of the size). benchmarks/style.py measures each; with the random features the pyramid did not
+pay off at 128 px, so it is off by default.
 """
 
 from __future__ import annotations
