@@ -137,7 +137,7 @@ def kills(tmp: Path, n_kills: int, n_images: int = 400) -> dict:
 
 
 # -- 3. GUI latency and memory ------------------------------------------------------------------------------
-def gui_load(tmp: Path, n_images: int, seconds: float, passes: int = 4) -> dict:
+def gui_load(tmp: Path, n_images: int, seconds: float, passes: int = 4, jobs: bool = True) -> dict:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import psutil
     from PySide6.QtCore import QElapsedTimer, QTimer
@@ -202,6 +202,8 @@ def gui_load(tmp: Path, n_images: int, seconds: float, passes: int = 4) -> dict:
         state["phase"] = "load"
         state["t_load"] = time.perf_counter()
         scroller.start()
+        if not jobs:
+            return
         out = tmp / "gui_out"
         state["export"] = ctx.run_job("export", lambda tok: export_job(src, RECIPE, out, copies=1, workers=2,
                                                                        cancel=tok))
@@ -267,26 +269,29 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--passes", type=int, default=4, help="thumbnail passes over the folder (GUI part)")
     ap.add_argument("--no-gui", action="store_true")
+    ap.add_argument("--no-jobs", action="store_true", help="GUI part: thumbnails only (to attribute memory)")
+    ap.add_argument("--gui-only", action="store_true", help="skip the bad-input and kill parts")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="augstudio-faults-"))
     rows = []
     try:
-        b = bad_inputs(tmp)
-        rows.append(("bad inputs tried / handled", f"{b['tried']} / {b['handled']}"))
-        rows.append(("  check job: bad reported", str(b["check_bad"])))
-        rows.append(("  export: bad skipped / written", f"{b['export_bad']} / {b['export_written']}"))
-        rows.append(("  source folder untouched", str(b["source_untouched"])))
-        k = kills(tmp, args.kills, args.kill_images)
-        rows.append(("kills (SIGKILL, 2 workers) / survived", f"{k['kills']} / {k['survived']}"))
-        rows.append(("bytes lost (must be 0)", str(k["bytes_lost"])))
-        rows.append(("temporary files left", str(len(k["leftovers"]))))
-        rows.append(("extra files vs uninterrupted run", str(len(k["extra_files"]))))
-        rows.append(("  uninterrupted export", f"{k['outputs']} outputs in {k['uninterrupted_s']:.1f} s "
-                                               f"(incl. start-up)"))
-        if k["rc"] != 0:
-            rows.append(("  final run failed", k["err"]))
+        if not args.gui_only:
+            b = bad_inputs(tmp)
+            rows.append(("bad inputs tried / handled", f"{b['tried']} / {b['handled']}"))
+            rows.append(("  check job: bad reported", str(b["check_bad"])))
+            rows.append(("  export: bad skipped / written", f"{b['export_bad']} / {b['export_written']}"))
+            rows.append(("  source folder untouched", str(b["source_untouched"])))
+            k = kills(tmp, args.kills, args.kill_images)
+            rows.append(("kills (SIGKILL, 2 workers) / survived", f"{k['kills']} / {k['survived']}"))
+            rows.append(("bytes lost (must be 0)", str(k["bytes_lost"])))
+            rows.append(("temporary files left", str(len(k["leftovers"]))))
+            rows.append(("extra files vs uninterrupted run", str(len(k["extra_files"]))))
+            rows.append(("  uninterrupted export", f"{k['outputs']} outputs in {k['uninterrupted_s']:.1f} s "
+                                                   f"(incl. start-up)"))
+            if k["rc"] != 0:
+                rows.append(("  final run failed", k["err"]))
         if not args.no_gui:
-            g = gui_load(tmp, args.images, args.seconds, args.passes)
+            g = gui_load(tmp, args.images, args.seconds, args.passes, jobs=not args.no_jobs)
             rows.append((f"GUI event-loop latency, {g['images']:,} images", f"p50 {g['p50']:.1f} ms, p99 "
                          f"{g['p99']:.1f} ms, max {g['max']:.0f} ms ({g['ticks']} ticks)"))
             rows.append(("  target p99 < 50 ms", "met" if g["p99"] < 50 else "NOT met"))

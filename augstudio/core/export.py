@@ -245,6 +245,11 @@ def _read_partial(path: Path) -> dict[str, dict]:
     return done
 
 
+def _manifest_text(records: list) -> str:
+    """The final manifest's lines for one source (one compact, key-sorted JSON object per output)."""
+    return "\n".join(json.dumps(r, separators=(",", ":"), sort_keys=True) for r in records)
+
+
 def _read_manifest(path: Path) -> dict[str, dict]:
     """The final manifest of an earlier, finished run, grouped per source like the journal."""
     done: dict[str, dict] = {}
@@ -436,6 +441,8 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
         tasks.append(_Task(str(ds.root), str(out_r), it.path, it.class_name, outs))
     total = len(ds.items)
     finished = total - len(tasks)
+    # keep only the final manifest text per source (not the parsed records): memory stays small
+    done = {k: _manifest_text(v["records"]) for k, v in done.items() if isinstance(v.get("records"), list)}
     yield Progress(finished, total, "starting")
 
     recipe_dict = recipe.to_dict()
@@ -455,7 +462,7 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
                         partial.flush()
                     except OSError as e:
                         raise WriteError(_os_error_message(e, out_r)) from None
-                    done[res["source"]] = res
+                    done[res["source"]] = _manifest_text(res["records"])
                 finished += 1
                 yield Progress(finished, total, res["source"])
                 if cancel.cancelled:
@@ -470,10 +477,8 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
 
     # final files, written atomically in a fixed order so the bytes do not depend on workers
     order = {it.path: i for i, it in enumerate(ds.items)}
-    lines = []
-    for src_rel in sorted(done, key=lambda s: order.get(s, 1 << 60)):
-        if src_rel in order:
-            lines.extend(json.dumps(r, separators=(",", ":"), sort_keys=True) for r in done[src_rel]["records"])
+    lines = [done[src_rel] for src_rel in sorted(done, key=lambda s: order.get(s, 1 << 60))
+             if src_rel in order and done[src_rel]]
     errs = sorted(summary.errors, key=lambda e: e["source"])
     used = recipe.copy()
     used.extra["augstudio_version"] = __version__
