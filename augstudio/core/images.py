@@ -33,13 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
-if TYPE_CHECKING:  # torch is heavy; browsing must not need it
-    pass
+if TYPE_CHECKING:  # numpy and torch load on first decode: browsing needs neither
+    import numpy as np
 
 KINDS = ("gray", "rgb", "rgba", "categorical")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
@@ -234,6 +233,8 @@ def struct_error():
 
 def pil_to_array(im: Image.Image, path=None) -> tuple[np.ndarray, str, dict]:
     """HWC (or HW) uint8 array, its kind, and palette info, per the table in the module docstring."""
+    import numpy as np
+
     mode = im.mode
     extra: dict = {}
     if mode == "P" or mode == "PA":
@@ -271,6 +272,7 @@ def pil_to_array(im: Image.Image, path=None) -> tuple[np.ndarray, str, dict]:
 
 
 def pil_to_picture(im: Image.Image, path=None) -> Picture:
+    import numpy as np
     import torch
 
     arr, kind, extra = pil_to_array(im, path)
@@ -377,6 +379,7 @@ def as_picture(image, categorical: bool = False) -> tuple[Picture, str]:
 
     Accepted: ``PIL.Image``, ``Picture``, uint8 tensor ``C x H x W`` (C = 1, 3 or 4) or ``H x W``.
     """
+    import numpy as np
     import torch
 
     if isinstance(image, Picture):

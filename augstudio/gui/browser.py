@@ -383,7 +383,8 @@ class BrowserWidget(QWidget):
         if ds is None:
             self.header.setText("No dataset")
         else:
-            bad = len([p for p in ds.problems if p.path in {it.path for it in ds.items}])
+            paths = {it.path for it in ds.items}
+            bad = sum(1 for p in ds.problems if p.path in paths)
             warn = f" · ⚠ {bad} bad" if bad else ""
             self.header.setText(f"{ds.root.name}  ·  {len(ds)} images  ·  {len(ds.classes)} classes{warn}")
         if ds is not None and len(ds):
