@@ -26,6 +26,7 @@ import torch
 from . import seeding
 from .errors import AugstudioError, ImageError, JobCancelled, RecipeError
 from .jobs import CancelToken, Progress
+from .journal import read_journal
 
 
 def _build_ops(recipe):
@@ -253,15 +254,7 @@ def export_batch_stage(ds, recipe, out_root, copies: int = 1, workers: int = 1, 
     partial_path = out_root / PARTIAL
     done: dict[str, dict] = {}
     for path in (out_root / "manifest.jsonl", partial_path):  # a finished export run again redoes nothing
-        if not path.exists():
-            continue
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and "output" in rec:
-                done[rec["output"]] = rec
+        done.update(read_journal(path, key="output"))
 
     bad: dict[str, str] = {}
     cache: dict[tuple, tuple] = {}

@@ -29,8 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .errors import OutputError, RecipeError
-from .images import atomic_write_bytes
+from .images import atomic_write_bytes, remove_temp_files
 from .jobs import CancelToken, Progress
+from .journal import read_journal
 from .tta import Classifier, load_tta, predict_views, read_pictures
 
 JOURNAL = "distill.journal.jsonl"
@@ -97,31 +98,6 @@ def _check_output(src: Path, out: Path) -> Path:
     return out_r
 
 
-def _remove_temp_files(out: Path) -> None:
-    for dirpath, _dirs, files in os.walk(out):
-        for name in files:
-            if name.startswith(".") and name.endswith(".tmp"):
-                try:
-                    os.unlink(os.path.join(dirpath, name))
-                except OSError:
-                    pass
-
-
-def _read_journal(path: Path) -> dict[str, dict]:
-    done: dict[str, dict] = {}
-    if not path.exists():
-        return done
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-            if isinstance(rec, dict) and "source" in rec:
-                done[rec["source"]] = rec
-    return done
-
-
 def distill_job(unlabeled, clf: Classifier, out, tta=None, threshold: float = 0.9, batch_size: int = 64,
                 cancel: CancelToken | None = None):
     """Job: label every image under ``unlabeled`` with ``clf`` over the TTA views; copy those whose merged
@@ -143,7 +119,7 @@ def distill_job(unlabeled, clf: Classifier, out, tta=None, threshold: float = 0.
     ds = require_images(scan(src, check_files=False))
     class_dirs = [_safe_class_dir(c) for c in clf.classes]
     out_r = _check_output(src, out)
-    _remove_temp_files(out_r)
+    remove_temp_files(out_r)
 
     settings = {"model": clf.name, "classes": list(clf.classes), "tta": tta.to_dict(), "threshold": threshold,
                 "source": str(src.resolve())}
@@ -159,7 +135,7 @@ def distill_job(unlabeled, clf: Classifier, out, tta=None, threshold: float = 0.
                               "source differ); use a new output folder, or delete that one to start over")
     atomic_write_bytes(settings_path, (json.dumps({"settings": settings}, indent=2) + "\n").encode())
 
-    done = _read_journal(journal_path)
+    done = read_journal(journal_path)
     summary = DistillSummary(str(out), threshold=threshold)
     summary.sources = len(ds.items)
     for prob in ds.problems:
@@ -214,7 +190,7 @@ def distill_job(unlabeled, clf: Classifier, out, tta=None, threshold: float = 0.
             yield Progress(finished, total, items[-1].path)
 
     # final files from the journal, in dataset order
-    done = _read_journal(journal_path)
+    done = read_journal(journal_path)
     order = {it.path: i for i, it in enumerate(ds.items)}
     rows = sorted((r for r in done.values() if r["source"] in order), key=lambda r: order[r["source"]])
     buf = io.StringIO()
@@ -240,7 +216,7 @@ def distill_job(unlabeled, clf: Classifier, out, tta=None, threshold: float = 0.
     summary.per_class = per_class
     atomic_write_bytes(settings_path, (json.dumps({"settings": settings, "summary": summary_dict(summary)},
                                                   indent=2) + "\n").encode())
-    _remove_temp_files(out_r)
+    remove_temp_files(out_r)
     return summary
 
 

@@ -25,8 +25,9 @@ from pathlib import Path, PurePosixPath
 
 from .dataset import Item, require_images, scan
 from .errors import AugstudioError, ImageError, JobCancelled, OutputError, RecipeError, WriteError
-from .images import atomic_write_bytes, encode, read_image
+from .images import atomic_write_bytes, encode, read_image, remove_temp_files
 from .jobs import CancelToken, Progress
+from .journal import read_journal
 from .recipe import Recipe, load_recipe
 
 FORMATS = ("png", "jpg", "same")
@@ -230,21 +231,6 @@ def _os_error_message(e: OSError, out_root) -> str:
 
 
 # -- the job --------------------------------------------------------------------------------------------
-def _read_partial(path: Path) -> dict[str, dict]:
-    done: dict[str, dict] = {}
-    if not path.exists():
-        return done
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-            if isinstance(rec, dict) and "source" in rec and "records" in rec:
-                done[rec["source"]] = rec
-    return done
-
-
 def _manifest_text(records: list) -> str:
     """The final manifest's lines for one source (one compact, key-sorted JSON object per output)."""
     return "\n".join(json.dumps(r, separators=(",", ":"), sort_keys=True) for r in records)
@@ -297,16 +283,6 @@ def _claim_output_folder(out: Path, fp: dict) -> None:
         atomic_write_bytes(path, (json.dumps(fp, sort_keys=True, indent=1) + "\n").encode("utf-8"))
     except OSError as e:
         raise OutputError(_os_error_message(e, out)) from None
-
-
-def _remove_temp_files(out: Path) -> None:
-    for dirpath, _dirs, files in os.walk(out):
-        for name in files:
-            if name.startswith(".") and name.endswith(".tmp"):
-                try:
-                    os.unlink(os.path.join(dirpath, name))
-                except OSError:
-                    pass
 
 
 def _check_writable(out: Path) -> None:
@@ -408,7 +384,7 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
     ds = require_images(scan(src, check_files=False))
     out_r = check_output_folder(src, out)
     _check_writable(out_r)
-    _remove_temp_files(out_r)
+    remove_temp_files(out_r)
     cancel = cancel or CancelToken()
 
     if recipe.batch:
@@ -422,7 +398,7 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
     partial_path = out_r / PARTIAL
     _claim_output_folder(out_r, _fingerprint(recipe, copies, fmt, ds.root))
     done = _read_manifest(out_r / "manifest.jsonl")  # a finished export run again: nothing to redo
-    done.update(_read_partial(partial_path))
+    done.update(read_journal(partial_path, require=("records",)))
     summary = ExportSummary(str(out))
     summary.sources = len(ds.items)
     for prob in ds.problems:
@@ -473,7 +449,7 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
     finally:
         for ex in holder:  # wait for the (at most 2 x workers) items in flight; each write is atomic
             ex.shutdown(wait=True, cancel_futures=True)
-        _remove_temp_files(out_r)
+        remove_temp_files(out_r)
 
     # final files, written atomically in a fixed order so the bytes do not depend on workers
     order = {it.path: i for i, it in enumerate(ds.items)}
