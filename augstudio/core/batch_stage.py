@@ -12,7 +12,9 @@ Training use::
 Images: float ``N x C x H x W`` (0..1 or normalised, as the loader gives them) or uint8 (returned as
 float 0..1). Labels: class indices ``(N,)`` or soft labels ``(N, K)``. The steps run in order, each with
 its probability ``p`` (one coin per batch). Randomness comes from the recipe seed, ``torch.initial_seed()``
-and a call counter (as for ``sample_transform``), never from the global RNG.
+and a call counter (as for ``sample_transform``), never from the global RNG. Pass ``key=`` to make a batch's
+draws depend on the recipe seed and that key only, e.g. ``mix(images, labels, key=(epoch, step))``: the
+same key gives the same mixing in any process, whatever ran before.
 """
 
 from __future__ import annotations
@@ -89,6 +91,16 @@ def apply_batch_ops(ops, images, soft, seed, key, model=None, pair=None):
     return images, soft, records
 
 
+def batch_key(key) -> str:
+    """The seeding key for a batch named by ``key``: a string as it is, an int as its digits, a tuple / list
+    of ints and strings joined with ``:`` (so ``("evaluate", 0, 2, 32)`` is ``"evaluate:0:2:32"``)."""
+    parts = key if isinstance(key, (tuple, list)) else (key,)
+    if not parts or not all(isinstance(p, (int, str)) and not isinstance(p, bool) for p in parts):
+        raise RecipeError(f"batch stage: key={key!r} cannot name a batch; use an int, a string or a tuple of "
+                          "them, e.g. key=(epoch, step)")
+    return ":".join(str(p) for p in parts)
+
+
 class BatchStage:
     """``(images, labels) -> (images, soft_labels)`` for the recipe's batch steps."""
 
@@ -103,7 +115,11 @@ class BatchStage:
         self._counter = itertools.count()
         self.last_records: list[dict] = []
 
-    def __call__(self, images, labels):
+    def __call__(self, images, labels, key=None):
+        """Mix one batch. ``key``: None (fresh draws from ``torch.initial_seed()`` and a call counter) or an
+        int, a string, or a tuple / list of ints and strings naming the batch (e.g. ``(epoch, step)``):
+        the draws then come from the recipe seed and the key only, so the batch is reproducible."""
+        key_text = None if key is None else batch_key(key)
         images = torch.as_tensor(images)
         if self.device is not None:
             images = images.to(self.device)
@@ -116,8 +132,9 @@ class BatchStage:
         soft = to_soft(labels, self.num_classes, images.device)
         if soft.shape[0] != images.shape[0]:
             raise RecipeError(f"batch stage: {images.shape[0]} images but {soft.shape[0]} labels")
-        key = f"batch:{torch.initial_seed()}:{next(self._counter)}"
-        images, soft, self.last_records = apply_batch_ops(self.ops, images, soft, self.recipe.seed, key,
+        if key_text is None:
+            key_text = f"batch:{torch.initial_seed()}:{next(self._counter)}"
+        images, soft, self.last_records = apply_batch_ops(self.ops, images, soft, self.recipe.seed, key_text,
                                                           model=self.model)
         return images, soft
 

@@ -210,27 +210,10 @@ def _recipe_name(r, i: int, taken: set) -> str:
     return name
 
 
-class _BatchStage:
-    """The recipe's batch stage (``core.batch_stage``) with randomness keyed by (seed, epoch, batch), so a run
-    is reproducible in any process (``Recipe.batch_transform`` keys by ``torch.initial_seed()``)."""
-
-    def __init__(self, recipe, num_classes, model, device, seed):
-        from .batch_stage import BatchStage, apply_batch_ops
-
-        self.stage = BatchStage(recipe, num_classes, model=model, device=device)
-        self.apply = apply_batch_ops
-        self.recipe, self.model, self.num_classes, self.seed = recipe, model, num_classes, seed
-
-    def __call__(self, images, labels, epoch, start):
-        import torch
-
-        soft = torch.nn.functional.one_hot(labels, self.num_classes).float()
-        images, soft, _ = self.apply(self.stage.ops, images, soft, self.recipe.seed,
-                                     f"evaluate:{self.seed}:{epoch}:{start}", model=self.model)
-        return images, soft
-
-
-JSD_COPY_OFFSET = 1_000_003  # copy index of AugMix's second view (distinct from every epoch's copy)
+def _batch_key(seed: int, epoch: int, start: int) -> tuple:
+    """The batch stage's key for one batch: (seed, epoch, first index), so a run is reproducible in any process
+    (without a key, ``Recipe.batch_transform`` draws from ``torch.initial_seed()`` and a call counter)."""
+    return ("evaluate", seed, epoch, start)
 
 
 def _jsd_weight(recipe) -> float | None:
@@ -273,6 +256,7 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
     from .dataset import scan
     from .images import read_image
     from .recipe import Recipe, load_recipe
+    from .training import JSD_COPY_OFFSET, jsd_loss  # AugMix's second view (copy index) and consistency term
 
     token = token or CancelToken()
     t_start = time.time()
@@ -389,7 +373,7 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
                                           "mix images, and categorical (palette) images cannot be mixed: their "
                                           "values are category labels. Remove the batch steps for this dataset.")
                     try:
-                        batch_tf = _BatchStage(rec_s, num_classes, net, dev, seed)
+                        batch_tf = rec_s.batch_transform(num_classes, model=net, device=dev)
                     except ImportError:
                         smoothing = _smoothing_only(rec_s.batch)
                         if smoothing is None:
@@ -444,7 +428,7 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
                         xs = xs.to(dev)
                         y = torch.tensor(ys, device=dev)
                         if batch_tf is not None:
-                            xs, soft = batch_tf(xs, y, epoch, b0)
+                            xs, soft = batch_tf(xs, y, key=_batch_key(seed, epoch, b0))
                             soft = soft.to(dev).float()
                         else:
                             soft = torch.nn.functional.one_hot(y, num_classes).float()
@@ -453,11 +437,9 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
                         with torch.enable_grad():
                             logits = net(xs.float())
                             if jsd is not None and pipe is not None:
-                                from .ops.policy import jensen_shannon
-
                                 parts = logits.split(len(ys))
                                 logits = parts[0]
-                                loss = -(soft * torch.log_softmax(logits, 1)).sum(1).mean() + jsd * jensen_shannon(*parts)
+                                loss = -(soft * torch.log_softmax(logits, 1)).sum(1).mean() + jsd_loss(*parts, weight=jsd)
                             else:
                                 loss = -(soft * torch.log_softmax(logits, 1)).sum(1).mean()
                             opt.zero_grad(set_to_none=True)

@@ -190,7 +190,18 @@ class Recipe:
         return SampleTransform(self.to_dict())
 
     def batch_transform(self, num_classes: int, model=None, device=None):
-        """``(images, labels) -> (images, soft_labels)`` for the recipe's batch stage, for a training loop."""
+        """``(images, labels) -> (images, soft_labels)`` for the recipe's batch stage, for a training loop.
+
+        Each call draws fresh randomness from the recipe seed, ``torch.initial_seed()`` and a call counter.
+        Pass ``key=`` (an int, a string, or a tuple of them naming the batch) to make a batch reproducible
+        from the recipe seed and the key alone, in any process::
+
+            mix = recipe.batch_transform(num_classes=10, model=model)
+            for epoch in range(epochs):
+                for step, (images, labels) in enumerate(loader):
+                    images, soft = mix(images, labels, key=(epoch, step))
+                    loss = -(soft * model(images).log_softmax(1)).sum(1).mean()
+        """
         from .training import BatchTransform
 
         return BatchTransform(self, num_classes, model=model, device=device)
