@@ -214,7 +214,10 @@ def distill_job(unlabeled, clf: Classifier, out, tta=None, threshold: float = 0.
     summary.errors = errs
     summary.bad = len(errs)
     summary.per_class = per_class
-    atomic_write_bytes(settings_path, (json.dumps({"settings": settings, "summary": summary_dict(summary)},
+    # the file describes the result, not this run: where it was written and what a re-run skipped stay out,
+    # so an interrupted-and-resumed distillation gives the same bytes as an uninterrupted one
+    result = {k: v for k, v in summary_dict(summary).items() if k not in ("out", "resumed")}
+    atomic_write_bytes(settings_path, (json.dumps({"settings": settings, "summary": result},
                                                   indent=2) + "\n").encode())
     remove_temp_files(out_r)
     return summary

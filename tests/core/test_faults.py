@@ -259,3 +259,44 @@ def test_kill_9_during_a_stylized_export_then_rerun_is_byte_identical(shapes, tm
     assert main(["export", str(shapes), "-r", str(rf), "-o", str(out), "-n", "2", "-j", "1"]) == 0
     assert files_of(out) == files_of(ref)
     assert leftovers(out) == []
+
+
+def test_kill_9_during_a_distillation_then_rerun_is_byte_identical(tmp_path, samples_root):
+    """Distillation journals each finished image; a kill mid-way, then the same command: same bytes."""
+    import torch
+
+    src = tmp_path / "unlabeled"
+    src.mkdir()
+    for i, p in enumerate(sorted((samples_root / "wafers").rglob("*.png")) * 2):
+        shutil.copy(p, src / f"map_{i:03d}.png")  # 270 anonymous maps, flat
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.ReLU(),
+                                  torch.nn.Conv2d(64, 64, 3, padding=1), torch.nn.ReLU(),
+                                  torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    meta = {"classes": ["a", "b", "c"], "input_mode": "onehot", "num_categories": 3, "mean": [0.0], "std": [1.0]}
+    model = tmp_path / "m.ts"
+    torch.jit.save(torch.jit.script(net), str(model), _extra_files={"augstudio.json": json.dumps(meta)})
+
+    def argv(out):
+        return ["distill", "--model", str(model), "--allow-code", "--unlabeled", str(src), "--out", str(out),
+                "--tta", "d4", "--threshold", "0", "--batch-size", "1", "--device", "cpu"]
+
+    before = tree_hash(src)
+    ref = tmp_path / "ref"
+    with pytest.warns(UserWarning, match="runs code"):
+        assert main(argv(ref)) == 0
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "augstudio", *argv(out)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_outputs(proc, out, 20)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "labels.csv").exists(), "killed before it finished"
+    with pytest.warns(UserWarning, match="runs code"):
+        assert main(argv(out)) == 0
+    assert files_of(out) == files_of(ref), "a killed and resumed distillation equals an uninterrupted one"
+    assert leftovers(out) == []
+    assert tree_hash(src) == before
