@@ -209,6 +209,18 @@ def test_batch_stage_and_label_smoothing_train_through_the_recipe(digits_folder)
     assert _probs(res, 2).max(1).mean() < _probs(res, 0).max(1).mean()
 
 
+def test_mixing_arm_is_reproducible_whatever_the_global_seed(digits_folder):
+    """The batch stage is keyed by (seed, epoch, batch) (``batch_transform(..., key=)``), not by the global
+    RNG: two runs with different ``torch.manual_seed`` give the same predictions."""
+    recipes = [{"batch": [{"op": "mixup"}]}]
+    runs = []
+    for global_seed in (0, 123):
+        torch.manual_seed(global_seed)
+        runs.append(run_job(evaluate_job(digits_folder, recipes, epochs=1, seeds=[0], image_size=8, batch_size=16)))
+    np.testing.assert_array_equal(_probs(runs[0], 1), _probs(runs[1], 1))
+    assert np.abs(_probs(runs[0], 1) - _probs(runs[0], 0)).max() > 1e-4  # mixup did change the training
+
+
 def test_augmix_jensen_shannon_option_changes_the_loss_only_by_its_term(digits_folder):
     recipes = [{"steps": [{"op": "augmix", "jsd": True, "jsd_weight": 0.0}]},
                {"steps": [{"op": "augmix", "jsd": True}]}]
