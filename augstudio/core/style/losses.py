@@ -62,16 +62,34 @@ def total_loss(l_content, l_style, alpha: float, beta: float):
     return alpha * l_content + beta * l_style
 
 
+class _ScaledGram(torch.autograd.Function):
+    """B x N x M -> B x N x N, ``F F^T / (2 N M)``, with a one-product backward.
+
+    Autograd's ``m @ m.t()`` runs two products in the backward (one per operand) and adds them;
+    the Gram matrix is symmetric in ``F``, so ``dF = (dG + dG^T) F / (2 N M)``: one product, half the work
+    of the most expensive part of the texture loss."""
+
+    @staticmethod
+    def forward(ctx, m):
+        ctx.save_for_backward(m)
+        ctx.scale = 1.0 / (2.0 * m.shape[-2] * m.shape[-1])
+        return torch.bmm(m, m.transpose(1, 2)) * ctx.scale
+
+    @staticmethod
+    def backward(ctx, g):
+        (m,) = ctx.saved_tensors
+        return torch.bmm(g + g.transpose(1, 2), m) * ctx.scale
+
+
 def scaled_gram(f: torch.Tensor) -> torch.Tensor:
     """F F^T / (2 N M): then E_l = sum (scaled_gram(F) - scaled_gram(Fhat))^2.
 
     With a batch (B x C x H x W) it returns B x C x C."""
     if f.dim() == 4:
         b, c = f.shape[:2]
-        m = f.reshape(b, c, -1)
-        return torch.bmm(m, m.transpose(1, 2)) / (2.0 * c * m.shape[-1])
+        return _ScaledGram.apply(f.reshape(b, c, -1))
     m = _as_matrix(f)
-    return (m @ m.t()) / (2.0 * m.shape[0] * m.shape[1])
+    return _ScaledGram.apply(m.unsqueeze(0))[0]
 
 
 def fused_style_loss(feats: dict, target_grams: dict, weights: dict | None = None) -> torch.Tensor:

@@ -57,6 +57,51 @@ def _rgb(x):
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
+class _CachedClosure:
+    """The L-BFGS closure, with a cache of the last few evaluations.
+
+    torch's ``LBFGS.step`` starts by evaluating the closure at the current point, and the line search has
+    already evaluated exactly that point (``x + t d``, computed the same way): with one iteration per
+    ``step`` (so a job can report and cancel) that re-evaluation doubled the cost of every iteration.
+    A hit (bit-identical ``x``) restores the stored loss and gradient instead of recomputing them.
+
+    The image is optimised unconstrained and the loss is that of ``x.clamp(0, 1)`` (the image we show and
+    return): clamping ``x`` in place between steps would move it off the line-search point, corrupting
+    L-BFGS's curvature pairs and defeating the cache."""
+
+    def __init__(self, opt, loss_fn, x, keep: int = 4):
+        self.opt, self.loss_fn, self.x, self.keep = opt, loss_fn, x, keep
+        self.cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.evals = 0
+        self.last = float("nan")
+
+    def __call__(self):
+        x = self.x
+        for xc, loss, grad in self.cache:
+            if torch.equal(xc, x):
+                x.grad = grad.clone()
+                self.last = float(loss)
+                return loss
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss_fn(x.clamp(0, 1))
+        loss.backward()
+        self.evals += 1
+        loss = loss.detach()
+        self.last = float(loss)
+        if self.keep:
+            self.cache.insert(0, (x.detach().clone(), loss, x.grad.detach().clone()))
+            del self.cache[self.keep:]
+        return loss
+
+    def current_loss(self) -> float:
+        """The loss at the current ``x`` when it was evaluated (L-BFGS: the accepted line-search point, not
+        the last trial), else the last evaluation's (Adam: the loss before its update)."""
+        for xc, loss, _ in self.cache:
+            if torch.equal(xc, self.x):
+                return float(loss)
+        return self.last
+
+
 def _run_levels(levels, make_loss, x0, iterations, optimizer, lr, token, preview_every, title):
     """The shared loop. ``make_loss(level_size, factor) -> loss_fn(x) -> scalar``. ``x0`` may have one
     channel (a gray source): then the image stays gray and is shown as RGB."""
@@ -69,35 +114,28 @@ def _run_levels(levels, make_loss, x0, iterations, optimizer, lr, token, preview
     x = None
     for li, ((h, w, f), n_it) in enumerate(zip(levels, per)):
         token.check(f"{title}: before level {li + 1}")
-        x = resize(x0 if x is None else x.detach(), (h, w)).clone().requires_grad_(True)
+        x = resize(x0 if x is None else x.detach().clamp(0, 1), (h, w)).clone().requires_grad_(True)
         loss_fn = make_loss((h, w), f)
         opt = _optimiser(optimizer, x, lr)
-        last = [float("nan")]
         if li == 0:
             with torch.no_grad():
                 losses.append(float(loss_fn(x)))  # losses[0]: the starting loss
-
-        def closure(opt=opt, loss_fn=loss_fn, x=x, last=last):
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(x)
-            loss.backward()
-            last[0] = float(loss.detach())
-            return loss
+        closure = _CachedClosure(opt, loss_fn, x, keep=4 if optimizer == "lbfgs" else 0)
 
         for _ in range(n_it):
             if token.cancelled:
                 raise JobCancelled(f"{title}: cancelled after {done} of {total} iterations")
             with torch.enable_grad():
                 opt.step(closure)
-            with torch.no_grad():
-                x.clamp_(0, 1)
             done += 1
-            losses.append(last[0])
+            cur = closure.current_loss()
+            losses.append(cur)
             show = preview_every and (done % preview_every == 0 or done == total)
-            yield Progress(done, total, f"{title}: level {li + 1}/{len(levels)}, loss {last[0]:.4g}",
-                           {"image": to_uint8(_rgb(x)) if show else None, "loss": last[0], "level": li + 1,
-                            "iteration": done})
-    return x.detach(), losses, time.perf_counter() - t0
+            yield Progress(done, total, f"{title}: level {li + 1}/{len(levels)}, loss {cur:.4g}",
+                           {"image": to_uint8(_rgb(x.clamp(0, 1))) if show else None, "loss": cur,
+                            "level": li + 1,
+                            "iteration": done, "evaluations": closure.evals})
+    return x.detach().clamp(0, 1), losses, time.perf_counter() - t0
 
 
 def _noise(size, seed, device, like=None):
