@@ -204,7 +204,11 @@ def run_group(x, group: list, kind: str):
         for (op_e, params_e, _, _), st in zip(deferred[:k], stats):
             probe = op_e.apply(probe, params_e, kind, stats=st)
         stats.append(op.stats(probe, params, kind))
-    out = W.warp(x, m, size, interp, fill, mode)
+    # the first moved colour step takes the warp's float result directly when it works in float anyway
+    # (same whole numbers as the uint8 result, without the uint8 round trip)
+    as_float = bool(deferred) and getattr(deferred[0][0], "accepts_float", False) and kind != "rgba" \
+        and x.shape[-3] != 4 and x.device.type == "cpu"
+    out = W.warp(x, m, size, interp, fill, mode, as_float=as_float)
     for (op, params, _, _), st in zip(deferred, stats):
         out = op.apply(out, params, kind, stats=st)
     return out

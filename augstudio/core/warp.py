@@ -23,6 +23,7 @@ Everything works on ``C x H x W`` and on batches ``N x C x H x W`` with one matr
 from __future__ import annotations
 
 import math
+import struct
 
 import torch
 
@@ -36,8 +37,16 @@ INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
 # -- matrix algebra (plain Python: a handful of 3x3 products per image) -----------------------------------
 def matmul(a: Matrix, b: Matrix) -> Matrix:
-    """``a @ b`` (apply ``b`` first, then ``a``)."""
-    return tuple(tuple(sum(a[i][k] * b[k][j] for k in range(3)) for j in range(3)) for i in range(3))
+    """``a @ b`` (apply ``b`` first, then ``a``). Unrolled, summed in the order ``sum()`` would (from 0), so
+    the floats are the same as the plain triple loop."""
+    (a00, a01, a02), (a10, a11, a12), (a20, a21, a22) = a
+    (b00, b01, b02), (b10, b11, b12), (b20, b21, b22) = b
+    return ((0.0 + a00 * b00 + a01 * b10 + a02 * b20, 0.0 + a00 * b01 + a01 * b11 + a02 * b21,
+             0.0 + a00 * b02 + a01 * b12 + a02 * b22),
+            (0.0 + a10 * b00 + a11 * b10 + a12 * b20, 0.0 + a10 * b01 + a11 * b11 + a12 * b21,
+             0.0 + a10 * b02 + a11 * b12 + a12 * b22),
+            (0.0 + a20 * b00 + a21 * b10 + a22 * b20, 0.0 + a20 * b01 + a21 * b11 + a22 * b21,
+             0.0 + a20 * b02 + a21 * b12 + a22 * b22))
 
 
 def inverse(m: Matrix) -> Matrix:
@@ -101,6 +110,15 @@ def axis_scales(m: Matrix) -> tuple[float, float]:
 
 
 # -- the kernel -----------------------------------------------------------------------------------------
+def to_uint8(t: torch.Tensor) -> torch.Tensor:
+    """A float tensor of whole numbers in 0..255 as uint8 (truncating like ``.to(torch.uint8)``).
+
+    Through int32: torch's direct float -> uint8 cast goes element by element through int64 (to wrap
+    out-of-range values) and costs about 4x a float -> int32 -> uint8 pair on CPU; for values in range the
+    bytes are identical."""
+    return t.to(torch.int16).to(torch.uint8)
+
+
 def _fill_values(fill, channels: int) -> list[float]:
     if isinstance(fill, (list, tuple)):
         vals = list(fill) + [fill[-1]] * channels
@@ -149,16 +167,38 @@ def box_reduce(src: torch.Tensor, ky: int, kx: int) -> torch.Tensor:
     return src.mul_(1.0 / (kx * ky))
 
 
+_ARANGE: dict = {}
+
+
+def _arange(n: int, device) -> torch.Tensor:
+    """``arange(n)`` as float32, cached per (n, device) (never written to)."""
+    key = (n, str(device))
+    t = _ARANGE.get(key)
+    if t is None:
+        if len(_ARANGE) > 256:
+            _ARANGE.clear()
+        t = _ARANGE[key] = torch.arange(n, dtype=torch.float32, device=device)
+    return t
+
+
+def _f32(v: float) -> float:
+    """``v`` rounded to the nearest float32 (as a Python float)."""
+    return struct.unpack("f", struct.pack("f", v))[0]
+
+
 def warp(x: torch.Tensor, m: Matrix, out_size: tuple[int, int], interpolation: str = "bilinear",
-         fill=0, mode: str = "constant", antialias: bool = True) -> torch.Tensor:
-    """Resample ``x`` (uint8 ``C x H x W``) through forward matrix ``m`` into an ``out_size`` image."""
+         fill=0, mode: str = "constant", antialias: bool = True, as_float: bool = False) -> torch.Tensor:
+    """Resample ``x`` (uint8 ``C x H x W``) through forward matrix ``m`` into an ``out_size`` image.
+
+    ``as_float``: return the result as float32 holding the same whole numbers 0..255 that the uint8 result
+    would (so a following float kernel skips a uint8 round trip)."""
     if x.dim() == 4:
-        return warp_batch(x, [m] * x.shape[0], out_size, interpolation, fill, mode, antialias)
-    return warp_batch(x[None], [m], out_size, interpolation, fill, mode, antialias)[0]
+        return warp_batch(x, [m] * x.shape[0], out_size, interpolation, fill, mode, antialias, as_float)
+    return warp_batch(x[None], [m], out_size, interpolation, fill, mode, antialias, as_float)[0]
 
 
 def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], interpolation: str = "bilinear",
-               fill=0, mode: str = "constant", antialias: bool = True) -> torch.Tensor:
+               fill=0, mode: str = "constant", antialias: bool = True, as_float: bool = False) -> torch.Tensor:
     """One kernel for a batch: ``x`` uint8 ``N x C x H x W`` (any device), one forward matrix per item.
 
     Only the input region the output can reach is converted to float (constant / edge borders), and the
@@ -174,10 +214,11 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
     if antialias and interpolation != "nearest" and n > 1:
         ks = [tuple(max(1, int(a)) for a in axis_scales(mm)) for mm in matrices]
         if len(set(ks)) > 1:  # items shrink by different factors: one kernel per factor group
-            out = torch.empty((n, c, oh, ow), dtype=torch.uint8, device=x.device)
+            out = torch.empty((n, c, oh, ow), dtype=torch.float32 if as_float else torch.uint8, device=x.device)
             for k in sorted(set(ks)):
                 idx = [i for i, kk in enumerate(ks) if kk == k]
-                out[idx] = warp_batch(x[idx], [matrices[i] for i in idx], out_size, interpolation, fill, mode, True)
+                out[idx] = warp_batch(x[idx], [matrices[i] for i in idx], out_size, interpolation, fill, mode, True,
+                                      as_float)
             return out
     invs = [inverse(mm) for mm in matrices]
     # 1. the reachable input box (not for reflect: mirrored samples can land anywhere)
@@ -214,14 +255,21 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
     for iv in invs:
         rows.append([iv[0][0] * gx_scale, iv[0][1] * gx_scale, iv[0][2] * gx_scale - 1.0,
                      iv[1][0] * gy_scale, iv[1][1] * gy_scale, iv[1][2] * gy_scale - 1.0])
-    k = torch.tensor(rows, dtype=torch.float32, device=device)  # N x 6
-    u = torch.arange(ow, dtype=torch.float32, device=device)
-    v = torch.arange(oh, dtype=torch.float32, device=device)
+    u = _arange(ow, device)
+    v = _arange(oh, device)
     grid = torch.empty((n, oh, ow, 2), dtype=torch.float32, device=device)
-    torch.add(k[:, 0, None, None] * u, (k[:, 1, None] * v + k[:, 2, None])[:, :, None],
-              out=grid[..., 0])
-    torch.add(k[:, 3, None, None] * u, (k[:, 4, None] * v + k[:, 5, None])[:, :, None],
-              out=grid[..., 1])
+    if n == 1 and device.type == "cpu":
+        # one item: the same float32 products and sums as the batched form below (the coefficients are
+        # rounded to float32 first, as torch.tensor would), without the small-tensor bookkeeping
+        k0, k1, k2, k3, k4, k5 = (_f32(r) for r in rows[0])
+        torch.add(u * k0, (v * k1 + k2)[:, None], out=grid[0, ..., 0])
+        torch.add(u * k3, (v * k4 + k5)[:, None], out=grid[0, ..., 1])
+    else:
+        k = torch.tensor(rows, dtype=torch.float32, device=device)  # N x 6
+        torch.add(k[:, 0, None, None] * u, (k[:, 1, None] * v + k[:, 2, None])[:, :, None],
+                  out=grid[..., 0])
+        torch.add(k[:, 3, None, None] * u, (k[:, 4, None] * v + k[:, 5, None])[:, :, None],
+                  out=grid[..., 1])
     pad = {"constant": "zeros", "edge": "border", "reflect": "reflection"}[mode]
     out = torch.nn.functional.grid_sample(src, grid, mode=interpolation, padding_mode=pad, align_corners=True)
     if shifted:
@@ -230,8 +278,8 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
         out = out.round_()
     elif interpolation == "bicubic":
         out = out.round_().clamp_(0, 255)
-    return out.to(torch.uint8, memory_format=torch.contiguous_format)
+    return out if as_float else to_uint8(out.contiguous())
 
 
 __all__ = ["warp", "warp_batch", "matmul", "inverse", "translation", "scaling", "rotation", "shearing",
-           "center", "box_to_size", "is_integer_map", "axis_scales", "IDENTITY", "MODES", "INTERPOLATIONS"]
+           "center", "box_to_size", "to_uint8", "is_integer_map", "axis_scales", "IDENTITY", "MODES", "INTERPOLATIONS"]

@@ -21,6 +21,7 @@ import torch
 from torchvision.transforms.v2 import functional as F
 
 from .. import seeding
+from .. import warp as W
 from .base import Op, Param, register
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision / ITU-R 601-2
@@ -138,6 +139,9 @@ class SequenceOp(ColorOp):
     """A colour op that is a sequence of brightness / contrast / saturation / hue adjustments."""
 
     pointwise = True
+    # apply() also takes a float32 image of whole numbers 0..255 (without alpha), which it may modify in
+    # place: the pipeline hands it the fused warp's float result to skip a uint8 round trip
+    accepts_float = True
 
     def sequence(self, params) -> list[tuple[str, float]]:
         raise NotImplementedError
@@ -156,11 +160,11 @@ class SequenceOp(ColorOp):
         256-entry gather per pixel costs more than a few fused float ops.)"""
         seq = self.sequence(params)
         if not seq:
-            return x
+            return W.to_uint8(x) if x.is_floating_point() else x
         x, alpha = split_alpha(x, kind)
         means = stats["means"] if stats else None
-        out = _run_sequence(x.to(torch.float32), seq, means)
-        return join_alpha(out.to(torch.uint8), alpha)
+        out = _run_sequence(x.to(torch.float32), seq, means)  # a float x (accepts_float) is used in place
+        return join_alpha(W.to_uint8(out), alpha)
 
     def apply_batch(self, x, params_list, kind, stats=None):
         # one float pass per distinct order; factors per item broadcast over the batch
@@ -193,7 +197,7 @@ class SequenceOp(ColorOp):
                     xf = xf.mul_(f).add_(g * (1.0 - f)).clamp_(0, 255).floor_()
                 elif name == "hue" and xf.shape[1] == 3:
                     xf = torch.stack([F.adjust_hue(xf[j].to(torch.uint8), float(f[j])) for j in range(len(idx))]).float()
-            out[idx] = join_alpha(xf.to(torch.uint8), alpha)
+            out[idx] = join_alpha(W.to_uint8(xf), alpha)
         return out
 
 
@@ -218,6 +222,7 @@ class Brightness(_SingleAdjust):
     kernel = "brightness"
     summary = "Multiply by a random factor: x -> f x (torchvision adjust_brightness)."
     params = (_factor_param("factor", "brightness"),)
+    accepts_float = False  # a lookup table on uint8
 
     def apply(self, x, params, kind, stats=None):  # a lookup table: exact and fast
         x, alpha = split_alpha(x, kind)
@@ -231,6 +236,7 @@ class Contrast(_SingleAdjust):
     kernel = "contrast"
     summary = "Blend with the mean grey level: x -> f x + (1 - f) mean (torchvision adjust_contrast)."
     params = (_factor_param("factor", "contrast"),)
+    accepts_float = False  # a lookup table on uint8
 
     def apply(self, x, params, kind, stats=None):
         x, alpha = split_alpha(x, kind)
@@ -311,7 +317,7 @@ class Grayscale(ColorOp):
         x, alpha = split_alpha(x, kind)
         if x.shape[-3] == 1:
             return join_alpha(x, alpha)
-        g = _gray_float(x.to(torch.float32)).to(torch.uint8)
+        g = W.to_uint8(_gray_float(x.to(torch.float32)))
         if self.keep_channels:
             g = g.expand(x.shape).contiguous()
         return join_alpha(g, alpha)

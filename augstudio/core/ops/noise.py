@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from .. import seeding
+from .. import warp as W
 from .base import Op, Param, register
 
 _SEED_MAX = 2**62
@@ -82,7 +83,7 @@ class NoiseOp(Op):
 
     def apply(self, x, params, kind):
         n = self.noise(tuple(x.shape), params).to(x.device)
-        return self.combine(x.to(torch.float32), n, params).round_().clamp_(0, 255).to(torch.uint8)
+        return W.to_uint8(self.combine(x.to(torch.float32), n, params).round_().clamp_(0, 255))
 
     def apply_batch(self, x, params_list, kind):
         # noise per item from its own seed (same values as apply), one arithmetic kernel for the batch
@@ -90,7 +91,7 @@ class NoiseOp(Op):
         xf = x.to(torch.float32)
         out = torch.stack([self.combine(xf[i], n[i], p) for i, p in enumerate(params_list)]) \
             if self.per_item_combine else self.combine_batch(xf, n, params_list)
-        return out.round_().clamp_(0, 255).to(torch.uint8)
+        return W.to_uint8(out.round_().clamp_(0, 255))
 
     per_item_combine = True
 
