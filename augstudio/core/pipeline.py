@@ -200,24 +200,28 @@ def run_group(x, group: list, kind: str):
         if not op.needs_stats(params):
             stats.append(None)
             continue
-        probe = _probe(x, mk, sk, mode, fill)
+        probe = _probe(x, mk, sk, mode, fill, as_float=k == 0 and _float_ok(op, x, kind))
         for (op_e, params_e, _, _), st in zip(deferred[:k], stats):
             probe = op_e.apply(probe, params_e, kind, stats=st)
         stats.append(op.stats(probe, params, kind))
     # the first moved colour step takes the warp's float result directly when it works in float anyway
     # (same whole numbers as the uint8 result, without the uint8 round trip)
-    as_float = bool(deferred) and getattr(deferred[0][0], "accepts_float", False) and kind != "rgba" \
-        and x.shape[-3] != 4 and x.device.type == "cpu"
+    as_float = bool(deferred) and _float_ok(deferred[0][0], x, kind)
     out = W.warp(x, m, size, interp, fill, mode, as_float=as_float)
     for (op, params, _, _), st in zip(deferred, stats):
         out = op.apply(out, params, kind, stats=st)
     return out
 
 
-def _probe(x, m, size, mode, fill):
+def _float_ok(op, x, kind) -> bool:
+    """May ``op`` be handed the warp's float32 result (whole numbers 0..255) instead of uint8?"""
+    return getattr(op, "accepts_float", False) and kind != "rgba" and x.shape[-3] != 4 and x.device.type == "cpu"
+
+
+def _probe(x, m, size, mode, fill, as_float: bool = False):
     h, w = size
     s = min(1.0, PROBE_SIDE / max(h, w))
     ph, pw = max(1, round(h * s)), max(1, round(w * s))
     # output probe pixel (u, v) samples the intermediate image at its grid position
     down = W.box_to_size(0, 0, h, w, (ph, pw))
-    return W.warp(x, W.matmul(down, m), (ph, pw), "nearest", fill, mode)
+    return W.warp(x, W.matmul(down, m), (ph, pw), "nearest", fill, mode, as_float=as_float)

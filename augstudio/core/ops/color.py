@@ -151,7 +151,10 @@ class SequenceOp(ColorOp):
 
     def stats(self, x, params, kind):
         x, _ = split_alpha(x, kind)
-        _, used = _run_sequence(x.to(torch.float32), self.sequence(params), record=True)
+        seq = self.sequence(params)
+        last = max((i for i, (n, _) in enumerate(seq) if n == "contrast"), default=-1)
+        # only the adjustments up to the last contrast affect the measured means
+        _, used = _run_sequence(x.to(torch.float32), seq[:last + 1], record=True)
         return {"means": used}
 
     def apply(self, x, params, kind, stats=None):

@@ -49,7 +49,10 @@ def _normal_indices(n: int, gen: torch.Generator) -> torch.Tensor:
 def scaled_normal_int16(shape, gen: torch.Generator, scale: float) -> torch.Tensor:
     """round(scale * N(0, 1)) as int16, from the same draws as ``standard_normal`` (the table is scaled and
     rounded once, 65536 values, instead of every pixel)."""
-    table = _table().mul(scale).round_().clamp_(-32768, 32767).to(torch.int16)
+    table = _table().mul(scale).round_()
+    if abs(scale) * 4.5 >= 32767:  # the table ends at +-4.3: smaller scales cannot leave int16
+        table = table.clamp_(-32768, 32767)
+    table = table.to(torch.int16)
     n = 1
     for s in shape:
         n *= int(s)
