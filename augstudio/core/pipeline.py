@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import torch
+
 from . import seeding
 from . import warp as W
 from .errors import AugstudioError, RecipeError
@@ -196,18 +198,21 @@ def run_group(x, group: list, kind: str):
         interp = "nearest"
     # statistics of moved colour steps, measured on a probe at each step's own place in the chain
     stats = []
+    xs = x  # the source of the warps: converted to float once when a probe warps it too
+    if x.device.type == "cpu" and any(op.needs_stats(params) for op, params, _, _ in deferred):
+        xs = x.to(torch.float32)
     for k, (op, params, mk, sk) in enumerate(deferred):
         if not op.needs_stats(params):
             stats.append(None)
             continue
-        probe = _probe(x, mk, sk, mode, fill, as_float=k == 0 and _float_ok(op, x, kind))
+        probe = _probe(xs, mk, sk, mode, fill, as_float=k == 0 and _float_ok(op, x, kind))
         for (op_e, params_e, _, _), st in zip(deferred[:k], stats):
             probe = op_e.apply(probe, params_e, kind, stats=st)
         stats.append(op.stats(probe, params, kind))
     # the first moved colour step takes the warp's float result directly when it works in float anyway
     # (same whole numbers as the uint8 result, without the uint8 round trip)
     as_float = bool(deferred) and _float_ok(deferred[0][0], x, kind)
-    out = W.warp(x, m, size, interp, fill, mode, as_float=as_float)
+    out = W.warp(xs, m, size, interp, fill, mode, as_float=as_float)
     for (op, params, _, _), st in zip(deferred, stats):
         out = op.apply(out, params, kind, stats=st)
     return out

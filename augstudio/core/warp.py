@@ -190,6 +190,9 @@ def warp(x: torch.Tensor, m: Matrix, out_size: tuple[int, int], interpolation: s
          fill=0, mode: str = "constant", antialias: bool = True, as_float: bool = False) -> torch.Tensor:
     """Resample ``x`` (uint8 ``C x H x W``) through forward matrix ``m`` into an ``out_size`` image.
 
+    ``x`` may also be a float32 copy of a uint8 image (never modified): several warps of the same image
+    then share one conversion.
+
     ``as_float``: return the result as float32 holding the same whole numbers 0..255 that the uint8 result
     would (so a following float kernel skips a uint8 round trip)."""
     if x.dim() == 4:
@@ -229,7 +232,10 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
         y0, x0 = min(b[0] for b in boxes), min(b[2] for b in boxes)
         y1, x1 = max(b[1] for b in boxes), max(b[3] for b in boxes)
     shift = translation(-x0, -y0)
-    src = x[:, :, y0:y1, x0:x1].to(torch.float32, memory_format=_SRC_FORMAT)
+    if x.dtype == torch.float32:  # a caller's float copy of the uint8 image (shared by several warps): a view
+        src = x[:, :, y0:y1, x0:x1]
+    else:
+        src = x[:, :, y0:y1, x0:x1].to(torch.float32, memory_format=_SRC_FORMAT)
     invs = [matmul(shift, iv) for iv in invs]  # output -> cropped input coordinates
     # 2. antialias: box-average by the integer shrink factor (same factor for the whole batch)
     if antialias and interpolation != "nearest":
