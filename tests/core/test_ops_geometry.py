@@ -215,3 +215,26 @@ def test_every_op_of_the_library_runs_on_a_real_photo_and_replays(img):
         assert torch.equal(out, o.apply(img, p, "rgb")), name
         changed += int(out.shape != img.shape or not torch.equal(out, img))
     assert changed >= len(names) - 3
+
+
+def test_warp_fast_paths_are_byte_identical(coffee):
+    """matmul unrolled == the triple loop; float output / float source == the uint8 path; to_uint8 == cast."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        a = tuple(tuple(float(v) for v in row) for row in rng.normal(0, 50, (3, 3)))
+        b = tuple(tuple(float(v) for v in row) for row in rng.normal(0, 50, (3, 3)))
+        loop = tuple(tuple(sum(a[i][k] * b[k][j] for k in range(3)) for j in range(3)) for i in range(3))
+        assert W.matmul(a, b) == loop
+    x = coffee
+    for m, out, interp, mode, fill in [
+        (W.rotation(17.0, 200.0, 150.0), (120, 90), "bilinear", "constant", [10, 200, 30]),
+        (W.matmul(W.box_to_size(40, 60, 300, 250, (64, 64)), W.rotation(-9.0, 300, 200)), (64, 64), "bilinear", "edge", 0),
+        (W.scaling(1.7, 1.3, 100, 80), (100, 140), "bicubic", "reflect", 0),
+        (W.rotation(33.0, 60, 60), (128, 128), "nearest", "constant", 7),
+    ]:
+        u8 = W.warp(x, m, out, interp, fill, mode)
+        f = W.warp(x, m, out, interp, fill, mode, as_float=True)
+        assert f.dtype == torch.float32 and torch.equal(W.to_uint8(f), u8)
+        assert torch.equal(W.warp(x.to(torch.float32), m, out, interp, fill, mode), u8)
+    v = torch.arange(256, dtype=torch.float32)
+    assert torch.equal(W.to_uint8(v), v.to(torch.uint8))

@@ -101,3 +101,16 @@ def test_batch_equals_per_image(gravel, name):
     out = o.apply_batch(batch, params, "rgb")
     for i in range(3):
         assert (out[i].int() - o.apply(batch[i], params[i], "rgb").int()).abs().max() <= 1
+
+
+def test_fast_noise_paths_equal_their_definitions():
+    """The unsigned-index table and the int16 scaled path give exactly table[int16 draw + 32768]."""
+    from augstudio.core.ops.noise import _normal_indices, _table, scaled_normal_int16
+
+    ref = _table().index_select(0, _normal_indices(3 * 37 * 41, torch.Generator().manual_seed(11)))
+    fast = standard_normal((3, 37, 41), torch.Generator().manual_seed(11))
+    assert torch.equal(fast.reshape(-1), ref)
+    for scale in (0.0, 7.3, 25.5, 255.0):
+        s = scaled_normal_int16((3, 37, 41), torch.Generator().manual_seed(11), scale)
+        assert s.dtype == torch.int16
+        assert torch.equal(s.reshape(-1), (ref * scale).round().to(torch.int16))

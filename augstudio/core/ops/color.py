@@ -99,8 +99,8 @@ def _k_contrast(x, f, mean):
 def _k_saturation(x, f):
     if x.shape[-3] != 3:
         return x
-    g = _gray_float(x).floor_()
-    return x.mul_(f).add_(g * (1.0 - f)).clamp_(0, 255).floor_()
+    g = _gray_float(x).floor_().mul_(1.0 - f)  # in place: the same products as g * (1 - f)
+    return x.mul_(f).add_(g).clamp_(0, 255).floor_()
 
 
 def _k_hue(x, h):
