@@ -105,7 +105,10 @@ def is_integer_map(m: Matrix, tol: float = 1e-9) -> bool:
 
 def axis_scales(m: Matrix) -> tuple[float, float]:
     """How many input pixels one output pixel spans along x and y (from the inverse matrix)."""
-    inv = inverse(m)
+    return _inverse_scales(inverse(m))
+
+
+def _inverse_scales(inv: Matrix) -> tuple[float, float]:
     return math.hypot(inv[0][0], inv[1][0]), math.hypot(inv[0][1], inv[1][1])
 
 
@@ -167,6 +170,7 @@ def box_reduce(src: torch.Tensor, ky: int, kx: int) -> torch.Tensor:
     return src.mul_(1.0 / (kx * ky))
 
 
+_PADDING = {"constant": "zeros", "edge": "border", "reflect": "reflection"}
 _ARANGE: dict = {}
 
 
@@ -179,11 +183,6 @@ def _arange(n: int, device) -> torch.Tensor:
             _ARANGE.clear()
         t = _ARANGE[key] = torch.arange(n, dtype=torch.float32, device=device)
     return t
-
-
-def _f32(v: float) -> float:
-    """``v`` rounded to the nearest float32 (as a Python float)."""
-    return struct.unpack("f", struct.pack("f", v))[0]
 
 
 def warp(x: torch.Tensor, m: Matrix, out_size: tuple[int, int], interpolation: str = "bilinear",
@@ -223,7 +222,8 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
                 out[idx] = warp_batch(x[idx], [matrices[i] for i in idx], out_size, interpolation, fill, mode, True,
                                       as_float)
             return out
-    invs = [inverse(mm) for mm in matrices]
+    invs0 = [inverse(mm) for mm in matrices]
+    invs = invs0
     # 1. the reachable input box (not for reflect: mirrored samples can land anywhere)
     y0, y1, x0, x1 = 0, h, 0, w
     if mode != "reflect":
@@ -239,8 +239,9 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
     invs = [matmul(shift, iv) for iv in invs]  # output -> cropped input coordinates
     # 2. antialias: box-average by the integer shrink factor (same factor for the whole batch)
     if antialias and interpolation != "nearest":
-        kx = max(1, min(int(min(axis_scales(mm)[0] for mm in matrices)), src.shape[-1]))
-        ky = max(1, min(int(min(axis_scales(mm)[1] for mm in matrices)), src.shape[-2]))
+        scales = [_inverse_scales(iv) for iv in invs0]  # == axis_scales(m), without inverting again
+        kx = max(1, min(int(min(sc[0] for sc in scales)), src.shape[-1]))
+        ky = max(1, min(int(min(sc[1] for sc in scales)), src.shape[-2]))
         if kx > 1 or ky > 1:
             src = box_reduce(src, ky, kx)
             # pooled pixel j covers [j k, j k + k - 1]: input coordinate x = k j + (k - 1) / 2
@@ -267,7 +268,7 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
     if n == 1 and device.type == "cpu":
         # one item: the same float32 products and sums as the batched form below (the coefficients are
         # rounded to float32 first, as torch.tensor would), without the small-tensor bookkeeping
-        k0, k1, k2, k3, k4, k5 = (_f32(r) for r in rows[0])
+        k0, k1, k2, k3, k4, k5 = struct.unpack("6f", struct.pack("6f", *rows[0]))
         torch.add(u * k0, (v * k1 + k2)[:, None], out=grid[0, ..., 0])
         torch.add(u * k3, (v * k4 + k5)[:, None], out=grid[0, ..., 1])
     else:
@@ -276,7 +277,7 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
                   out=grid[..., 0])
         torch.add(k[:, 3, None, None] * u, (k[:, 4, None] * v + k[:, 5, None])[:, :, None],
                   out=grid[..., 1])
-    pad = {"constant": "zeros", "edge": "border", "reflect": "reflection"}[mode]
+    pad = _PADDING[mode]
     out = torch.nn.functional.grid_sample(src, grid, mode=interpolation, padding_mode=pad, align_corners=True)
     if shifted:
         out = out.add_(ft)
