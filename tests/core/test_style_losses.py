@@ -87,6 +87,26 @@ def test_fft_convolution_equals_direct_valid_convolution():
     torch.testing.assert_close(via_fft, direct, atol=2e-4, rtol=1e-4)
 
 
+def test_fft_convolution_gradients_equal_direct_convolution_cached_or_recomputed():
+    """The texture optimiser's speed paths (cached kernel spectra; spectra recomputed in the backward at
+    large sizes) and the one-product Gram backward give autograd's gradients of the textbook forms."""
+    x = _rand(1, 3, 40, 33, seed=1).requires_grad_(True)
+    k, g = _rand(6, 3, 11, 11, seed=2), _rand(1, 6, 30, 23, seed=3)
+    (torch.nn.functional.conv2d(x, k) * g).sum().backward()
+    want, x.grad = x.grad.clone(), None
+    spec = torch.fft.rfft2(k, s=(40, 33)).conj()
+    for k_spec in (None, spec):  # None: _RecomputedSpectralCorrelation
+        (feat.fft_conv_valid(torch.fft.rfft2(x), k, (40, 33), k_spec) * g).sum().backward()
+        torch.testing.assert_close(x.grad, want, atol=1e-10, rtol=1e-10)
+        x.grad = None
+    f = _rand(1, 4, 5, 6, seed=4).requires_grad_(True)
+    t = _rand(4, 4, seed=5)
+    ((scaled_gram(f)[0] - t) ** 2).sum().backward()
+    m = f.detach().reshape(4, 30).requires_grad_(True)
+    (((m @ m.t()) / (2 * 4 * 30) - t) ** 2).sum().backward()
+    torch.testing.assert_close(f.grad.reshape(4, 30), m.grad, atol=1e-12, rtol=1e-10)
+
+
 def test_random_multiscale_features_are_seeded_and_skip_scales_larger_than_the_image():
     a, b, c = (feat.RandomMultiScaleFeatures(seed=s) for s in (1, 1, 2))
     assert a.layers == tuple(f"scale{s}" for s in (3, 5, 7, 11, 15, 23, 37, 55))

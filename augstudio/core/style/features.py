@@ -218,20 +218,52 @@ class RandomMultiScaleFeatures(nn.Module):
         return out
 
 
-    def _kernel_spectrum(self, s: int, k: torch.Tensor, size) -> torch.Tensor:
+    SPECTRUM_CACHE_BYTES = 128 * 2**20
+
+    def _kernel_spectrum(self, s: int, k: torch.Tensor, size):
         """conj(rfft2(kernel, size)), computed once per image size: the filters are fixed, and an
-        optimisation evaluates the same size hundreds of times. Only the latest size is kept."""
-        key = (int(size[0]), int(size[1]), k.device, k.dtype, k.requires_grad)
+        optimisation evaluates the same size hundreds of times. Only the latest size is kept, and only
+        spectra up to ``SPECTRUM_CACHE_BYTES`` each (128 x 3 x 512 x 257 complex is 400 MB): larger ones
+        return None and ``fft_conv_valid`` recomputes them in the backward pass instead of keeping them."""
+        h, w = int(size[0]), int(size[1])
+        if k.requires_grad or k.shape[0] * k.shape[1] * h * (w // 2 + 1) * 8 > self.SPECTRUM_CACHE_BYTES:
+            return None
+        key = (h, w, k.device, k.dtype)
         if key not in self._spectra:
             self._spectra = {key: {}}
         cache = self._spectra[key]
         if s not in cache:
-            with torch.set_grad_enabled(k.requires_grad):
-                spec = torch.fft.rfft2(k, s=size).conj()
-            if k.requires_grad:
-                return spec  # trainable filters: no cache
-            cache[s] = spec.resolve_conj()
+            with torch.no_grad():
+                cache[s] = torch.fft.rfft2(k, s=(h, w)).conj().resolve_conj()
         return cache[s]
+
+
+def _spectral_correlation(x_spec, k_spec_conj):
+    """sum over input channels of x_spec[:, c] * k_spec_conj[:, c] (broadcast products: an einsum here
+    becomes a batched matmul per frequency plus permuting copies)."""
+    y = x_spec[:, None, 0] * k_spec_conj[None, :, 0]
+    for c in range(1, x_spec.shape[1]):
+        y = y + x_spec[:, None, c] * k_spec_conj[None, :, c]
+    return y
+
+
+class _RecomputedSpectralCorrelation(torch.autograd.Function):
+    """``_spectral_correlation`` with the kernel spectrum made in the forward and made again in the
+    backward instead of kept: for fixed kernels at large sizes, one transient spectrum instead of one per
+    layer alive until the backward pass (the texture's peak memory at 512 px)."""
+
+    @staticmethod
+    def forward(ctx, x_spec, k, h, w):
+        ctx.save_for_backward(k)
+        ctx.size = (h, w)
+        return _spectral_correlation(x_spec, torch.fft.rfft2(k, s=(h, w)).conj())
+
+    @staticmethod
+    def backward(ctx, gy):
+        (k,) = ctx.saved_tensors
+        spec = torch.fft.rfft2(k, s=ctx.size)  # conj of the forward's conjugate spectrum
+        gx = torch.stack([(gy * spec[None, :, c]).sum(1) for c in range(k.shape[1])], dim=1)
+        return gx, None, None, None
 
 
 def fft_conv_valid(x_spec: torch.Tensor, k: torch.Tensor, size: tuple[int, int],
@@ -241,13 +273,12 @@ def fft_conv_valid(x_spec: torch.Tensor, k: torch.Tensor, size: tuple[int, int],
     ``rfft2(k, s=size)`` when the caller keeps it (fixed kernels)."""
     h, w = size
     s = k.shape[-1]
-    if k_spec_conj is None:
-        k_spec_conj = torch.fft.rfft2(k, s=(h, w)).conj()
-    # correlation = conv with the conjugate spectrum; summing over the (three) input channels as
-    # broadcast products: an einsum here becomes a batched matmul per frequency plus permuting copies
-    y_spec = x_spec[:, None, 0] * k_spec_conj[None, :, 0]
-    for c in range(1, x_spec.shape[1]):
-        y_spec = y_spec + x_spec[:, None, c] * k_spec_conj[None, :, c]
+    if k_spec_conj is not None:
+        y_spec = _spectral_correlation(x_spec, k_spec_conj)
+    elif k.requires_grad:
+        y_spec = _spectral_correlation(x_spec, torch.fft.rfft2(k, s=(h, w)).conj())
+    else:
+        y_spec = _RecomputedSpectralCorrelation.apply(x_spec, k, h, w)
     y = torch.fft.irfft2(y_spec, s=(h, w))
     return y[..., : h - s + 1, : w - s + 1]
 

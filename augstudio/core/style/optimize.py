@@ -67,12 +67,17 @@ class _CachedClosure:
 
     The image is optimised unconstrained and the loss is that of ``x.clamp(0, 1)`` (the image we show and
     return): clamping ``x`` in place between steps would move it off the line-search point, corrupting
-    L-BFGS's curvature pairs and defeating the cache."""
+    L-BFGS's curvature pairs and defeating the cache. That is the texture default (``clamp='graph'``).
+    Style transfer starts from the content image, whose saturated pixels would leave the range on the first
+    step and then get no gradient through the clamp (the loss stalled just above the plain
+    implementation's); it keeps the projection after each step (``clamp='step'``), where the cache still
+    saves the re-evaluation whenever the projection changed nothing."""
 
-    def __init__(self, opt, loss_fn, x, keep: int = 4):
+    def __init__(self, opt, loss_fn, x, keep: int = 4, clamp: str = "graph"):
         self.opt, self.loss_fn, self.x, self.keep = opt, loss_fn, x, keep
         self.cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.evals = 0
+        self.clamp = clamp
         self.last = float("nan")
 
     def __call__(self):
@@ -83,7 +88,7 @@ class _CachedClosure:
                 self.last = float(loss)
                 return loss
         self.opt.zero_grad(set_to_none=True)
-        loss = self.loss_fn(x.clamp(0, 1))
+        loss = self.loss_fn(x.clamp(0, 1) if self.clamp == "graph" else x)
         loss.backward()
         self.evals += 1
         loss = loss.detach()
@@ -102,7 +107,7 @@ class _CachedClosure:
         return self.last
 
 
-def _run_levels(levels, make_loss, x0, iterations, optimizer, lr, token, preview_every, title):
+def _run_levels(levels, make_loss, x0, iterations, optimizer, lr, token, preview_every, title, clamp="graph"):
     """The shared loop. ``make_loss(level_size, factor) -> loss_fn(x) -> scalar``. ``x0`` may have one
     channel (a gray source): then the image stays gray and is shown as RGB."""
     token = token or CancelToken()
@@ -120,13 +125,16 @@ def _run_levels(levels, make_loss, x0, iterations, optimizer, lr, token, preview
         if li == 0:
             with torch.no_grad():
                 losses.append(float(loss_fn(x)))  # losses[0]: the starting loss
-        closure = _CachedClosure(opt, loss_fn, x, keep=4 if optimizer == "lbfgs" else 0)
+        closure = _CachedClosure(opt, loss_fn, x, keep=4 if optimizer == "lbfgs" else 0, clamp=clamp)
 
         for _ in range(n_it):
             if token.cancelled:
                 raise JobCancelled(f"{title}: cancelled after {done} of {total} iterations")
             with torch.enable_grad():
                 opt.step(closure)
+            if closure.clamp == "step":
+                with torch.no_grad():
+                    x.clamp_(0, 1)
             done += 1
             cur = closure.current_loss()
             losses.append(cur)
@@ -224,6 +232,6 @@ def nst_job(content, style, features="random", weights="imagenet", style_layers=
         return loss
 
     x, losses, secs = yield from _run_levels(levels, make_loss, x0, iterations, optimizer, lr, token,
-                                             preview_every, "style transfer")
+                                             preview_every, "style transfer", clamp="step")
     return StyleResult(to_uint8(x), losses, secs, {"method": "nst", "alpha": alpha, "beta": beta,
                                                     "init": init, "optimizer": optimizer})
