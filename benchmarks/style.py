@@ -10,8 +10,10 @@ the time at which its full-size loss first drops to plain's final loss.
 "plain" is the straightforward textbook code written here: the same random multi-scale filters (or the
 same VGG19) run as direct convolutions, G = F F^T and E_l = sum (G - Ghat)^2 / (4 N^2 M^2) written out,
 and torch's L-BFGS (strong Wolfe) on the full-size image from the same noise. augstudio's defaults:
-fused scaled Gram loss, FFT convolution for large kernels, L-BFGS one iteration per step (so a job can
-report and cancel), optionally a coarse-to-fine pyramid (--pyramid).
+fused scaled Gram loss with a one-product backward, FFT convolution from 11 px kernels with the kernel
+spectra kept between evaluations, L-BFGS one iteration per step (so a job can report and cancel) without
+re-evaluating the point the line search already evaluated, the texture's clamp inside the loss (no
+projection that would break L-BFGS's curvature pairs), optionally a coarse-to-fine pyramid (--pyramid).
 
 Targets: per iteration no slower than plain; reach plain's final loss in at most half its time.
 Weights are random (no download): VGG19 with seeded He init; AdaIN encoder/decoder random; fast style
