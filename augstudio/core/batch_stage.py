@@ -248,9 +248,8 @@ def export_batch_stage(ds, recipe, out_root, copies: int = 1, workers: int = 1, 
     ``errors.jsonl`` and ``recipe.yaml``. Atomic writes; re-running resumes; bad files are skipped and
     reported. Returns an ``ExportSummary``. (Runs in this process; ``workers`` is accepted for symmetry.)
     """
-    from .. import __version__
     from .errors import OutputError
-    from .export import ExportSummary, _claim_output_folder, _fingerprint, _os_error_message
+    from .export import ExportSummary, _claim_output_folder, _fingerprint, _os_error_message, finish_export
     from .images import Picture, atomic_write_bytes, encode, read_image
 
     out_root = Path(out_root)
@@ -371,23 +370,11 @@ def export_batch_stage(ds, recipe, out_root, copies: int = 1, workers: int = 1, 
 
     order = {f"{i:06d}_{Path(ds.items[i].path).stem}__{c}.{ext}": n for n, (i, c) in enumerate(tasks)}
     recs = sorted((r for r in done.values() if r["output"] in order), key=lambda r: order[r["output"]])
-    atomic_write_bytes(out_root / "manifest.jsonl",
-                       "".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n" for r in recs).encode())
     header = "file," + ",".join(_csv_field(c) for c in classes)
     rows = [r["output"] + "," + ",".join(f"{v:.6f}" for v in r["label"]) for r in recs]
     atomic_write_bytes(out_root / "labels.csv", ("\n".join([header] + rows) + "\n").encode())
-    errs = sorted(summary.errors, key=lambda e: e["source"])
-    atomic_write_bytes(out_root / "errors.jsonl", "".join(json.dumps(e, sort_keys=True) + "\n" for e in errs).encode())
-    used = recipe.copy()
-    used.extra["augstudio_version"] = __version__
-    used.save(out_root / "recipe.yaml")
-    try:
-        partial_path.unlink()
-    except FileNotFoundError:
-        pass
-    summary.bad = len(errs)
-    summary.errors = errs
-    return summary
+    manifest = "".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n" for r in recs)
+    return finish_export(out_root, recipe, summary, partial_path, manifest)
 
 
 def _csv_field(s: str) -> str:

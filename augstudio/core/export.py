@@ -367,7 +367,6 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
 
     Raises OutputError / DatasetError / RecipeError before any work when the arguments are bad.
     """
-    from .. import __version__
 
     src = Path(src)
     out = Path(out)
@@ -455,11 +454,20 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
     order = {it.path: i for i, it in enumerate(ds.items)}
     lines = [done[src_rel] for src_rel in sorted(done, key=lambda s: order.get(s, 1 << 60))
              if src_rel in order and done[src_rel]]
+    return finish_export(out_r, recipe, summary, partial_path, "\n".join(lines) + "\n" if lines else "")
+
+
+def finish_export(out_r: Path, recipe: Recipe, summary: ExportSummary, partial_path: Path,
+                  manifest: str) -> ExportSummary:
+    """The last step of every export (plain or with a batch stage): write manifest.jsonl, errors.jsonl and
+    recipe.yaml atomically, then drop the resume journal. Only a finished export has a manifest."""
+    from .. import __version__
+
     errs = sorted(summary.errors, key=lambda e: e["source"])
     used = recipe.copy()
     used.extra["augstudio_version"] = __version__
     try:
-        atomic_write_bytes(out_r / "manifest.jsonl", ("\n".join(lines) + "\n" if lines else "").encode())
+        atomic_write_bytes(out_r / "manifest.jsonl", manifest.encode())
         atomic_write_bytes(out_r / "errors.jsonl",
                            "".join(json.dumps(e, sort_keys=True) + "\n" for e in errs).encode())
         used.save(out_r / "recipe.yaml")
