@@ -24,11 +24,11 @@ import csv
 import io
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from .errors import OutputError, RecipeError
+from .export import check_output_folder, check_writable, safe_rel
 from .images import atomic_write_bytes, remove_temp_files
 from .jobs import CancelToken, Progress
 from .journal import read_journal
@@ -66,38 +66,6 @@ def _safe_class_dir(name: str) -> str:
     return name
 
 
-def _safe_rel(rel: str) -> str:
-    p = PurePosixPath(rel)
-    if p.is_absolute() or any(part in ("..", "") for part in p.parts) or "\\" in rel or "\x00" in rel:
-        raise OutputError(f"refusing unsafe output path {rel!r} (it could escape the output folder)")
-    return rel
-
-
-def _check_output(src: Path, out: Path) -> Path:
-    src_r, out_r = src.resolve(), out.resolve()
-
-    def within(a: Path, b: Path) -> bool:
-        try:
-            a.relative_to(b)
-            return True
-        except ValueError:
-            return False
-
-    if out_r == src_r or within(out_r, src_r):
-        raise OutputError(f"output folder {out} is inside the unlabelled folder {src}: augstudio never writes "
-                          "into the source. Choose an output folder outside it.")
-    if within(src_r, out_r):
-        raise OutputError(f"output folder {out} contains the unlabelled folder {src}; choose a separate folder")
-    try:
-        out_r.mkdir(parents=True, exist_ok=True)
-        probe = out_r / f".augstudio-write-test.{os.getpid()}.tmp"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise OutputError(f"cannot write into {out}: {e.strerror or e}. Choose a writable output folder.") from None
-    return out_r
-
-
 def distill_job(unlabeled, clf: Classifier, out, tta=None, threshold: float = 0.9, batch_size: int = 64,
                 cancel: CancelToken | None = None):
     """Job: label every image under ``unlabeled`` with ``clf`` over the TTA views; copy those whose merged
@@ -118,7 +86,8 @@ def distill_job(unlabeled, clf: Classifier, out, tta=None, threshold: float = 0.
     cancel = cancel or CancelToken()
     ds = require_images(scan(src, check_files=False))
     class_dirs = [_safe_class_dir(c) for c in clf.classes]
-    out_r = _check_output(src, out)
+    out_r = check_output_folder(src, out, what="unlabelled folder")
+    check_writable(out_r)
     remove_temp_files(out_r)
 
     settings = {"model": clf.name, "classes": list(clf.classes), "tta": tta.to_dict(), "threshold": threshold,
@@ -173,7 +142,7 @@ def distill_job(unlabeled, clf: Classifier, out, tta=None, threshold: float = 0.
                     rec = {"source": it.path, "label": clf.classes[k], "confidence": round(conf, 6),
                            "soft": [round(float(v), 6) for v in pm], "output": None}
                     if conf >= threshold:
-                        rel = _safe_rel(f"{class_dirs[k]}/{it.path}")
+                        rel = safe_rel(f"{class_dirs[k]}/{it.path}")
                         dest = out_r / rel
                         dest.parent.mkdir(parents=True, exist_ok=True)
                         try:

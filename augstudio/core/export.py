@@ -70,15 +70,16 @@ def _is_within(child: Path, parent: Path) -> bool:
         return False
 
 
-def check_output_folder(src: Path, out: Path) -> Path:
-    """Resolve ``out`` (following symlinks) and refuse places that would touch the source."""
-    src_r = src.resolve()
-    out_r = out.resolve()
+def check_output_folder(src: Path, out: Path, what: str = "source folder") -> Path:
+    """Resolve ``out`` (following symlinks) and refuse places that would touch the source (named ``what``
+    in the message: export's source folder, distillation's unlabelled folder)."""
+    src_r = Path(src).resolve()
+    out_r = Path(out).resolve()
     if out_r == src_r or _is_within(out_r, src_r):
-        raise OutputError(f"output folder {out} is inside the source folder {src}: augstudio never writes into "
+        raise OutputError(f"output folder {out} is inside the {what} {src}: augstudio never writes into "
                           "the source dataset. Choose an output folder outside it.")
     if _is_within(src_r, out_r):
-        raise OutputError(f"output folder {out} contains the source folder {src}; choose a separate, empty or "
+        raise OutputError(f"output folder {out} contains the {what} {src}; choose a separate, empty or "
                           "new folder so the source can never be overwritten.")
     return out_r
 
@@ -93,7 +94,7 @@ def _is_plain_file(p: Path) -> bool:
         return False
 
 
-def _safe_rel(rel: str) -> str:
+def safe_rel(rel: str) -> str:
     """Refuse relative output paths that could leave the output folder."""
     p = PurePosixPath(rel)
     if p.is_absolute() or any(part in ("..", "") for part in p.parts) or "\\" in rel or "\x00" in rel:
@@ -119,7 +120,7 @@ def plan_outputs(items: list[Item], copies: int, fmt: str) -> dict[str, tuple]:
         if stems[base] > 1:  # disambiguate by the source extension
             base = f"{base}_{pp.suffix.lstrip('.').lower()}"
         ext = ext_for(it.path)
-        plan[it.path] = tuple((c, _safe_rel(f"{base}__{c}.{'jpg' if ext == 'jpeg' else ext}"), ext)
+        plan[it.path] = tuple((c, safe_rel(f"{base}__{c}.{'jpg' if ext == 'jpeg' else ext}"), ext)
                               for c in range(copies))
     return plan
 
@@ -199,7 +200,7 @@ def _process(task: _Task) -> dict:
                 fmt = "png"  # palette images keep their categories only in PNG (and the name says so)
                 rel_out = str(PurePosixPath(rel_out).with_suffix(".png"))
             data = encode(out, fmt)
-            dest = out_root / _safe_rel(rel_out)
+            dest = out_root / safe_rel(rel_out)
             dest.parent.mkdir(parents=True, exist_ok=True)
             if not _is_within(dest.parent.resolve(), out_root):
                 # a symlinked sub-folder placed in the output folder must not carry writes elsewhere
@@ -285,7 +286,7 @@ def _claim_output_folder(out: Path, fp: dict) -> None:
         raise OutputError(_os_error_message(e, out)) from None
 
 
-def _check_writable(out: Path) -> None:
+def check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         from . import images as _images
@@ -382,7 +383,7 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
     recipe.pipeline()  # validate ops before any output exists
     ds = require_images(scan(src, check_files=False))
     out_r = check_output_folder(src, out)
-    _check_writable(out_r)
+    check_writable(out_r)
     remove_temp_files(out_r)
     cancel = cancel or CancelToken()
 
@@ -409,7 +410,7 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
         outs = plan[it.path]
         prev = done.get(it.path)
         if (prev is not None and len(prev["records"]) == len(outs)
-                and all(isinstance(r, dict) and _is_plain_file(out_r / _safe_rel(str(r.get("output", ""))))
+                and all(isinstance(r, dict) and _is_plain_file(out_r / safe_rel(str(r.get("output", ""))))
                         for r in prev["records"])):
             summary.skipped_existing += len(outs)
             continue

@@ -16,7 +16,7 @@ from corpus import tree_hash  # noqa: E402
 
 from augstudio.core.dataset import Item  # noqa: E402
 from augstudio.core.errors import OutputError  # noqa: E402
-from augstudio.core.export import PARTIAL, _safe_rel, export_job, plan_outputs  # noqa: E402
+from augstudio.core.export import PARTIAL, export_job, plan_outputs, safe_rel  # noqa: E402
 from augstudio.core.jobs import run_job  # noqa: E402
 
 RECIPE = {"seed": 5, "steps": [{"op": "vflip", "p": 0.5}]}
@@ -45,7 +45,7 @@ def outside_files(tmp_path: Path, out: Path, src: Path) -> list[str]:
                                  "..", "a/.."])
 def test_unsafe_relative_paths_are_refused(rel):
     with pytest.raises(OutputError, match="unsafe output path"):
-        _safe_rel(rel)
+        safe_rel(rel)
 
 
 def test_plan_refuses_item_names_that_climb_out():
