@@ -10,9 +10,9 @@ The public, Qt-free API for training code::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .core.base.version import __version__  # noqa: E402
 
-from .core.errors import (  # noqa: E402
+from augstudio.core.base.errors import (
     AugstudioError,
     DatasetError,
     ImageError,
@@ -22,12 +22,12 @@ from .core.errors import (  # noqa: E402
     ParamError,
     RecipeError,
 )
-from .core.recipe import Recipe, Step, load_recipe  # noqa: E402
+from augstudio.core.engine.recipe import Recipe, Step, load_recipe  # noqa: E402
 
 
 def __getattr__(name):  # heavy, torch-using pieces load on first use
     if name == "SoftLabelFolder":
-        from .core.softlabels import SoftLabelFolder
+        from augstudio.core.io.softlabels import SoftLabelFolder
 
         return SoftLabelFolder
     raise AttributeError(f"module 'augstudio' has no attribute {name!r}")

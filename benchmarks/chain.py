@@ -27,9 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from augstudio.core.batched import apply_batch  # noqa: E402
-from augstudio.core.images import Picture  # noqa: E402
-from augstudio.core.recipe import Recipe  # noqa: E402
+from augstudio.core.engine.batched import apply_batch  # noqa: E402
+from augstudio.core.engine.recipe import Recipe  # noqa: E402
+from augstudio.core.io.images import Picture  # noqa: E402
 
 CHAIN = [
     {"op": "hflip", "p": 1.0},

@@ -59,11 +59,11 @@ def make_photos(root: Path, n: int, classes: int = 10, size: int = 64) -> None:
 def bad_inputs(tmp: Path) -> dict:
     from corpus import build_corpus, tree_hash
 
-    from augstudio.core.dataset import check_job, scan
-    from augstudio.core.errors import ImageError
-    from augstudio.core.export import export_job
-    from augstudio.core.images import read_image
-    from augstudio.core.jobs import run_job
+    from augstudio.core.base.errors import ImageError
+    from augstudio.core.base.jobs import run_job
+    from augstudio.core.io.dataset import check_job, scan
+    from augstudio.core.io.images import read_image
+    from augstudio.core.workflows.export import export_job
 
     c = build_corpus(tmp / "corpus")
     before = tree_hash(c.root)
@@ -196,8 +196,8 @@ def gui_load(tmp: Path, n_images: int, seconds: float, passes: int = 4, jobs: bo
     scroller.timeout.connect(scroll)
 
     def start_jobs():
-        from augstudio.core.export import export_job
-        from augstudio.core.style.optimize import texture_job
+        from augstudio.core.methods.style.optimize import texture_job
+        from augstudio.core.workflows.export import export_job
 
         state["phase"] = "load"
         state["t_load"] = time.perf_counter()
@@ -210,7 +210,7 @@ def gui_load(tmp: Path, n_images: int, seconds: float, passes: int = 4, jobs: bo
         first = next(iter(sorted((src / "class_00").iterdir())))
 
         def style(tok):
-            from augstudio.core.images import read_image
+            from augstudio.core.io.images import read_image
 
             return (yield from texture_job(read_image(first), size=(64, 64), iterations=100_000,
                                            optimizer="adam", token=tok, preview_every=20))

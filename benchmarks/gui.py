@@ -162,8 +162,8 @@ def measure_in_app(folder: Path, export_src: Path) -> dict:
     import numpy as np
     from PySide6.QtWidgets import QApplication
 
-    from augstudio.core.images import pil_to_picture
-    from augstudio.core.recipe import load_recipe
+    from augstudio.core.engine.recipe import load_recipe
+    from augstudio.core.io.images import pil_to_picture
     from augstudio.gui.app import create_window, get_app
     from augstudio.gui.jobs_panel import start_export
     from augstudio.gui.preview import display_array, to_qimage
@@ -288,7 +288,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    from augstudio.core.samples import samples_dir
+    from augstudio.core.io.samples import samples_dir
 
     res.update(measure_in_app(folder, samples_dir() / "shapes"))
     targets = {"launch_to_first_thumbnails_s": 1.5, "loop_p99_ms_thumbnails": 50, "loop_p99_ms_export": 50,

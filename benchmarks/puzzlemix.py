@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from augstudio.core.graphcut import grid_energy, solve_grid
-from augstudio.core.puzzlemix import (
+from augstudio.core.kernels.graphcut import grid_energy, solve_grid
+from augstudio.core.methods.puzzlemix import (
     cost_matrix,
     mask_problem,
     mask_transport,

@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
 
-    from augstudio.core.dataset import scan
+    from augstudio.core.io.dataset import scan
 
     tmp = Path(tempfile.mkdtemp(prefix="augstudio-scan-"))
     try:

@@ -33,12 +33,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from augstudio.core.jobs import run_job  # noqa: E402
-from augstudio.core.style import adain as A  # noqa: E402
-from augstudio.core.style import fast as FS  # noqa: E402
-from augstudio.core.style.common import resize, to_float  # noqa: E402
-from augstudio.core.style.features import RandomMultiScaleFeatures, VGGFeatures  # noqa: E402
-from augstudio.core.style.optimize import nst_job, texture_job  # noqa: E402
+from augstudio.core.base.jobs import run_job  # noqa: E402
+from augstudio.core.methods.style import adain as A  # noqa: E402
+from augstudio.core.methods.style import fast as FS  # noqa: E402
+from augstudio.core.methods.style.common import resize, to_float  # noqa: E402
+from augstudio.core.methods.style.features import RandomMultiScaleFeatures, VGGFeatures  # noqa: E402
+from augstudio.core.methods.style.optimize import nst_job, texture_job  # noqa: E402
 
 
 def sync(dev):
@@ -200,7 +200,7 @@ def main(argv=None):
         x = torch.rand(1, 3, S, S, device=dev)
         with torch.no_grad():
             g_plain = {k: plain_gram(v) for k, v in plain_random_features(rnd, src).items()}
-            from augstudio.core.style.losses import content_loss, fused_style_loss, style_targets
+            from augstudio.core.methods.style.losses import content_loss, fused_style_loss, style_targets
 
             t_ours = style_targets(rnd(src))
         n = len(g_plain)
@@ -251,7 +251,7 @@ def main(argv=None):
         S = args.converge_size
         rows = []
         src = resize(brick, (S, S))
-        from augstudio.core.style.optimize import _noise
+        from augstudio.core.methods.style.optimize import _noise
 
         x0 = _noise((S, S), 0, dev, like=src)
         with torch.no_grad():

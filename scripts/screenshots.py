@@ -29,8 +29,8 @@ def main() -> int:
 
     from PySide6.QtCore import Qt
 
-    from augstudio.core.recipe import load_recipe
-    from augstudio.core.samples import samples_dir
+    from augstudio.core.engine.recipe import load_recipe
+    from augstudio.core.io.samples import samples_dir
     from augstudio.gui.app import create_window, get_app
     from augstudio.gui.jobs_panel import start_export
 

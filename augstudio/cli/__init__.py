@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 import sys
 
-from ..core.errors import (
+from augstudio.core.base.errors import (
     AugstudioError,
     DatasetError,
     JobCancelled,

@@ -24,9 +24,10 @@ def add_parser(sub) -> str:
 
 
 def run(args) -> int:
-    from ..core.distill import distill_job
-    from ..core.jobs import run_with_tqdm
-    from ..core.tta import load_tta
+    from augstudio.core.base.jobs import run_with_tqdm
+    from augstudio.core.workflows.distill import distill_job
+    from augstudio.core.workflows.tta import load_tta
+
     from .tta import check_batch_size, load_classifier
 
     check_batch_size(args)

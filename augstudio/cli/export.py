@@ -23,9 +23,9 @@ def add_parser(sub) -> str:
 
 
 def run(args) -> int:
-    from ..core.errors import JobCancelled
-    from ..core.export import export_job
-    from ..core.jobs import run_with_tqdm
+    from augstudio.core.base.errors import JobCancelled
+    from augstudio.core.base.jobs import run_with_tqdm
+    from augstudio.core.workflows.export import export_job
 
     job = export_job(args.src, args.recipe, args.out, copies=args.copies, seed=args.seed,
                      workers=args.workers, fmt=args.format)

@@ -16,7 +16,7 @@ def run(args) -> int:
     try:
         from ..gui.app import run_app
     except ImportError as e:
-        from ..core.errors import AugstudioError
+        from augstudio.core.base.errors import AugstudioError
 
         raise AugstudioError(f"the desktop app cannot start: {e}. Install PySide6-Essentials and pyqtgraph "
                              "(pip install -e .)") from None

@@ -31,8 +31,8 @@ def add_parser(sub) -> str:
 
 
 def _tensor(path):
-    from ..core.batch_stage import _picture_tensor
-    from ..core.images import read_image
+    from augstudio.core.engine.batch_stage import _picture_tensor
+    from augstudio.core.io.images import read_image
 
     return _picture_tensor(read_image(path))
 
@@ -42,9 +42,9 @@ def run(args) -> int:
 
     import torch
 
-    from ..core.batch_stage import heat, mix_pair
-    from ..core.errors import ImageError, ModelError, OutputError
-    from ..core.images import Picture, atomic_write_bytes, encode
+    from augstudio.core.base.errors import ImageError, ModelError, OutputError
+    from augstudio.core.engine.batch_stage import heat, mix_pair
+    from augstudio.core.io.images import Picture, atomic_write_bytes, encode
 
     try:
         xa, xb = _tensor(args.a), _tensor(args.b)
@@ -53,7 +53,7 @@ def run(args) -> int:
         return 2
     model = None
     if args.model and args.method == "puzzlemix":
-        from ..core.models import load_model
+        from augstudio.core.models.loading import load_model
 
         try:
             model = load_model(args.model, device=args.device)

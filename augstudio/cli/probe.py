@@ -22,8 +22,8 @@ def add_parser(sub) -> str:
 
 
 def run(args) -> int:
-    from ..core.jobs import run_with_tqdm
-    from ..core.probe import train_probe_job
+    from augstudio.core.base.jobs import run_with_tqdm
+    from augstudio.core.workflows.probe import train_probe_job
 
     res = run_with_tqdm(train_probe_job(args.data, size=args.size, epochs=args.epochs, seed=args.seed,
                                         device=args.device, reuse=not args.retrain), desc="probe")

@@ -8,7 +8,14 @@ ORDER = 41
 
 
 def add_parser(sub) -> str:
-    from ..core.saliency import COLORMAPS, DEFAULT_BLUR, DEFAULT_THRESHOLD, LOCALISE, METHODS, VIEWS
+    from augstudio.core.methods.saliency import (
+        COLORMAPS,
+        DEFAULT_BLUR,
+        DEFAULT_THRESHOLD,
+        LOCALISE,
+        METHODS,
+        VIEWS,
+    )
 
     p = sub.add_parser("saliency", help="gradient saliency heat maps with a localisation box",
                        description="Write, for each --image, a PNG with the saliency heat map over the image and "
@@ -47,11 +54,11 @@ def run(args) -> int:
 
     import torch
 
-    from ..core.errors import DatasetError, ImageError, ModelError
-    from ..core.images import Picture, atomic_write_bytes, encode, read_image
-    from ..core.jobs import run_with_tqdm
-    from ..core.models import load_model
-    from ..core.saliency import compute_saliency, overlay, saliency_box
+    from augstudio.core.base.errors import DatasetError, ImageError, ModelError
+    from augstudio.core.base.jobs import run_with_tqdm
+    from augstudio.core.io.images import Picture, atomic_write_bytes, encode, read_image
+    from augstudio.core.methods.saliency import compute_saliency, overlay, saliency_box
+    from augstudio.core.models.loading import load_model
 
     if args.model:
         try:
@@ -62,7 +69,7 @@ def run(args) -> int:
     else:
         if not args.data:
             raise DatasetError("saliency: give --data DIR (to train or reuse the probe classifier) or --model SPEC")
-        from ..core.probe import train_probe_job
+        from augstudio.core.workflows.probe import train_probe_job
 
         res = run_with_tqdm(train_probe_job(args.data, device=args.device), desc="probe")
         print(res.line(), file=sys.stderr)
@@ -77,7 +84,7 @@ def run(args) -> int:
         else:
             raise DatasetError(f"saliency: --target {args.target!r} is neither a class of {lm.name} "
                                f"({', '.join(classes[:20])}) nor a class index")
-    from ..core.saliency import LOCALISE
+    from augstudio.core.methods.saliency import LOCALISE
 
     scales = args.scales or (LOCALISE["scales"] if not args.model else (1.0,))
     out = Path(args.out)

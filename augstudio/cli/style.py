@@ -115,8 +115,8 @@ def add_parser(sub) -> str:
 
 
 def _write(path, result_image) -> None:
-    from ..core.errors import OutputError
-    from ..core.images import Picture, write_image
+    from augstudio.core.base.errors import OutputError
+    from augstudio.core.io.images import Picture, write_image
 
     path = Path(path)
     if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"):
@@ -126,7 +126,7 @@ def _write(path, result_image) -> None:
 
 
 def _check_out(out, *inputs) -> None:
-    from ..core.errors import OutputError
+    from augstudio.core.base.errors import OutputError
 
     o = Path(out).resolve()
     for i in inputs:
@@ -135,7 +135,7 @@ def _check_out(out, *inputs) -> None:
 
 
 def _run(job, desc):
-    from ..core.jobs import run_with_tqdm
+    from augstudio.core.base.jobs import run_with_tqdm
 
     try:
         return run_with_tqdm(job, desc=desc)
@@ -145,11 +145,11 @@ def _run(job, desc):
 
 
 def run(args) -> int:
-    from ..core.errors import ParamError
+    from augstudio.core.base.errors import ParamError
 
     cmd = args.style_command
     if cmd == "texture":
-        from ..core.style.optimize import texture_job
+        from augstudio.core.methods.style.optimize import texture_job
 
         size = args.size * 2 if len(args.size) == 1 else args.size
         if len(size) != 2 or min(size) < 8:
@@ -163,7 +163,7 @@ def run(args) -> int:
         print(f"texture {size[0]}x{size[1]}: style loss {r.losses[0]:.4g} -> {r.losses[-1]:.4g} in "
               f"{r.seconds:.1f} s -> {args.out}")
     elif cmd == "transfer":
-        from ..core.style.optimize import nst_job
+        from augstudio.core.methods.style.optimize import nst_job
 
         _check_out(args.out, args.content, args.style)
         r = _run(nst_job(args.content, args.style, features=args.features, weights=args.weights,
@@ -174,7 +174,7 @@ def run(args) -> int:
         _write(args.out, r.image)
         print(f"style transfer: loss {r.losses[0]:.4g} -> {r.losses[-1]:.4g} in {r.seconds:.1f} s -> {args.out}")
     elif cmd == "adain":
-        from ..core.style.adain import adain_job, load_adain
+        from augstudio.core.methods.style.adain import adain_job, load_adain
 
         if args.mix is not None and len(args.mix) != len(args.styles):
             raise ParamError(f"--mix needs one weight per style image ({len(args.styles)}), got {len(args.mix)}")
@@ -187,7 +187,7 @@ def run(args) -> int:
         _write(args.out, r.image)
         print(f"adain: {r.seconds * 1000:.0f} ms -> {args.out}")
     elif cmd == "adain-train":
-        from ..core.style.adain import adain_train_job
+        from augstudio.core.methods.style.adain import adain_train_job
 
         r = _run(adain_train_job(args.content_dir, args.style_dir, args.out, encoder=args.encoder,
                                  iterations=args.iterations, batch_size=args.batch_size, size=args.size,
@@ -198,7 +198,7 @@ def run(args) -> int:
         print(f"adain-train: loss {r.losses[0]:.4g} -> {r.losses[-1]:.4g}; wrote {r.meta['decoder']} and "
               f"{r.meta['encoder']}")
     elif cmd == "fast-train":
-        from ..core.style.fast import fast_train_job
+        from augstudio.core.methods.style.fast import fast_train_job
 
         r = _run(fast_train_job(args.content_dir, args.style, args.out, features=args.features,
                                 weights=args.weights, width=args.width, iterations=args.iterations,
@@ -210,8 +210,8 @@ def run(args) -> int:
     elif cmd == "fast-apply":
         import time
 
-        from ..core.style.common import to_uint8
-        from ..core.style.fast import fast_stylize, load_fast
+        from augstudio.core.methods.style.common import to_uint8
+        from augstudio.core.methods.style.fast import fast_stylize, load_fast
 
         model = load_fast(args.model, args.device)
         out = Path(args.out)

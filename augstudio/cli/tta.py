@@ -24,8 +24,8 @@ def add_model_args(p) -> None:
 
 
 def load_classifier(args, data):
-    from ..core.jobs import run_with_tqdm
-    from ..core.tta import load_classifier_job
+    from augstudio.core.base.jobs import run_with_tqdm
+    from augstudio.core.workflows.tta import load_classifier_job
 
     job = load_classifier_job(args.model, data=data, device=args.device, allow_code=args.allow_code)
     clf = run_with_tqdm(job, desc="probe" if args.model == "probe" else "model")
@@ -45,16 +45,16 @@ def add_parser(sub) -> str:
 
 
 def check_batch_size(args) -> None:
-    from ..core.errors import RecipeError
+    from augstudio.core.base.errors import RecipeError
 
     if args.batch_size < 1:
         raise RecipeError(f"--batch-size must be >= 1, got {args.batch_size}")
 
 
 def run(args) -> int:
-    from ..core.images import atomic_write_bytes
-    from ..core.jobs import run_with_tqdm
-    from ..core.tta import evaluate_job, load_tta
+    from augstudio.core.base.jobs import run_with_tqdm
+    from augstudio.core.io.images import atomic_write_bytes
+    from augstudio.core.workflows.tta import evaluate_job, load_tta
 
     check_batch_size(args)
     tta = load_tta(args.tta)  # bad recipes fail before the model loads

@@ -87,7 +87,7 @@ def create_window(path=None, recipe_path=None, load_torch: bool = True):
     apply_theme(app)
     win = MainWindow(lazy_preview=True)
     if path is None:
-        from ..core.samples import samples_dir
+        from augstudio.core.io.samples import samples_dir
 
         path = samples_dir() / "shapes"
     win.show()
@@ -107,7 +107,7 @@ def create_window(path=None, recipe_path=None, load_torch: bool = True):
 def run_app(path=None, recipe_path=None) -> int:
     """Run the app until its window closes. A folder or recipe that does not exist is refused before any
     window opens (DatasetError / RecipeError: the CLI prints them and exits with code 2)."""
-    from ..core.errors import DatasetError, RecipeError
+    from augstudio.core.base.errors import DatasetError, RecipeError
 
     if path is not None:
         p = Path(path)

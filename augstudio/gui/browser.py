@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.dataset import Dataset, Item
+from augstudio.core.io.dataset import Dataset, Item
 
 THUMB = 96
 ItemRole = Qt.ItemDataRole.UserRole + 1
@@ -44,7 +44,7 @@ BadRole = Qt.ItemDataRole.UserRole + 2
 
 def make_thumbnail(path: Path, size: int = THUMB) -> QImage:
     """Decode a small RGB(A) thumbnail with Pillow (JPEG draft mode decodes at reduced scale)."""
-    from ..core.images import _open_checked
+    from augstudio.core.io.images import _open_checked
 
     im = _open_checked(Path(path))
     try:

@@ -47,8 +47,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import AugstudioError
-from ..core.recipe import Recipe, Step
+from augstudio.core.base.errors import AugstudioError
+from augstudio.core.engine.recipe import Recipe, Step
 
 MIME = "application/x-augstudio-step-rows"
 _merge_ids = itertools.count(1)
@@ -220,7 +220,7 @@ class ChainController(QObject):
         self._publish()
 
     def open(self, path) -> None:
-        from ..core.recipe import load_recipe
+        from augstudio.core.engine.recipe import load_recipe
 
         self.load(load_recipe(path), Path(path))
 
@@ -255,7 +255,7 @@ class ChainController(QObject):
 
     # edits (all undoable)
     def add(self, op: str, row: int | None = None) -> int:
-        from ..core.recipe import parse_step
+        from augstudio.core.engine.recipe import parse_step
 
         step = parse_step({"op": op})
         row = len(self.model) if row is None else row
@@ -288,7 +288,7 @@ class ChainController(QObject):
 
     def set_param(self, row: int, name: str, value, merge_key=None) -> None:
         """Validate through the op's declarations; raises ParamError / RecipeError when refused."""
-        from ..core.recipe import parse_step
+        from augstudio.core.engine.recipe import parse_step
 
         cur = self.model.steps[row]
         raw = cur.to_dict()

@@ -27,8 +27,9 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
-from ..core.dataset import Dataset, Item
-from ..core.recipe import Recipe
+from augstudio.core.engine.recipe import Recipe
+from augstudio.core.io.dataset import Dataset, Item
+
 from .workers import JobHandle, JobRunnable, LatestWins
 
 
@@ -150,7 +151,7 @@ class AppContext(QObject):
                 import torch  # noqa: F401
                 import torchvision  # noqa: F401
 
-                from ..core import ops, pipeline  # noqa: F401
+                from augstudio.core import ops  # noqa: F401
 
                 ops.load_all()
             except Exception as e:  # noqa: BLE001

@@ -34,8 +34,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import AugstudioError
-from ..core.report import COLORS
+from augstudio.core.base.errors import AugstudioError
+from augstudio.core.workflows.report import COLORS
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 CURRENT = "<current>"
@@ -244,7 +244,7 @@ class EvaluatePanel(QWidget):
         root = ds.root
 
         def make_job(token):
-            from ..core.evaluate import evaluate_job
+            from augstudio.core.workflows.evaluate import evaluate_job
 
             return evaluate_job(root, recipes, token=token, recipe_names=unique, **params)
 
@@ -301,7 +301,7 @@ class EvaluatePanel(QWidget):
 
     # -- showing a result ---------------------------------------------------------------------------------
     def show_result(self, result: dict) -> None:
-        from ..core.evaluate import table_rows
+        from augstudio.core.workflows.evaluate import table_rows
 
         rows = table_rows(result)
         self.table.clear()
@@ -340,8 +340,8 @@ class EvaluatePanel(QWidget):
                              symbolBrush=_brush(i), name=arm["name"])
 
     def _draw_reliability(self) -> None:
-        from ..core import metrics
-        from ..core.report import pooled_predictions
+        from augstudio.core.workflows import metrics
+        from augstudio.core.workflows.report import pooled_predictions
 
         self.reliability.clear()
         if self.result is None:
@@ -382,7 +382,7 @@ class EvaluatePanel(QWidget):
             folder = QFileDialog.getExistingDirectory(self, "Folder for the report")
             if not folder:
                 return None
-        from ..core.report import write_report
+        from augstudio.core.workflows.report import write_report
 
         try:
             write_report(self.result, folder)

@@ -214,8 +214,8 @@ class ExportDialog(QDialog):
                 "fmt": self.fmt.currentText(), "workers": self.workers.value()}
 
     def accept(self) -> None:
-        from ..core.errors import AugstudioError
-        from ..core.export import check_output_folder
+        from augstudio.core.base.errors import AugstudioError
+        from augstudio.core.workflows.export import check_output_folder
 
         o = self.options()
         if not self.out.text().strip():
@@ -231,7 +231,7 @@ class ExportDialog(QDialog):
 
 
 def start_export(ctx, src, recipe, out, copies=1, seed=None, fmt="png", workers=1) -> JobHandle:
-    from ..core.export import export_job
+    from augstudio.core.workflows.export import export_job
 
     rec = recipe.copy()
 

@@ -21,7 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import AugstudioError
+from augstudio.core.base.errors import AugstudioError
+
 from .browser import BrowserWidget
 from .chain_editor import ChainEditor
 from .context import AppContext
@@ -39,7 +40,7 @@ PANELS = [
 
 def default_recipe_for(root: Path) -> Path | None:
     """The bundled example recipe when the bundled samples are opened."""
-    from ..core.samples import samples_dir
+    from augstudio.core.io.samples import samples_dir
 
     try:
         samples = samples_dir().resolve()
@@ -255,7 +256,7 @@ class MainWindow(QMainWindow):
             self.open_folder(d)
 
     def open_folder(self, path) -> bool:
-        from ..core.dataset import scan
+        from augstudio.core.io.dataset import scan
 
         path = Path(path)
         try:
@@ -296,7 +297,7 @@ class MainWindow(QMainWindow):
         if item is None:
             self.size_label.setText("")
             return
-        from ..core.images import read_header
+        from augstudio.core.io.images import read_header
 
         try:
             w, h, mode = read_header(self.ctx.current_path())
@@ -345,7 +346,7 @@ class MainWindow(QMainWindow):
 
     @staticmethod
     def _is_bundled(path: Path) -> bool:
-        from ..core.samples import samples_dir
+        from augstudio.core.io.samples import samples_dir
 
         try:
             return path.resolve().parent == (samples_dir().parent / "recipes").resolve()

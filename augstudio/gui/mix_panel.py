@@ -251,15 +251,15 @@ class MixPanel(QWidget):
         models = self._models
 
         def work(token):
-            from ..core.batch_stage import _picture_tensor, heat, mix_pair
-            from ..core.images import read_image
+            from augstudio.core.engine.batch_stage import _picture_tensor, heat, mix_pair
+            from augstudio.core.io.images import read_image
 
             xa = _picture_tensor(read_image(a))
             xb = _picture_tensor(read_image(b))
             model = None
             if cfg["model"]:
                 if cfg["model"] not in models:
-                    from ..core.models import load_model
+                    from augstudio.core.models.loading import load_model
 
                     models[cfg["model"]] = load_model(cfg["model"], device=device)
                 model = models[cfg["model"]]

@@ -74,7 +74,7 @@ class PictureCache:
         self._lock = threading.Lock()
 
     def get(self, path):
-        from ..core.images import read_image
+        from augstudio.core.io.images import read_image
 
         key = str(path)
         with self._lock:

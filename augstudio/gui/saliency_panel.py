@@ -49,7 +49,7 @@ class SaliencyPanel(QWidget):
 
     def __init__(self, ctx, parent=None):
         super().__init__(parent)
-        from ..core.saliency import COLORMAPS, DEFAULT_THRESHOLD, LOCALISE, METHODS
+        from augstudio.core.methods.saliency import COLORMAPS, DEFAULT_THRESHOLD, LOCALISE, METHODS
 
         self.ctx = ctx
         self.model = None  # LoadedModel
@@ -157,7 +157,7 @@ class SaliencyPanel(QWidget):
         self._update_buttons()
         if ds is None:
             return
-        from ..core.probe import find_probe
+        from augstudio.core.workflows.probe import find_probe
 
         saved = find_probe(ds, **self.probe_kwargs)
         if saved is not None and self.model is None:
@@ -181,7 +181,7 @@ class SaliencyPanel(QWidget):
         if ds is None:
             self.warn("Open a dataset with class sub-folders first; the probe is trained on it.")
             return None
-        from ..core.probe import train_probe_job
+        from augstudio.core.workflows.probe import train_probe_job
 
         kw = dict(self.probe_kwargs)
         device = self.ctx.device()
@@ -210,7 +210,7 @@ class SaliencyPanel(QWidget):
 
     def set_model_file(self, path) -> None:
         """Use a checkpoint (or, after confirmation, a TorchScript) file as the model."""
-        from ..core.models import _is_torchscript
+        from augstudio.core.models.loading import _is_torchscript
 
         path = Path(path)
         allow = False
@@ -221,8 +221,8 @@ class SaliencyPanel(QWidget):
         self._load_model_file(path, allow_code=allow)
 
     def _load_model_file(self, path, allow_code: bool = False, probe_for: str | None = None) -> None:
-        from ..core.errors import ModelError
-        from ..core.models import load_model
+        from augstudio.core.base.errors import ModelError
+        from augstudio.core.models.loading import load_model
 
         try:
             import warnings
@@ -261,7 +261,7 @@ class SaliencyPanel(QWidget):
 
     # -- compute ------------------------------------------------------------------------------------
     def settings(self) -> dict:
-        from ..core.saliency import LOCALISE
+        from augstudio.core.methods.saliency import LOCALISE
 
         return {"method": self.method.currentText(), "target": self.target.currentData(), "seed": 0, "samples": 16,
                 "views": "d4" if self.views.isChecked() else "none",
@@ -271,8 +271,8 @@ class SaliencyPanel(QWidget):
         path = self._current_path()
         if self.model is None or path is None:
             return None
-        from ..core.images import read_image
-        from ..core.saliency import compute_saliency
+        from augstudio.core.io.images import read_image
+        from augstudio.core.methods.saliency import compute_saliency
 
         self._request += 1
         req = self._request
@@ -310,7 +310,7 @@ class SaliencyPanel(QWidget):
         res = self.last_result
         if res is None:
             return
-        from ..core.saliency import overlay, saliency_box
+        from augstudio.core.methods.saliency import overlay, saliency_box
 
         box = saliency_box(res["map"], th) if self.show_box.isChecked() else None
         arr = overlay(res["picture"], res["map"], self.opacity.value() / 100.0, self.colormap.currentText(), box,

@@ -259,21 +259,21 @@ class StylePanel(QWidget):
         def job(token):
             import torch
 
-            from ..core.jobs import Progress
-            from ..core.style import common
+            from augstudio.core.base.jobs import Progress
+            from augstudio.core.methods.style import common
 
             if m == "texture":
-                from ..core.style.optimize import texture_job
+                from augstudio.core.methods.style.optimize import texture_job
 
                 return (yield from texture_job(style, size=(size, size), token=token, max_source_size=max_size,
                                                **feats, **kw))
             if m == "transfer":
-                from ..core.style.optimize import nst_job
+                from augstudio.core.methods.style.optimize import nst_job
 
                 return (yield from nst_job(content, style, alpha=alpha, beta=beta, max_size=max_size,
                                            token=token, **feats, **kw))
             if m == "adain":
-                from ..core.style.adain import adain_job, load_adain
+                from augstudio.core.methods.style.adain import adain_job, load_adain
 
                 net = load_adain(model, device=device)
                 return (yield from adain_job(net, content, [style], min(alpha, 1.0), None, preserve, max_size,
@@ -283,11 +283,11 @@ class StylePanel(QWidget):
             token.check(m)
             a = min(alpha, 1.0)
             if m == "fast":
-                from ..core.style.fast import fast_stylize, load_fast
+                from augstudio.core.methods.style.fast import fast_stylize, load_fast
 
                 y = fast_stylize(load_fast(model, device), content, a, max_size)
             else:
-                from ..core.style import randomize
+                from augstudio.core.methods.style import randomize
 
                 x = common.to_float(content, device, max_size)
                 with torch.no_grad():
@@ -364,7 +364,7 @@ class StylePanel(QWidget):
 
     # -- output -------------------------------------------------------------------------------------
     def save_result(self, path) -> Path:
-        from ..core.images import Picture, write_image
+        from augstudio.core.io.images import Picture, write_image
 
         if self.result is None:
             raise ValueError("nothing to save yet")

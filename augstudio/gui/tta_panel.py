@@ -33,8 +33,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core import tta as T
-from ..core.errors import AugstudioError
+from augstudio.core.base.errors import AugstudioError
+from augstudio.core.workflows import tta as T
+
 from .workers import LatestWins
 
 THUMB = 72
@@ -249,7 +250,8 @@ class TTAPanel(QWidget):
             return None
 
         def work(token):
-            from ..core.images import read_image
+            from augstudio.core.io.images import read_image
+
             from .preview import display_array, to_qimage
 
             pic = read_image(path)
@@ -322,6 +324,6 @@ class TTAPanel(QWidget):
             self.save_report(path)
 
     def save_report(self, path) -> None:
-        from ..core.images import atomic_write_bytes
+        from augstudio.core.io.images import atomic_write_bytes
 
         atomic_write_bytes(path, (json.dumps(self.last_report.to_dict(), indent=1) + "\n").encode())

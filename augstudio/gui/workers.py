@@ -22,8 +22,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from ..core.errors import AugstudioError, JobCancelled
-from ..core.jobs import CancelToken, Progress
+from augstudio.core.base.errors import AugstudioError, JobCancelled
+from augstudio.core.base.jobs import CancelToken, Progress
 
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
 

@@ -15,11 +15,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from corpus import build_corpus, tree_hash  # noqa: E402
 
-from augstudio.core import images  # noqa: E402
-from augstudio.core.dataset import check_job, scan  # noqa: E402
-from augstudio.core.errors import DatasetError, ImageError  # noqa: E402
-from augstudio.core.export import export_job  # noqa: E402
-from augstudio.core.jobs import run_job  # noqa: E402
+from augstudio.core.base.errors import DatasetError, ImageError  # noqa: E402
+from augstudio.core.base.jobs import run_job  # noqa: E402
+from augstudio.core.io import images  # noqa: E402
+from augstudio.core.io.dataset import check_job, scan  # noqa: E402
+from augstudio.core.workflows.export import export_job  # noqa: E402
 
 RECIPE = {"seed": 1, "steps": [{"op": "hflip", "p": 0.5}]}
 
@@ -117,7 +117,7 @@ def test_unreadable_file_message(corpus, monkeypatch, tmp_path):
     msg = _read_error(target)
     assert "permission denied" in msg and "chmod +r" in msg
     # the scan flags it too: it judges readability from the file's mode bits, as an ordinary user would
-    from augstudio.core import dataset
+    from augstudio.core.io import dataset
 
     monkeypatch.setattr(dataset, "_EUID", 54321)  # not root, not the owner, in none of its groups
     monkeypatch.setattr(dataset, "_GROUPS", set())
@@ -224,8 +224,8 @@ def _evil_payloads(marker: Path):
 
 
 def test_malicious_or_pickled_model_files_never_run(tmp_path):
-    from augstudio.core.errors import ModelError
-    from augstudio.core.models import load_model
+    from augstudio.core.base.errors import ModelError
+    from augstudio.core.models.loading import load_model
 
     marker = tmp_path / "pwned"
     for name, data in _evil_payloads(marker):
@@ -245,8 +245,8 @@ def test_malicious_or_pickled_model_files_never_run(tmp_path):
 def _tiny_classifier(n_classes: int):
     import torch
 
-    from augstudio.core import models
-    from augstudio.core.tta import classifier_from_loaded
+    from augstudio.core.models import loading as models
+    from augstudio.core.workflows.tta import classifier_from_loaded
 
     g = torch.Generator().manual_seed(0)
     m = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, n_classes))
@@ -259,8 +259,8 @@ def _tiny_classifier(n_classes: int):
 
 
 def test_tta_evaluation_and_distillation_skip_and_report_bad_files(corpus, tmp_path):
-    from augstudio.core.distill import distill_job
-    from augstudio.core.tta import evaluate_job
+    from augstudio.core.workflows.distill import distill_job
+    from augstudio.core.workflows.tta import evaluate_job
 
     before = tree_hash(corpus.root)
     bad = set(corpus.bad)

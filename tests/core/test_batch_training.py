@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from augstudio.core.recipe import Recipe
+from augstudio.core.engine.recipe import Recipe
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from augstudio.core.batched import apply_batch
-from augstudio.core.errors import RecipeError
-from augstudio.core.recipe import Recipe
+from augstudio.core.base.errors import RecipeError
+from augstudio.core.engine.batched import apply_batch
+from augstudio.core.engine.recipe import Recipe
 
 RECIPE = {"seed": 11, "steps": [
     {"op": "hflip", "p": 0.5}, {"op": "rotate", "degrees": 20, "p": 0.7},

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from augstudio.core.dataset import check_job, require_images, scan
-from augstudio.core.errors import DatasetError
-from augstudio.core.jobs import run_job
+from augstudio.core.base.errors import DatasetError
+from augstudio.core.base.jobs import run_job
+from augstudio.core.io.dataset import check_job, require_images, scan
 
 
 def _torchvision_view(root):
@@ -118,8 +118,8 @@ def _empty(tmp_path):
 
 
 def test_check_job_is_cancellable_and_counts(tmp_path, samples_root):
-    from augstudio.core.errors import JobCancelled
-    from augstudio.core.jobs import CancelToken
+    from augstudio.core.base.errors import JobCancelled
+    from augstudio.core.base.jobs import CancelToken
 
     root = tmp_path / "w"
     shutil.copytree(samples_root / "wafers" / "Donut", root / "Donut")

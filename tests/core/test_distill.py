@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from augstudio.core import models
-from augstudio.core.dataset import scan
-from augstudio.core.distill import JOURNAL, distill_job, read_labels
-from augstudio.core.errors import JobCancelled, OutputError, RecipeError
-from augstudio.core.images import read_image
-from augstudio.core.jobs import CancelToken, run_job
-from augstudio.core.tta import classifier_from_loaded
+from augstudio.core.base.errors import JobCancelled, OutputError, RecipeError
+from augstudio.core.base.jobs import CancelToken, run_job
+from augstudio.core.io.dataset import scan
+from augstudio.core.io.images import read_image
+from augstudio.core.models import loading as models
+from augstudio.core.workflows.distill import JOURNAL, distill_job, read_labels
+from augstudio.core.workflows.tta import classifier_from_loaded
 
 ROOT = Path(__file__).resolve().parents[2]
 WAFERS = ROOT / "resources" / "samples" / "wafers"

@@ -1,6 +1,6 @@
 from augstudio.cli import main
-from augstudio.core.docs import op_help, ops_table_markdown
 from augstudio.core.ops import all_batch_ops, all_ops
+from augstudio.core.workflows.docs import op_help, ops_table_markdown
 
 
 def test_ops_table_lists_every_declared_op_and_parameter():
@@ -27,4 +27,4 @@ def test_readme_ops_table_is_current():
     start = readme.index("<!-- ops-table:start -->")
     end = readme.index("<!-- ops-table:end -->")
     assert readme[start:end].strip().split("\n", 1)[1].strip() == ops_table_markdown().strip(), (
-        "README ops table is stale: run `python -m augstudio.core.docs --update-readme`")
+        "README ops table is stale: run `python -m augstudio.core.workflows.docs --update-readme`")

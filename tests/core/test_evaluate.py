@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 
 from augstudio.cli import main
-from augstudio.core import metrics
-from augstudio.core.errors import DatasetError, RecipeError
-from augstudio.core.evaluate import NO_AUG, evaluate_job, init_weights, stratified_split
-from augstudio.core.jobs import CancelToken, run_job
-from augstudio.core.seeding import generator
+from augstudio.core.base.errors import DatasetError, RecipeError
+from augstudio.core.base.jobs import CancelToken, run_job
+from augstudio.core.base.seeding import generator
+from augstudio.core.workflows import metrics
+from augstudio.core.workflows.evaluate import NO_AUG, evaluate_job, init_weights, stratified_split
 
 torch.set_num_threads(1)
 
@@ -149,7 +149,7 @@ def test_same_seed_same_numbers_with_or_without_the_picture_cache(digits_folder)
 
 
 def test_init_weights_is_seeded_and_leaves_the_global_rng_alone():
-    from augstudio.core.evaluate import build_model
+    from augstudio.core.workflows.evaluate import build_model
 
     state = torch.get_rng_state()
     m1, m2 = build_model("probe", 3, 4), build_model("probe", 3, 4)
@@ -185,7 +185,7 @@ def test_unlabelled_folder_and_unsuitable_recipe_are_explained(tmp_path, wafer_f
 def test_cancel_stops_between_epochs(digits_folder):
     token = CancelToken()
     job = evaluate_job(digits_folder, [], epochs=50, seeds=1, token=token, image_size=8)
-    from augstudio.core.errors import JobCancelled
+    from augstudio.core.base.errors import JobCancelled
 
     seen = 0
     with pytest.raises(JobCancelled):
@@ -231,7 +231,7 @@ def test_augmix_jensen_shannon_option_changes_the_loss_only_by_its_term(digits_f
 
 
 def test_bad_model_and_device_are_explained(digits_folder):
-    from augstudio.core.errors import ModelError, ParamError
+    from augstudio.core.base.errors import ModelError, ParamError
 
     with pytest.raises(ModelError, match="resnet18"):
         run_job(evaluate_job(digits_folder, [], model="resnet81", epochs=1, seeds=1))
@@ -241,8 +241,8 @@ def test_bad_model_and_device_are_explained(digits_folder):
 
 
 def test_results_json_reads_back_into_the_same_table_and_report(digits_folder, tmp_path):
-    from augstudio.core.evaluate import format_table
-    from augstudio.core.report import results_json, write_report
+    from augstudio.core.workflows.evaluate import format_table
+    from augstudio.core.workflows.report import results_json, write_report
 
     res = run_job(evaluate_job(digits_folder, [{"steps": [{"op": "vflip"}]}], epochs=1, seeds=1, image_size=8))
     back = json.loads(results_json(res))  # one seed: p is NaN in memory, null in the file

@@ -16,11 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from corpus import leftovers, tree_hash  # noqa: E402
 
 from augstudio.cli import main  # noqa: E402
-from augstudio.core import images  # noqa: E402
-from augstudio.core.errors import JobCancelled, OutputError, RecipeError  # noqa: E402
-from augstudio.core.export import export_job  # noqa: E402
-from augstudio.core.jobs import CancelToken, run_job  # noqa: E402
-from augstudio.core.recipe import load_recipe  # noqa: E402
+from augstudio.core.base.errors import JobCancelled, OutputError, RecipeError  # noqa: E402
+from augstudio.core.base.jobs import CancelToken, run_job  # noqa: E402
+from augstudio.core.engine.recipe import load_recipe  # noqa: E402
+from augstudio.core.io import images  # noqa: E402
+from augstudio.core.workflows.export import export_job  # noqa: E402
 
 RECIPE = {"seed": 7, "steps": [{"op": "hflip", "p": 0.5}, {"op": "rotate", "degrees": [-20, 20]},
                                {"op": "brightness", "factor": [0.7, 1.3], "p": 0.5}]}

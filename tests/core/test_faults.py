@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from corpus import leftovers, tree_hash  # noqa: E402
 
 from augstudio.cli import main  # noqa: E402
-from augstudio.core import images  # noqa: E402
-from augstudio.core.errors import JobCancelled, OutputError, WriteError  # noqa: E402
-from augstudio.core.export import PARTIAL, export_job  # noqa: E402
-from augstudio.core.jobs import CancelToken, run_job  # noqa: E402
+from augstudio.core.base.errors import JobCancelled, OutputError, WriteError  # noqa: E402
+from augstudio.core.base.jobs import CancelToken, run_job  # noqa: E402
+from augstudio.core.io import images  # noqa: E402
+from augstudio.core.workflows.export import PARTIAL, export_job  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = {"seed": 11, "steps": [{"op": "hflip", "p": 0.5}, {"op": "rotate", "degrees": [-25, 25]},

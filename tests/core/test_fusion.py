@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from augstudio.core import warp as W
-from augstudio.core.images import Picture
-from augstudio.core.pipeline import plan
-from augstudio.core.recipe import Recipe
+from augstudio.core.engine.pipeline import plan
+from augstudio.core.engine.recipe import Recipe
+from augstudio.core.io.images import Picture
+from augstudio.core.kernels import warp as W
 
 CHAIN = [{"op": "hflip"}, {"op": "rotate", "degrees": 15},
          {"op": "color_jitter", "brightness": 0.3, "contrast": 0.3, "saturation": 0.3},
@@ -110,7 +110,7 @@ def test_random_recipes_on_tiny_images_run_fused_and_unfused():
     values preserved, only the documented categorical refusals."""
     import random
 
-    from augstudio.core.errors import RecipeError
+    from augstudio.core.base.errors import RecipeError
     from augstudio.core.ops import all_ops
 
     mods = ("geometry", "color", "noise", "erase")

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from augstudio.core import images
-from augstudio.core.errors import ImageError
+from augstudio.core.base.errors import ImageError
+from augstudio.core.io import images
 
 
 def _photo(astronaut, h=40, w=56) -> np.ndarray:

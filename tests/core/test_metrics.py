@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from augstudio.core import metrics
+from augstudio.core.workflows import metrics
 
 # conf / correct per row: .9 yes, .8 no, .7 yes, .55 no, .62 yes, .65 no
 PROBS = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.55, 0.45], [0.62, 0.38], [0.35, 0.65]])

@@ -9,11 +9,11 @@ import pytest
 import torch
 from scipy import stats
 
-from augstudio.core import seeding
-from augstudio.core.errors import RecipeError
+from augstudio.core.base import seeding
+from augstudio.core.base.errors import RecipeError
+from augstudio.core.engine.recipe import Recipe
 from augstudio.core.ops import get_batch_op
 from augstudio.core.ops.mix import sample_beta
-from augstudio.core.recipe import Recipe
 
 
 def _batch(n=6, k=4, size=(20, 24), seed=0):

@@ -9,9 +9,9 @@ import urllib.error
 import pytest
 import torch
 
-from augstudio.core.errors import ModelError
-from augstudio.core.images import Picture
-from augstudio.core.models import (
+from augstudio.core.base.errors import ModelError
+from augstudio.core.io.images import Picture
+from augstudio.core.models.loading import (
     LoadedModel,
     load_model,
     predict,
@@ -19,7 +19,7 @@ from augstudio.core.models import (
     save_checkpoint,
     weights_cache_file,
 )
-from augstudio.core.probe import ProbeNet
+from augstudio.core.workflows.probe import ProbeNet
 
 
 def _probe(n=3, in_ch=3, seed=0):

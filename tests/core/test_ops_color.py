@@ -7,11 +7,11 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from augstudio.core import seeding
-from augstudio.core.errors import RecipeError
+from augstudio.core.base import seeding
+from augstudio.core.base.errors import RecipeError
+from augstudio.core.engine.pipeline import Pipeline
+from augstudio.core.engine.recipe import parse_steps
 from augstudio.core.ops import get_op
-from augstudio.core.pipeline import Pipeline
-from augstudio.core.recipe import parse_steps
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_alpha_is_untouched_and_gray_images_work(img):
 def test_colour_ops_are_refused_on_categorical_images_with_a_reason():
     steps = parse_steps([{"op": "color_jitter", "brightness": 0.2}])
     pipe = Pipeline(steps)
-    from augstudio.core.images import Picture
+    from augstudio.core.io.images import Picture
 
     pic = Picture(torch.zeros(1, 8, 8, dtype=torch.uint8), "categorical")
     with pytest.raises(RecipeError, match="categorical.*category labels"):

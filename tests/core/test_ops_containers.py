@@ -8,10 +8,10 @@ from collections import Counter
 import pytest
 import torch
 
-from augstudio.core import seeding
-from augstudio.core.errors import RecipeError
-from augstudio.core.images import Picture
-from augstudio.core.recipe import Recipe, load_recipe
+from augstudio.core.base import seeding
+from augstudio.core.base.errors import RecipeError
+from augstudio.core.engine.recipe import Recipe, load_recipe
+from augstudio.core.io.images import Picture
 
 NESTED = [{"op": "hflip"}, {"op": "vflip"}, {"op": "invert", "p": 0.5}]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from augstudio.core import seeding
-from augstudio.core.errors import RecipeError
+from augstudio.core.base import seeding
+from augstudio.core.base.errors import RecipeError
 from augstudio.core.ops import get_op
 
 

@@ -11,8 +11,8 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from augstudio.core import seeding
-from augstudio.core import warp as W
+from augstudio.core.base import seeding
+from augstudio.core.kernels import warp as W
 from augstudio.core.ops import get_op
 
 MODES = {"nearest": InterpolationMode.NEAREST, "bilinear": InterpolationMode.BILINEAR}
@@ -206,7 +206,7 @@ def test_every_op_of_the_library_runs_on_a_real_photo_and_replays(img):
     for name in names:
         o = get_op(name)(**kw.get(name, {}))
         if name in kw and "steps" in kw[name]:
-            from augstudio.core.recipe import Recipe
+            from augstudio.core.engine.recipe import Recipe
 
             o = Recipe.from_dict({"steps": [{"op": name, **kw[name]}]}).pipeline().ops[0]
         p = o.sample(seeding.generator(5, name), (128, 128))

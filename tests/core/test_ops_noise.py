@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from augstudio.core import seeding
-from augstudio.core.errors import RecipeError
-from augstudio.core.images import Picture
+from augstudio.core.base import seeding
+from augstudio.core.base.errors import RecipeError
+from augstudio.core.engine.pipeline import Pipeline
+from augstudio.core.engine.recipe import parse_steps
+from augstudio.core.io.images import Picture
 from augstudio.core.ops import get_op
 from augstudio.core.ops.noise import standard_normal
-from augstudio.core.pipeline import Pipeline
-from augstudio.core.recipe import parse_steps
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import autoaugment as tva
 
-from augstudio.core.errors import RecipeError
+from augstudio.core.base.errors import RecipeError
+from augstudio.core.base.seeding import generator
+from augstudio.core.engine.recipe import Recipe
 from augstudio.core.ops import get_op
 from augstudio.core.ops import policy as P
-from augstudio.core.recipe import Recipe
-from augstudio.core.seeding import generator
 
 SIZE = (120, 160)
 
@@ -127,7 +127,7 @@ def test_auto_augment_uses_every_sub_policy_and_its_probabilities():
 
 
 def test_policies_refuse_wafer_maps(wafer_folder):
-    from augstudio.core.images import read_image
+    from augstudio.core.io.images import read_image
 
     pic = read_image(next((wafer_folder / "Center").iterdir()))
     r = Recipe.from_dict({"steps": [{"op": "trivial_augment"}]})

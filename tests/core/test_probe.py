@@ -9,11 +9,11 @@ import sys
 import pytest
 import torch
 
-from augstudio.core.errors import DatasetError, JobCancelled
-from augstudio.core.jobs import CancelToken, run_job
-from augstudio.core.models import load_model, predict
-from augstudio.core.probe import find_probe, load_or_train_probe, train_probe_job
-from augstudio.core.settings import settings_dir
+from augstudio.core.base.errors import DatasetError, JobCancelled
+from augstudio.core.base.jobs import CancelToken, run_job
+from augstudio.core.base.settings import settings_dir
+from augstudio.core.models.loading import load_model, predict
+from augstudio.core.workflows.probe import find_probe, load_or_train_probe, train_probe_job
 
 FAST = dict(size=32, epochs=12, batch_size=16, width=8)
 
@@ -51,8 +51,8 @@ def test_probe_learns_wafer_maps_deterministically_and_is_reused(wafer_folder, s
     assert model.input_mode == "onehot" and model.num_categories == 3 and model.input_size == (32, 32)
 
     # the saved model gives the same predictions as the one returned
-    from augstudio.core.dataset import scan
-    from augstudio.core.images import read_image
+    from augstudio.core.io.dataset import scan
+    from augstudio.core.io.images import read_image
 
     ds = scan(wafer_folder)
     pics = [read_image(ds.abspath(it)) for it in ds.items[::5]]

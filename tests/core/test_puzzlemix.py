@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from augstudio.core.graphcut import _chain_min_marginals, grid_energy, solve_grid
-from augstudio.core.puzzlemix import (
+from augstudio.core.kernels.graphcut import _chain_min_marginals, grid_energy, solve_grid
+from augstudio.core.methods.puzzlemix import (
     cost_matrix,
     label_prior,
     level_pairwise,

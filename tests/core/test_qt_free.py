@@ -65,8 +65,8 @@ def test_core_and_cli_import_with_qt_blocked():
     report = json.loads(res.stdout.strip().splitlines()[-1])
     assert report["failed"] == {}, report["failed"]
     names = set(report["imported"])
-    for must in ("augstudio", "augstudio.core", "augstudio.core.images", "augstudio.core.dataset",
-                 "augstudio.core.recipe", "augstudio.core.export", "augstudio.core.jobs", "augstudio.core.ops.base",
+    for must in ("augstudio", "augstudio.core", "augstudio.core.io.images", "augstudio.core.io.dataset",
+                 "augstudio.core.engine.recipe", "augstudio.core.workflows.export", "augstudio.core.base.jobs", "augstudio.core.ops.base",
                  "augstudio.cli.export", "augstudio.cli.gui"):
         assert must in names
     assert len(names) > 20, "the walk found the modules"

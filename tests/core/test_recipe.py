@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from augstudio.core.errors import ParamError, RecipeError
-from augstudio.core.recipe import Recipe, load_recipe, loads, parse_steps
+from augstudio.core.base.errors import ParamError, RecipeError
+from augstudio.core.engine.recipe import Recipe, load_recipe, loads, parse_steps
 
 TEXT = """\
 augstudio_recipe: 1

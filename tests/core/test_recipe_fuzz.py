@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from augstudio.core.errors import RecipeError
+from augstudio.core.base.errors import RecipeError
+from augstudio.core.engine.recipe import Recipe, load_recipe, loads
 from augstudio.core.ops import all_ops, load_all
-from augstudio.core.recipe import Recipe, load_recipe, loads
 
 load_all()
 OPS = sorted(all_ops())

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from augstudio.core.images import Picture, read_image
-from augstudio.core.models import LoadedModel
-from augstudio.core.saliency import (
+from augstudio.core.io.images import Picture, read_image
+from augstudio.core.methods.saliency import (
     LOCALISE,
     box_iou,
     colormap_lut,
@@ -21,6 +20,7 @@ from augstudio.core.saliency import (
     saliency_box,
     saliency_maps,
 )
+from augstudio.core.models.loading import LoadedModel
 
 # The localisation test uses the probe's default settings (colour-blind, max-pooled, 32 px, seed 0) and
 # the saliency module's LOCALISE settings with the default threshold and blur.
@@ -112,7 +112,7 @@ def test_overlay_blends_and_draws_the_box():
 
 
 def test_compute_saliency_on_pictures_any_thread(tmp_path):
-    from augstudio.core.probe import ProbeNet
+    from augstudio.core.workflows.probe import ProbeNet
 
     net = ProbeNet(3, width=4, depth=2, seed=0).eval()
     lm = LoadedModel(net, (16, 16), (0.5,) * 3, (0.25,) * 3, ["a", "b", "c"], "t")
@@ -139,7 +139,7 @@ def test_compute_saliency_on_pictures_any_thread(tmp_path):
 def shapes_probe(tmp_path_factory, samples_root):
     import os
 
-    from augstudio.core.probe import load_or_train_probe
+    from augstudio.core.workflows.probe import load_or_train_probe
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("settings")
@@ -157,7 +157,7 @@ def shapes_probe(tmp_path_factory, samples_root):
 
 def test_localisation_on_shapes(shapes_probe, samples_root):
     """Weakly supervised localisation: box from the probe's saliency vs the true object box."""
-    from augstudio.core.dataset import scan
+    from augstudio.core.io.dataset import scan
 
     lm, res, _ = shapes_probe
     root = samples_root / "shapes"

@@ -3,8 +3,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from augstudio.core import samples
-from augstudio.core.dataset import scan
+from augstudio.core.io import samples
+from augstudio.core.io.dataset import scan
 
 
 def test_bundled_samples_match_a_fresh_deterministic_build(tmp_path, samples_root):

@@ -1,6 +1,6 @@
 import torch
 
-from augstudio.core import seeding
+from augstudio.core.base import seeding
 
 
 def test_derive_seed_is_stable_across_processes_and_known_value():

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 import augstudio
-from augstudio.core.errors import DatasetError
-from augstudio.core.export import export_job
-from augstudio.core.jobs import run_job
-from augstudio.core.recipe import Recipe
+from augstudio.core.base.errors import DatasetError
+from augstudio.core.base.jobs import run_job
+from augstudio.core.engine.recipe import Recipe
+from augstudio.core.workflows.export import export_job
 
 
 def _tree(root):

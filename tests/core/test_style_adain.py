@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from augstudio.core.errors import ModelError
-from augstudio.core.jobs import run_job
-from augstudio.core.style import adain as A
-from augstudio.core.style.common import to_float
+from augstudio.core.base.errors import ModelError
+from augstudio.core.base.jobs import run_job
+from augstudio.core.methods.style import adain as A
+from augstudio.core.methods.style.common import to_float
 
 # Conv module indices of naoto0804/pytorch-AdaIN net.py (read from its nn.Sequential listings).
 PORT_ENCODER_CONVS = [0, 2, 5, 9, 12, 16, 19, 22, 25, 29, 32, 35, 38, 42, 45, 48, 51]

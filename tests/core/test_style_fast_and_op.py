@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from augstudio.core.errors import ModelError, ParamError, RecipeError
-from augstudio.core.jobs import run_job
-from augstudio.core.recipe import Recipe
-from augstudio.core.style import adain as A
-from augstudio.core.style import fast as FS
-from augstudio.core.style import randomize as R
-from augstudio.core.style.common import to_float
+from augstudio.core.base.errors import ModelError, ParamError, RecipeError
+from augstudio.core.base.jobs import run_job
+from augstudio.core.engine.recipe import Recipe
+from augstudio.core.methods.style import adain as A
+from augstudio.core.methods.style import fast as FS
+from augstudio.core.methods.style import randomize as R
+from augstudio.core.methods.style.common import to_float
 
 
 def _folder(root, arrays, size=48):
@@ -121,7 +121,7 @@ def test_stylize_op_adain_with_a_style_bank_and_missing_model_messages(tmp_path,
 
 def test_cli_style_texture_and_clear_errors(tmp_path, capsys):
     from augstudio.cli import main
-    from augstudio.core.images import read_image
+    from augstudio.core.io.images import read_image
 
     src = tmp_path / "gravel.png"
     from skimage import data

@@ -8,9 +8,9 @@ import urllib.error
 import pytest
 import torch
 
-from augstudio.core.errors import ModelError
-from augstudio.core.style import features as feat
-from augstudio.core.style.losses import (
+from augstudio.core.base.errors import ModelError
+from augstudio.core.methods.style import features as feat
+from augstudio.core.methods.style.losses import (
     content_loss,
     fused_style_loss,
     gram,

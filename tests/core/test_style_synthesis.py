@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from augstudio.core.errors import JobCancelled
-from augstudio.core.jobs import CancelToken, run_job
-from augstudio.core.style.optimize import nst_job, texture_job
+from augstudio.core.base.errors import JobCancelled
+from augstudio.core.base.jobs import CancelToken, run_job
+from augstudio.core.methods.style.optimize import nst_job, texture_job
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 import augstudio
-from augstudio.core.export import export_job
-from augstudio.core.images import read_image
-from augstudio.core.jobs import run_job
+from augstudio.core.base.jobs import run_job
+from augstudio.core.io.images import read_image
+from augstudio.core.workflows.export import export_job
 
 RECIPE = {
     "augstudio_recipe": 1,

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from augstudio.core.batch_stage import BatchStage, apply_batch_ops, to_soft
-from augstudio.core.errors import RecipeError
-from augstudio.core.recipe import Recipe
-from augstudio.core.training import JSD_COPY_OFFSET, JSDViews, jsd_loss
+from augstudio.core.base.errors import RecipeError
+from augstudio.core.engine.batch_stage import BatchStage, apply_batch_ops, to_soft
+from augstudio.core.engine.recipe import Recipe
+from augstudio.core.engine.training import JSD_COPY_OFFSET, JSDViews, jsd_loss
 
 torch.set_num_threads(1)
 

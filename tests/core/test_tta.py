@@ -11,12 +11,12 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from augstudio.core import models
-from augstudio.core.dataset import Dataset, scan
-from augstudio.core.errors import DatasetError, RecipeError
-from augstudio.core.images import Picture, pil_to_picture, read_image
-from augstudio.core.jobs import CancelToken, run_job
-from augstudio.core.tta import (
+from augstudio.core.base.errors import DatasetError, RecipeError
+from augstudio.core.base.jobs import CancelToken, run_job
+from augstudio.core.io.dataset import Dataset, scan
+from augstudio.core.io.images import Picture, pil_to_picture, read_image
+from augstudio.core.models import loading as models
+from augstudio.core.workflows.tta import (
     Classifier,
     TTARecipe,
     classifier_from_loaded,
@@ -260,7 +260,7 @@ def test_evaluate_skips_bad_files_and_checks_classes(wafer_model, tmp_path):
         run_job(evaluate_job(root, clf, "d4"))
     tok = CancelToken()
     tok.cancel()
-    from augstudio.core.errors import JobCancelled
+    from augstudio.core.base.errors import JobCancelled
 
     shutil.rmtree(root / "Wrong")
     with pytest.raises(JobCancelled):
@@ -282,7 +282,7 @@ def test_predict_one_lists_every_view(wafer_model):
 
 def test_model_output_shape_is_checked():
     clf = Classifier(torch.nn.Flatten(), ["a", "b"], lambda p: p.pixels.float())
-    from augstudio.core.errors import ModelError
+    from augstudio.core.base.errors import ModelError
 
     with pytest.raises(ModelError, match="expected 1 x 2 class scores"):
         predict_one(clf, Picture(torch.zeros(1, 4, 4, dtype=torch.uint8), "gray"), load_tta("identity"))

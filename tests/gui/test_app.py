@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from augstudio.core.recipe import load_recipe
+from augstudio.core.engine.recipe import load_recipe
 from augstudio.gui.app import run_app
 from augstudio.gui.main_window import MainWindow, default_recipe_for
 
@@ -46,7 +46,7 @@ def test_missing_folder_or_recipe_is_refused_before_a_window_opens(tmp_path, pho
     import pytest
 
     from augstudio.cli import main
-    from augstudio.core.errors import DatasetError, RecipeError
+    from augstudio.core.base.errors import DatasetError, RecipeError
 
     with pytest.raises(DatasetError, match="folder not found"):
         run_app(str(tmp_path / "nope"))

@@ -10,7 +10,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from augstudio.core.recipe import Recipe, load_recipe
+from augstudio.core.engine.recipe import Recipe, load_recipe
 from augstudio.gui.chain_editor import MIME, ChainModel
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from augstudio.core.dataset import scan
-from augstudio.core.evaluate import NO_AUG, evaluate_job, table_rows
-from augstudio.core.jobs import run_job
-from augstudio.core.recipe import Recipe
+from augstudio.core.base.jobs import run_job
+from augstudio.core.engine.recipe import Recipe
+from augstudio.core.io.dataset import scan
+from augstudio.core.workflows.evaluate import NO_AUG, evaluate_job, table_rows
 
 torch.set_num_threads(1)
 
@@ -82,8 +82,8 @@ def test_run_shows_the_core_numbers_table_and_plots(qtbot, panel, digits, tmp_pa
     assert panel.arm_combo.currentIndex() == 2
     bars = [i for i in panel.reliability.getPlotItem().items if i.__class__.__name__ == "BarGraphItem"]
     assert len(bars) == 1
-    from augstudio.core import metrics
-    from augstudio.core.report import pooled_predictions
+    from augstudio.core.workflows import metrics
+    from augstudio.core.workflows.report import pooled_predictions
 
     probs, labels = pooled_predictions(res, res["arms"][2])
     assert len(bars[0].opts["x"]) == sum(1 for n in metrics.reliability(probs, labels).counts if n)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from augstudio.core.batch_stage import _picture_tensor, mix_pair
-from augstudio.core.dataset import scan
-from augstudio.core.images import read_image
+from augstudio.core.engine.batch_stage import _picture_tensor, mix_pair
+from augstudio.core.io.dataset import scan
+from augstudio.core.io.images import read_image
 from augstudio.gui.context import AppContext
 from augstudio.gui.mix_panel import MixPanel
 

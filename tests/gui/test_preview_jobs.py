@@ -11,10 +11,10 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialogButtonBox
 
-from augstudio.core.export import export_job
-from augstudio.core.images import read_image
-from augstudio.core.jobs import Progress, run_job
-from augstudio.core.recipe import load_recipe
+from augstudio.core.base.jobs import Progress, run_job
+from augstudio.core.engine.recipe import load_recipe
+from augstudio.core.io.images import read_image
+from augstudio.core.workflows.export import export_job
 from augstudio.gui.jobs_panel import start_export
 from augstudio.gui.main_window import PanelHost
 from augstudio.gui.preview import display_array
@@ -167,7 +167,7 @@ def test_cancel_a_job_from_its_row(make_window, qtbot):
 
 
 def test_failed_job_shows_its_message(make_window, qtbot):
-    from augstudio.core.errors import OutputError
+    from augstudio.core.base.errors import OutputError
 
     win = make_window(None, torch=False)
 

@@ -9,10 +9,10 @@ import shutil
 import numpy as np
 import torch
 
-from augstudio.core.dataset import scan
-from augstudio.core.images import read_image
-from augstudio.core.models import load_model
-from augstudio.core.saliency import LOCALISE, compute_saliency, saliency_box
+from augstudio.core.io.dataset import scan
+from augstudio.core.io.images import read_image
+from augstudio.core.methods.saliency import LOCALISE, compute_saliency, saliency_box
+from augstudio.core.models.loading import load_model
 from augstudio.gui.context import AppContext
 from augstudio.gui.saliency_panel import SaliencyPanel
 

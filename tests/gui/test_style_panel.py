@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from augstudio.core.images import read_image
+from augstudio.core.io.images import read_image
 from augstudio.gui.context import AppContext
 from augstudio.gui.style_panel import StylePanel
 

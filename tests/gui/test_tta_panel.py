@@ -8,11 +8,11 @@ import shutil
 
 import torch
 
-from augstudio.core import models
-from augstudio.core.dataset import scan
-from augstudio.core.images import read_image
-from augstudio.core.jobs import run_job
-from augstudio.core.tta import classifier_from_loaded, evaluate_job, load_tta, predict_one
+from augstudio.core.base.jobs import run_job
+from augstudio.core.io.dataset import scan
+from augstudio.core.io.images import read_image
+from augstudio.core.models import loading as models
+from augstudio.core.workflows.tta import classifier_from_loaded, evaluate_job, load_tta, predict_one
 from augstudio.gui.context import AppContext
 from augstudio.gui.tta_panel import TTAPanel
 

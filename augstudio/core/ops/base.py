@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..errors import ParamError, RecipeError
+from augstudio.core.base.errors import ParamError, RecipeError
 
 PARAM_KINDS = ("float", "int", "bool", "choice", "range", "int_range", "size", "fill", "str", "path", "steps")
 
@@ -153,7 +153,7 @@ class Param:
             return out[0] if not isinstance(value, (list, tuple)) else out
         if k == "steps":
             # nested steps are parsed by the recipe module (it knows the registry)
-            from ..recipe import parse_steps
+            from augstudio.core.engine.recipe import parse_steps
 
             if not isinstance(value, (list, tuple)):
                 raise ParamError(f"{prefix} must be a list of steps, got {value!r}")

@@ -20,8 +20,9 @@ from __future__ import annotations
 import torch
 from torchvision.transforms.v2 import functional as F
 
-from .. import seeding
-from .. import warp as W
+from augstudio.core.base import seeding
+from augstudio.core.kernels import warp as W
+
 from .base import Op, Param, register
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision / ITU-R 601-2

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import seeding
+from augstudio.core.base import seeding
+
 from .base import Op, Param, register
 
 STEPS = Param("steps", "steps", [], help="the nested steps (each with its own p)")
@@ -24,7 +25,7 @@ class ContainerOp(Op):
     def validate(cls, values: dict, where: str = "") -> dict:
         # parsed nested steps (Step objects) come back here when a pipeline builds the op: re-validate
         # them from their dict form, since the 'steps' param kind parses dicts
-        from ..recipe import Step
+        from augstudio.core.engine.recipe import Step
 
         def plain(v):
             return [s.to_dict() if isinstance(s, Step) else s for s in v] if isinstance(v, list) else v

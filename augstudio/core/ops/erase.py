@@ -11,7 +11,8 @@ import math
 
 import torch
 
-from .. import seeding
+from augstudio.core.base import seeding
+
 from .base import Op, Param, register
 
 VALUE = Param("value", "choice", "fill", choices=("fill", "random"),
@@ -31,7 +32,7 @@ class EraseOp(Op):
         c = x.shape[-3]
         random = getattr(self, "value", "fill") == "random"
         if random and kind == "categorical":
-            from ..errors import RecipeError
+            from augstudio.core.base.errors import RecipeError
 
             raise RecipeError(f"op '{self.name}': value 'random' would invent categories on a categorical "
                               "image; use value: fill with a category (e.g. fill: 0)")

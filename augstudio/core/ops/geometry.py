@@ -12,8 +12,9 @@ import math
 
 import torch
 
-from .. import seeding
-from .. import warp as W
+from augstudio.core.base import seeding
+from augstudio.core.kernels import warp as W
+
 from .base import Op, Param, register
 
 INTERPOLATIONS = W.INTERPOLATIONS

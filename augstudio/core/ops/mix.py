@@ -47,7 +47,7 @@ def sample_pairing(gen: torch.Generator, n: int) -> list[int]:
 def _perm(params: dict, n: int, device):
     perm = params.get("perm") or list(range(n))
     if len(perm) != n:
-        from ..errors import RecipeError
+        from augstudio.core.base.errors import RecipeError
 
         raise RecipeError(f"batch op params: pairing has {len(perm)} entries for a batch of {n}")
     return torch.as_tensor(perm, dtype=torch.long, device=device)
@@ -153,7 +153,7 @@ class PuzzleMix(BatchOp):
 
     def run(self, images, labels, params, model=None):
         """The full result (mask, transported images, saliency ...) for the GUI / CLI / export."""
-        from ..puzzlemix import image_saliency, puzzlemix_pairs, saliency
+        from augstudio.core.methods.puzzlemix import image_saliency, puzzlemix_pairs, saliency
 
         perm = _perm(params, images.shape[0], images.device)
         x = images.float()
@@ -166,7 +166,7 @@ class PuzzleMix(BatchOp):
                               beta=self.beta, gamma=self.gamma, eta=self.eta, neigh_size=self.neigh_size,
                               n_labels=self.n_labels, transport=self.transport, t_eps=self.t_eps)
         if x01 is not x:  # mix the images as given (normalised or not): same mask and transport
-            from ..puzzlemix import mix_with
+            from augstudio.core.methods.puzzlemix import mix_with
 
             res.mixed = mix_with(x, x[perm], res)
         return res

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from .. import seeding
-from .. import warp as W
+from augstudio.core.base import seeding
+from augstudio.core.kernels import warp as W
+
 from .base import Op, Param, register
 
 _SEED_MAX = 2**62

@@ -38,7 +38,8 @@ from functools import lru_cache
 
 import torch
 
-from .. import seeding
+from augstudio.core.base import seeding
+
 from .base import Op, Param, get_op, register
 
 _INTERP = Param("interpolation", "choice", "nearest", choices=("nearest", "bilinear"),
@@ -184,7 +185,8 @@ def run_subs(x, subs: list[dict], kind: str):
         op = _op(s["op"], s["values"])
         if s.get("shift"):
             # the sub-op's own matrix followed by a shift: one resampling (torchvision's corner shear)
-            from ..warp import matmul, translation, warp
+            from augstudio.core.kernels.warp import matmul, translation, warp
+
             from .geometry import interp_for
 
             mat, out = op.affine(s["params"], tuple(x.shape[-2:]))
@@ -221,7 +223,7 @@ class RandAugment(_PolicyOp):
 
     @classmethod
     def check(cls, values, where=""):
-        from ..errors import ParamError
+        from augstudio.core.base.errors import ParamError
 
         if values["magnitude"] >= values["num_magnitude_bins"]:
             raise ParamError(f"{where}parameter 'magnitude' ({values['magnitude']}) must be below "
@@ -383,7 +385,7 @@ class AugMix(_PolicyOp):
 
     @classmethod
     def check(cls, values, where=""):
-        from ..errors import ParamError
+        from augstudio.core.base.errors import ParamError
 
         if values["depth"] == 0:
             raise ParamError(f"{where}parameter 'depth' must be -1 (random 1..3) or 1 .. 10, got 0")

@@ -19,8 +19,9 @@ import functools
 import os
 from pathlib import Path
 
-from .. import seeding
-from ..errors import ModelError, ParamError
+from augstudio.core.base import seeding
+from augstudio.core.base.errors import ModelError, ParamError
+
 from .base import Op, Param, register
 
 METHODS = ("adain", "fast", "randconv", "stats")
@@ -45,7 +46,7 @@ def _files(folder: str, suffixes: tuple, what: str) -> tuple[str, ...]:
 
 def _adain_model(path: str, device: str):
     """The AdaIN model (cached while neither its decoder nor its encoder file changes)."""
-    from ..style.adain import DECODER_FILE, ENCODER_FILE
+    from augstudio.core.methods.style.adain import DECODER_FILE, ENCODER_FILE
 
     dec = os.path.join(path, DECODER_FILE) if os.path.isdir(path) else path
     enc = os.path.join(os.path.dirname(dec), ENCODER_FILE)
@@ -54,21 +55,21 @@ def _adain_model(path: str, device: str):
 
 @functools.lru_cache(maxsize=8)
 def _adain_cached(path: str, mtime: float, enc_mtime: float, device: str):
-    from ..style.adain import load_adain
+    from augstudio.core.methods.style.adain import load_adain
 
     return load_adain(path, device=device)
 
 
 @functools.lru_cache(maxsize=8)
 def _fast_model(path: str, mtime: float, device: str):
-    from ..style.fast import load_fast
+    from augstudio.core.methods.style.fast import load_fast
 
     return load_fast(path, device=device)
 
 
 @functools.lru_cache(maxsize=32)
 def _style_image(path: str, mtime: float, max_size: int, device: str):
-    from ..style.common import to_float
+    from augstudio.core.methods.style.common import to_float
 
     return to_float(path, device, max_size)
 
@@ -124,7 +125,7 @@ class Stylize(Op):
         m = self.method
         seed = seeding.randint(gen, 0, 2**31 - 1)
         if m == "adain":
-            from ..images import IMAGE_EXTENSIONS
+            from augstudio.core.io.images import IMAGE_EXTENSIONS
 
             names = _files(self.bank, IMAGE_EXTENSIONS, "bank")
             return {"style": names[seeding.choice(gen, len(names))], "alpha": self.alpha}
@@ -134,7 +135,7 @@ class Stylize(Op):
                 return {"model": names[seeding.choice(gen, len(names))], "alpha": self.alpha}
             return {"model": None, "alpha": self.alpha}
         if m == "randconv":
-            from ..style.randomize import KERNEL_SIZES
+            from augstudio.core.methods.style.randomize import KERNEL_SIZES
 
             k = KERNEL_SIZES[seeding.choice(gen, len(KERNEL_SIZES))]
             mix = round(seeding.uniform(gen, 1.0 - self.alpha, 1.0), 6)
@@ -144,8 +145,8 @@ class Stylize(Op):
     def apply(self, x, params, kind):
         import torch
 
-        from ..style.common import resize, to_uint8
-        from ..style.features import resolve_device
+        from augstudio.core.methods.style.common import resize, to_uint8
+        from augstudio.core.methods.style.features import resolve_device
 
         dev = resolve_device(None)
         alpha_ch = None
@@ -171,11 +172,11 @@ class Stylize(Op):
     def _run(self, x, params, dev):
         m = self.method
         if m == "randconv":
-            from ..style.randomize import randconv
+            from augstudio.core.methods.style.randomize import randconv
 
             return randconv(x, params["k"], params["mix"], params["seed"])
         if m == "stats":
-            from ..style.randomize import random_feature_stats, random_stats
+            from augstudio.core.methods.style.randomize import random_feature_stats, random_stats
 
             if self.model:
                 y = random_feature_stats(_adain_model(self.model, str(dev)), x,
@@ -185,7 +186,7 @@ class Stylize(Op):
             a = params["alpha"]
             return a * y + (1 - a) * x
         if m == "fast":
-            from ..style.fast import fast_stylize
+            from augstudio.core.methods.style.fast import fast_stylize
 
             path = self.model if params["model"] is None else os.path.join(self.model, params["model"])
             return fast_stylize(_fast_model(path, _mtime(path), str(dev)), x, params["alpha"])

@@ -1,0 +1,324 @@
+"""The recipe: an ordered list of per-image steps, a batch stage, and a seed. Load, validate, save.
+
+File format (YAML or JSON; other top-level keys are kept as they are)::
+
+    augstudio_recipe: 1
+    seed: 0
+    steps:
+      - {op: hflip, p: 0.5}
+      - {op: rotate, degrees: [-15, 15]}
+    batch: []
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from augstudio.core.base.errors import AugstudioError, RecipeError
+
+SCHEMA_VERSION = 1
+RESERVED_STEP_KEYS = ("op", "p", "enabled")
+
+
+@dataclass
+class Step:
+    """One step: an op name, its validated parameter values, its probability and an on/off switch."""
+
+    op: str
+    values: dict = field(default_factory=dict)
+    p: float = 1.0
+    enabled: bool = True
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"op": self.op}
+        for k, v in self.values.items():
+            d[k] = [s.to_dict() for s in v] if _is_step_list(v) else _copy.deepcopy(v)
+        d["p"] = self.p
+        if not self.enabled:
+            d["enabled"] = False
+        return d
+
+    def copy(self) -> Step:
+        return parse_step(self.to_dict(), batch=_is_batch(self.op))
+
+
+def _is_step_list(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(s, Step) for s in v)
+
+
+def _is_batch(name: str) -> bool:
+    from augstudio.core.ops import all_batch_ops
+
+    return name in all_batch_ops()
+
+
+def parse_step(raw: Any, where: str = "", batch: bool = False) -> Step:
+    from augstudio.core.ops import get_batch_op, get_op
+
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{where}must be a mapping like {{op: hflip, p: 0.5}}, got {raw!r}")
+    if "op" not in raw:
+        raise RecipeError(f"{where}has no 'op' key (got keys: {', '.join(map(str, raw)) or 'none'})")
+    name = raw["op"]
+    if not isinstance(name, str):
+        raise RecipeError(f"{where}'op' must be an op name, got {name!r}")
+    cls = get_batch_op(name, where) if batch else get_op(name, where)
+    where = f"{where}({name}): "
+    p = raw.get("p", 1.0)
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or not 0 <= p <= 1:
+        raise RecipeError(f"{where}parameter 'p' (probability of applying the step) must be within 0 .. 1, got {p!r}")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise RecipeError(f"{where}'enabled' must be true or false, got {enabled!r}")
+    values = {k: v for k, v in raw.items() if k not in RESERVED_STEP_KEYS}
+    if any(not isinstance(k, str) for k in values):
+        raise RecipeError(f"{where}parameter names must be text, got {list(values)!r}")
+    try:
+        canonical = cls.validate(values, where)
+    except AugstudioError:
+        raise
+    except Exception as e:  # a bug in an op's validate must still read as a recipe problem
+        raise RecipeError(f"{where}invalid parameters: {e}") from None
+    return Step(name, canonical, float(p), enabled)
+
+
+def parse_steps(raw: Any, where: str = "", batch: bool = False) -> list[Step]:
+    if raw is None:
+        return []
+    if not isinstance(raw, (list, tuple)):
+        key = "batch" if batch else "steps"
+        raise RecipeError(f"{where}'{key}' must be a list of steps, got {type(raw).__name__}")
+    label = "batch step" if batch else "step"
+    return [parse_step(s, f"{where}{label} {i + 1} ", batch) for i, s in enumerate(raw)]
+
+
+@dataclass
+class Recipe:
+    steps: list[Step] = field(default_factory=list)
+    batch: list[Step] = field(default_factory=list)
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+    source: str | None = None  # the file it came from, for messages
+
+    # -- construction / serialisation --------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Any, source: str | None = None) -> Recipe:
+        where = f"{source}: " if source else ""
+        if not isinstance(data, dict):
+            raise RecipeError(f"{where}a recipe must be a mapping with 'steps:' (and optionally 'seed:', "
+                              f"'batch:'), got {type(data).__name__}")
+        check_plain_data(data, where)
+        version = data.get("augstudio_recipe", SCHEMA_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise RecipeError(f"{where}'augstudio_recipe' must be the schema version number {SCHEMA_VERSION}, got {version!r}")
+        if version > SCHEMA_VERSION:
+            raise RecipeError(f"{where}recipe schema version {version} is newer than this augstudio understands "
+                              f"({SCHEMA_VERSION}); upgrade augstudio (pip install -U augstudio)")
+        if version < 1:
+            raise RecipeError(f"{where}recipe schema version must be >= 1, got {version}")
+        seed = data.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise RecipeError(f"{where}'seed' must be a whole number 0 .. 2^63-1, got {seed!r}")
+        steps = parse_steps(data.get("steps", []), where, batch=False)
+        batch = parse_steps(data.get("batch", []), where, batch=True)
+        extra = {k: _copy.deepcopy(v) for k, v in data.items() if k not in ("augstudio_recipe", "seed", "steps", "batch")}
+        return cls(steps, batch, seed, extra, source)
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"augstudio_recipe": SCHEMA_VERSION, "seed": self.seed,
+                             "steps": [s.to_dict() for s in self.steps],
+                             "batch": [s.to_dict() for s in self.batch]}
+        d.update(_copy.deepcopy(self.extra))
+        return d
+
+    def dumps(self, fmt: str = "yaml") -> str:
+        if fmt == "json":
+            return json.dumps(self.to_dict(), indent=2) + "\n"
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
+
+    def save(self, path) -> None:
+        """Write YAML (.yaml/.yml) or JSON (.json) atomically."""
+        from augstudio.core.io.images import atomic_write_bytes
+
+        path = Path(path)
+        fmt = "json" if path.suffix.lower() == ".json" else "yaml"
+        atomic_write_bytes(path, self.dumps(fmt).encode("utf-8"))
+
+    def copy(self) -> Recipe:
+        return Recipe.from_dict(self.to_dict(), self.source)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Recipe) and self.to_dict() == other.to_dict()
+
+    # -- use ------------------------------------------------------------------------------------------
+    def pipeline(self):
+        from .pipeline import Pipeline
+
+        return Pipeline(self.steps)
+
+    def apply(self, image, item=0, copy: int = 0, categorical: bool = False, return_params: bool = False):
+        """Apply the per-image steps deterministically for (seed, item, copy).
+
+        ``image`` is a PIL image, a ``Picture`` or a uint8 ``C x H x W`` tensor; the result is of the same
+        kind. ``item`` is the item's key (its path relative to the dataset root, or an index); export and
+        the GUI use the relative path. With ``return_params=True`` returns ``(result, records)`` where
+        records lists, per step, whether it was applied and with which parameters.
+        """
+        from augstudio.core.io.images import as_picture, from_picture
+
+        pic, tag = as_picture(image, categorical=categorical)
+        out, records = self.pipeline().run(pic, self.seed, item, copy)
+        result = from_picture(out, tag)
+        return (result, records) if return_params else result
+
+    def sample_transform(self):
+        """A callable for a torchvision dataset's ``transform=``: fresh randomness on every call.
+
+        Randomness comes from the recipe's seed, ``torch.initial_seed()`` (which differs per DataLoader
+        worker and epoch, and follows ``torch.manual_seed`` in the main process) and a call counter, so
+        runs are reproducible without touching the global RNG.
+        """
+        from .training import SampleTransform
+
+        return SampleTransform(self.to_dict())
+
+    def batch_transform(self, num_classes: int, model=None, device=None):
+        """``(images, labels) -> (images, soft_labels)`` for the recipe's batch stage, for a training loop.
+
+        Each call draws fresh randomness from the recipe seed, ``torch.initial_seed()`` and a call counter.
+        Pass ``key=`` (an int, a string, or a tuple of them naming the batch) to make a batch reproducible
+        from the recipe seed and the key alone, in any process::
+
+            mix = recipe.batch_transform(num_classes=10, model=model)
+            for epoch in range(epochs):
+                for step, (images, labels) in enumerate(loader):
+                    images, soft = mix(images, labels, key=(epoch, step))
+                    loss = -(soft * model(images).log_softmax(1)).sum(1).mean()
+        """
+        from .training import BatchTransform
+
+        return BatchTransform(self, num_classes, model=model, device=device)
+
+
+MAX_NODES = 100_000  # values in one recipe, counting every reuse of a YAML alias
+MAX_DEPTH = 64
+
+
+def check_plain_data(data: Any, where: str = "") -> None:
+    """Refuse what a plain-data recipe cannot hold: objects, self-references, and alias bombs.
+
+    YAML aliases can make a structure refer to itself or expand to billions of values ("billion laughs");
+    either would hang or crash whatever later walks the recipe (saving, hashing, the GUI). Dates, sets
+    and binary values (safe YAML tags) are refused too: a recipe must round-trip through JSON.
+    """
+    count = 0
+    stack: list[tuple[Any, int, tuple]] = [(data, 0, ())]
+    while stack:
+        node, depth, path = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise RecipeError(f"{where}the recipe holds more than {MAX_NODES:,} values (are YAML aliases "
+                              "repeating a block?); a recipe is a short list of steps")
+        if depth > MAX_DEPTH:
+            raise RecipeError(f"{where}the recipe is nested more than {MAX_DEPTH} levels deep")
+        if node is None or isinstance(node, (bool, int, float, str)):
+            continue
+        if isinstance(node, (dict, list, tuple)):
+            if id(node) in path:
+                raise RecipeError(f"{where}the recipe refers to itself (a YAML alias inside its own anchor); "
+                                  "write the values out")
+            inner = path + (id(node),)
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    if not (k is None or isinstance(k, (bool, int, float, str))):
+                        raise RecipeError(f"{where}a key of type {type(k).__name__} is not plain data: "
+                                          f"{k!r}; use text keys")
+                    stack.append((v, depth + 1, inner))
+            else:
+                stack.extend((v, depth + 1, inner) for v in node)
+            continue
+        hint = " (put it in quotes to keep it as text)" if type(node).__name__ in ("date", "datetime") else ""
+        raise RecipeError(f"{where}a value of type {type(node).__name__} is not plain data: {node!r}{hint}")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: recipe file not found") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{path}: is a folder; give the recipe file (.yaml or .json)") from None
+    except OSError as e:
+        raise RecipeError(f"{path}: cannot read the recipe: {e.strerror or e}") from None
+    if len(raw) > 10_000_000:
+        raise RecipeError(f"{path}: {len(raw):,} bytes is too large for a recipe file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not a UTF-8 text file; a recipe is YAML or JSON text") from None
+
+
+def parse_text(text: str, source: str = "<text>", fmt: str | None = None) -> Any:
+    """Parse YAML (safe loader only: tags that construct objects are refused) or JSON."""
+    import yaml
+
+    if fmt == "json" or (fmt is None and source.lower().endswith(".json")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise RecipeError(f"{source}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        except RecursionError:
+            raise RecipeError(f"{source}: JSON nested too deeply") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as e:
+        raise RecipeError(f"{source}: YAML tag not allowed in a recipe ({e.problem}); recipes hold plain data "
+                          "only, never objects") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise RecipeError(f"{source}: not valid YAML{at}: {problem}") from None
+    except RecursionError:
+        raise RecipeError(f"{source}: YAML nested too deeply") from None
+    except Exception as e:  # the YAML scanner can raise odd things on binary junk
+        raise RecipeError(f"{source}: cannot parse as YAML: {type(e).__name__}: {e}") from None
+
+
+def loads(text: str, source: str = "<text>", fmt: str | None = None) -> Recipe:
+    """A recipe from YAML or JSON text. Raises RecipeError, and nothing else, whatever the text."""
+    data = parse_text(text, source, fmt)
+    return _guarded(lambda: Recipe.from_dict(data, source), source)
+
+
+def load_recipe(source) -> Recipe:
+    """Load and validate a recipe from a path (YAML/JSON), a dict, or a Recipe. Raises RecipeError."""
+    if isinstance(source, Recipe):
+        return source.copy()
+    if isinstance(source, dict):
+        return _guarded(lambda: Recipe.from_dict(source), "<dict>")
+    if not isinstance(source, (str, Path)):
+        raise RecipeError(f"a recipe is a file path, a dict or a Recipe, got {type(source).__name__}")
+    path = Path(source)
+    return loads(_read_text(path), str(path))
+
+
+def _guarded(make, source: str) -> Recipe:
+    try:
+        return make()
+    except AugstudioError as e:
+        if isinstance(e, RecipeError):
+            raise
+        raise RecipeError(str(e)) from None
+    except RecursionError:
+        raise RecipeError(f"{source}: recipe nested too deeply") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as e:
+        # an op's own checks tripping on a value of a type nobody expected: still a recipe problem
+        raise RecipeError(f"{source}: invalid recipe value ({type(e).__name__}: {e})") from None

@@ -1,0 +1,127 @@
+"""What training code uses: a per-sample transform with fresh, reproducible randomness, and the batch stage."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+
+class SampleTransform:
+    """``transform=`` for a torchvision dataset. Picklable, so DataLoader workers (fork or spawn) can use it."""
+
+    def __init__(self, recipe_dict: dict):
+        self.recipe_dict = recipe_dict
+        self._recipe = None
+        self._counter = itertools.count()
+
+    def __getstate__(self):
+        return {"recipe_dict": self.recipe_dict}
+
+    def __setstate__(self, state):
+        self.__init__(state["recipe_dict"])
+
+    @property
+    def recipe(self):
+        if self._recipe is None:
+            from .recipe import Recipe
+
+            self._recipe = Recipe.from_dict(self.recipe_dict)
+        return self._recipe
+
+    def __call__(self, image):
+        # torch.initial_seed() differs per DataLoader worker and per epoch, and follows torch.manual_seed
+        key = f"train:{torch.initial_seed()}:{next(self._counter)}"
+        return self.recipe.apply(image, item=key, copy=0)
+
+
+class BatchTransform:
+    """The recipe's batch stage for a training loop (mixup, cutmix, puzzlemix, label smoothing); see
+    ``core.batch_stage``. ``key=`` (e.g. ``(epoch, step)``) makes a batch's draws reproducible."""
+
+    def __init__(self, recipe, num_classes: int, model=None, device=None):
+        from .batch_stage import BatchStage
+
+        self.stage = BatchStage(recipe, num_classes, model=model, device=device)
+
+    def __call__(self, images, labels, key=None):
+        return self.stage(images, labels, key=key)
+
+
+# -- AugMix's Jensen-Shannon consistency -------------------------------------------------------------------
+JSD_COPY_OFFSET = 1_000_003  # copy index of the second augmented view (distinct from every epoch's copy)
+
+
+class JSDViews:
+    """``transform=`` for a dataset: ``image -> (clean, aug1, aug2)`` for AugMix's Jensen-Shannon consistency
+    loss (Hendrycks et al., 2020). ``clean`` is the image without the recipe's steps; ``aug1`` and ``aug2``
+    are two independent results of the recipe (typically one ``augmix`` step). ``post`` (optional, e.g.
+    ``torchvision.transforms.functional.to_tensor``) is applied to each of the three. Picklable for
+    DataLoader workers when ``post`` is.
+
+    Called as a transform, randomness comes from the recipe seed, ``torch.initial_seed()`` and a call
+    counter (as ``Recipe.sample_transform``); ``views(image, item, copy)`` keys it explicitly instead
+    (``item``: the image's path or index, ``copy``: e.g. the epoch), as ``augstudio evaluate`` does.
+
+    Example::
+
+        views = JSDViews(recipe.to_dict(), post=to_float_tensor)
+        data = torchvision.datasets.ImageFolder(root, transform=views)
+        for (clean, aug1, aug2), labels in DataLoader(data, batch_size=64, shuffle=True):
+            logits = model(torch.cat([clean, aug1, aug2]))
+            lc, l1, l2 = logits.split(len(labels))
+            loss = F.cross_entropy(lc, labels) + jsd_loss(lc, l1, l2, weight=views.weight)
+    """
+
+    def __init__(self, recipe_dict: dict, post=None):
+        if not isinstance(recipe_dict, dict):
+            recipe_dict = recipe_dict.to_dict()  # a Recipe
+        self.recipe_dict = recipe_dict
+        self.post = post
+        self._recipe = None
+        self._counter = itertools.count()
+
+    def __getstate__(self):
+        return {"recipe_dict": self.recipe_dict, "post": self.post}
+
+    def __setstate__(self, state):
+        self.__init__(state["recipe_dict"], state["post"])
+
+    @property
+    def recipe(self):
+        if self._recipe is None:
+            from .recipe import Recipe
+
+            self._recipe = Recipe.from_dict(self.recipe_dict)
+        return self._recipe
+
+    @property
+    def weight(self) -> float:
+        """The recipe's ``jsd_weight`` (of its first enabled ``augmix`` step with ``jsd: true``), else 12."""
+        for s in self.recipe.steps:
+            if s.enabled and s.op == "augmix" and s.values.get("jsd"):
+                return float(s.values.get("jsd_weight", 12.0))
+        return 12.0
+
+    def views(self, image, item=0, copy: int = 0, categorical: bool = False):
+        """``(clean, aug1, aug2)`` for one image: the recipe at copies ``copy`` and ``copy + JSD_COPY_OFFSET``."""
+        from augstudio.core.io.images import as_picture, from_picture
+
+        clean = from_picture(*as_picture(image, categorical=categorical))
+        aug1 = self.recipe.apply(image, item=item, copy=copy, categorical=categorical)
+        aug2 = self.recipe.apply(image, item=item, copy=copy + JSD_COPY_OFFSET, categorical=categorical)
+        out = (clean, aug1, aug2)
+        return tuple(self.post(v) for v in out) if self.post is not None else out
+
+    def __call__(self, image):
+        return self.views(image, item=f"jsd:{torch.initial_seed()}:{next(self._counter)}", copy=0)
+
+
+def jsd_loss(logits_clean, logits_aug1, logits_aug2, weight: float = 12.0, eps: float = 1e-7):
+    """AugMix's consistency term: ``weight`` times the Jensen-Shannon divergence of the three predictions,
+    ``JS = (KL(p_c || M) + KL(p_1 || M) + KL(p_2 || M)) / 3`` with ``M = (p_c + p_1 + p_2) / 3`` clamped to
+    ``[eps, 1]`` before the log (as the reference code), averaged over the batch. Add it to the loss on the
+    clean images; see ``JSDViews``."""
+    from augstudio.core.ops.policy import jensen_shannon
+
+    return float(weight) * jensen_shannon(logits_clean, logits_aug1, logits_aug2, eps=eps)
