@@ -10,8 +10,6 @@ The public, Qt-free API for training code::
 
 from __future__ import annotations
 
-from .core.base.version import __version__  # noqa: E402
-
 from augstudio.core.base.errors import (
     AugstudioError,
     DatasetError,
@@ -23,6 +21,8 @@ from augstudio.core.base.errors import (
     RecipeError,
 )
 from augstudio.core.engine.recipe import Recipe, Step, load_recipe  # noqa: E402
+
+from .core.base.version import __version__  # noqa: E402
 
 
 def __getattr__(name):  # heavy, torch-using pieces load on first use

@@ -27,7 +27,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from augstudio.core.engine.batched import apply_batch  # noqa: E402
 from augstudio.core.engine.recipe import Recipe  # noqa: E402
 from augstudio.core.io.images import Picture  # noqa: E402
 
@@ -172,7 +171,7 @@ def batched(img, device, batch, runs):
             torch.cuda.synchronize()
 
     def ours(k):
-        apply_batch(r, x, [f"{k}:{i}" for i in range(batch)])
+        r.apply_batch(x, [f"{k}:{i}" for i in range(batch)])
         sync()
 
     def kor(k):

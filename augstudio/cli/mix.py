@@ -31,10 +31,10 @@ def add_parser(sub) -> str:
 
 
 def _tensor(path):
-    from augstudio.core.engine.batch_stage import _picture_tensor
+    from augstudio.core.engine.mixing import mixable
     from augstudio.core.io.images import read_image
 
-    return _picture_tensor(read_image(path))
+    return mixable(read_image(path))
 
 
 def run(args) -> int:
@@ -43,7 +43,7 @@ def run(args) -> int:
     import torch
 
     from augstudio.core.base.errors import ImageError, ModelError, OutputError
-    from augstudio.core.engine.batch_stage import heat, mix_pair
+    from augstudio.core.engine.mixing import heat, mix_pair
     from augstudio.core.io.images import Picture, atomic_write_bytes, encode
 
     try:

@@ -48,7 +48,8 @@ from PySide6.QtWidgets import (
 )
 
 from augstudio.core.base.errors import AugstudioError
-from augstudio.core.engine.recipe import Recipe, Step
+from augstudio.core.engine.recipe import Recipe
+from augstudio.core.ops.step import Step
 
 MIME = "application/x-augstudio-step-rows"
 _merge_ids = itertools.count(1)
@@ -255,7 +256,7 @@ class ChainController(QObject):
 
     # edits (all undoable)
     def add(self, op: str, row: int | None = None) -> int:
-        from augstudio.core.engine.recipe import parse_step
+        from augstudio.core.ops.step import parse_step
 
         step = parse_step({"op": op})
         row = len(self.model) if row is None else row
@@ -288,7 +289,7 @@ class ChainController(QObject):
 
     def set_param(self, row: int, name: str, value, merge_key=None) -> None:
         """Validate through the op's declarations; raises ParamError / RecipeError when refused."""
-        from augstudio.core.engine.recipe import parse_step
+        from augstudio.core.ops.step import parse_step
 
         cur = self.model.steps[row]
         raw = cur.to_dict()

@@ -301,7 +301,7 @@ class EvaluatePanel(QWidget):
 
     # -- showing a result ---------------------------------------------------------------------------------
     def show_result(self, result: dict) -> None:
-        from augstudio.core.workflows.evaluate import table_rows
+        from augstudio.core.workflows.report import table_rows
 
         rows = table_rows(result)
         self.table.clear()

@@ -215,7 +215,7 @@ class ExportDialog(QDialog):
 
     def accept(self) -> None:
         from augstudio.core.base.errors import AugstudioError
-        from augstudio.core.workflows.export import check_output_folder
+        from augstudio.core.io.outputs import check_output_folder
 
         o = self.options()
         if not self.out.text().strip():

@@ -251,11 +251,11 @@ class MixPanel(QWidget):
         models = self._models
 
         def work(token):
-            from augstudio.core.engine.batch_stage import _picture_tensor, heat, mix_pair
+            from augstudio.core.engine.mixing import heat, mix_pair, mixable
             from augstudio.core.io.images import read_image
 
-            xa = _picture_tensor(read_image(a))
-            xb = _picture_tensor(read_image(b))
+            xa = mixable(read_image(a))
+            xb = mixable(read_image(b))
             model = None
             if cfg["model"]:
                 if cfg["model"] not in models:

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from augstudio.core.base.errors import RecipeError
-from augstudio.core.engine.batched import apply_batch
 from augstudio.core.engine.recipe import Recipe
 
 RECIPE = {"seed": 11, "steps": [
@@ -33,7 +32,7 @@ def batch():
 def test_batch_equals_per_image_for_the_same_item_and_copy(batch):
     r = Recipe.from_dict(RECIPE)
     items = [f"img_{i}.png" for i in range(len(batch))]
-    out, records = apply_batch(r, batch, items, copies=[0, 0, 0, 1, 1, 1])
+    out, records = r.apply_batch(batch, items, copies=[0, 0, 0, 1, 1, 1])
     assert out.shape == (6, 3, 48, 48) and out.dtype == torch.uint8
     applied = set()
     for i in range(len(batch)):
@@ -51,7 +50,7 @@ def test_batch_on_categorical_maps_keeps_categories(samples_root):
     paths = sorted((samples_root / "wafers" / "Edge-Ring").glob("*.png"))[:4]
     x = torch.stack([torch.from_numpy(np.array(Image.open(p)))[None] for p in paths])
     r = Recipe.from_dict({"steps": [{"op": "rot90"}, {"op": "rotate", "degrees": 180}, {"op": "salt_pepper"}]})
-    out, _ = apply_batch(r, x, list(range(4)), kind="categorical")
+    out, _ = r.apply_batch(x, list(range(4)), kind="categorical")
     for i in range(4):
         assert set(out[i].unique().tolist()) <= set(x[i].unique().tolist())
         ref = r.apply(x[i], item=i, categorical=True)
@@ -61,8 +60,8 @@ def test_batch_on_categorical_maps_keeps_categories(samples_root):
 def test_batch_errors_say_what_to_do(batch):
     r = Recipe.from_dict({"steps": [{"op": "center_crop", "size": 32, "p": 0.5}]})
     with pytest.raises(RecipeError, match="same output size"):
-        apply_batch(r, batch, list(range(6)))
+        r.apply_batch(batch, list(range(6)))
     with pytest.raises(RecipeError, match="one key per image"):
-        apply_batch(Recipe.from_dict(RECIPE), batch, [0, 1])
+        Recipe.from_dict(RECIPE).apply_batch(batch, [0, 1])
     with pytest.raises(RecipeError, match="categorical"):
-        apply_batch(Recipe.from_dict({"steps": [{"op": "invert"}]}), batch[:, :1], range(6), kind="categorical")
+        Recipe.from_dict({"steps": [{"op": "invert"}]}).apply_batch(batch[:, :1], range(6), kind="categorical")

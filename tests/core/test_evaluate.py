@@ -241,7 +241,7 @@ def test_bad_model_and_device_are_explained(digits_folder):
 
 
 def test_results_json_reads_back_into_the_same_table_and_report(digits_folder, tmp_path):
-    from augstudio.core.workflows.evaluate import format_table
+    from augstudio.core.workflows.report import format_table
     from augstudio.core.workflows.report import results_json, write_report
 
     res = run_job(evaluate_job(digits_folder, [{"steps": [{"op": "vflip"}]}], epochs=1, seeds=1, image_size=8))

@@ -195,7 +195,7 @@ def test_exit_code_2_for_bad_recipe_bad_args_and_bad_output(shapes, tmp_path, ca
 
 def test_exit_code_1_when_the_disk_fills(shapes, tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
-    real = images._write_file
+    real = images.write_file
 
     def fill_after_4(path, data):
         calls["n"] += 1
@@ -203,7 +203,7 @@ def test_exit_code_1_when_the_disk_fills(shapes, tmp_path, monkeypatch, capsys):
             raise OSError(errno.ENOSPC, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(images, "_write_file", fill_after_4)
+    monkeypatch.setattr(images, "write_file", fill_after_4)
     code = main(["export", str(shapes), "-r", _recipe_file(tmp_path, RECIPE), "-o", str(tmp_path / "o")])
     assert code == 1
     assert "disk full" in capsys.readouterr().err

@@ -127,7 +127,7 @@ def test_ctrl_c_then_kill_9_then_rerun_gives_byte_identical_outputs(shapes, reci
 
 def _full_disk_after(n_writes: int):
     calls = {"n": 0}
-    real = images._write_file
+    real = images.write_file
 
     def write(path, data):
         calls["n"] += 1
@@ -144,7 +144,7 @@ def test_disk_full_is_a_clear_error_without_partial_files_and_resumes(shapes, re
     ref = tmp_path / "ref"
     run_job(export_job(shapes, recipe_file, ref, copies=2))
     out = tmp_path / "out"
-    monkeypatch.setattr(images, "_write_file", _full_disk_after(12))
+    monkeypatch.setattr(images, "write_file", _full_disk_after(12))
     with pytest.raises(WriteError) as ei:
         run_job(export_job(shapes, recipe_file, out, copies=2))
     msg = str(ei.value)
@@ -165,7 +165,7 @@ def test_read_only_output_folder(shapes, recipe_file, tmp_path, monkeypatch):
     def read_only(path, data):
         raise OSError(errno.EROFS, "Read-only file system", str(path))
 
-    monkeypatch.setattr(images, "_write_file", read_only)
+    monkeypatch.setattr(images, "write_file", read_only)
     with pytest.raises(OutputError) as ei:
         run_job(export_job(shapes, recipe_file, out))
     assert not isinstance(ei.value, WriteError), "a read-only folder is a bad choice of folder (exit code 2)"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from augstudio.core.engine.pipeline import plan
+from augstudio.core.engine.fusion import plan
 from augstudio.core.engine.recipe import Recipe
 from augstudio.core.io.images import Picture
 from augstudio.core.kernels import warp as W

@@ -190,7 +190,7 @@ def test_atomic_write_failure_keeps_old_file_and_leaves_no_temp(tmp_path, monkey
             f.write(data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(images, "_write_file", full_disk)
+    monkeypatch.setattr(images, "write_file", full_disk)
     with pytest.raises(OSError):
         images.atomic_write_bytes(dest, b"new content")
     assert dest.read_bytes() == b"old"

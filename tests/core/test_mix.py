@@ -97,7 +97,9 @@ def test_puzzlemix_labels_follow_the_mask_mean():
     stage = _stage([{"op": "puzzlemix"}])
     out, soft = stage(x, y)
     op_params = stage.stage.last_records[0]["params"]
-    res = stage.stage.ops[0][1].last_result
+    op = stage.stage.ops[0][1]
+    res = op.run(x, y, op_params)  # the same params again: the same result
+    assert not hasattr(op, "last_result"), "the op keeps no per-call state"
     perm = torch.tensor(op_params["perm"])
     onehot = torch.nn.functional.one_hot(y, 4).float()
     r = res.ratio.unsqueeze(1)

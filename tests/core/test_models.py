@@ -19,7 +19,7 @@ from augstudio.core.models.loading import (
     save_checkpoint,
     weights_cache_file,
 )
-from augstudio.core.workflows.probe import ProbeNet
+from augstudio.core.models.networks import ProbeNet
 
 
 def _probe(n=3, in_ch=3, seed=0):

@@ -10,7 +10,7 @@ from torchvision.transforms.v2 import functional as TF
 from augstudio.core.base import seeding
 from augstudio.core.base.errors import RecipeError
 from augstudio.core.engine.pipeline import Pipeline
-from augstudio.core.engine.recipe import parse_steps
+from augstudio.core.ops.step import parse_steps
 from augstudio.core.ops import get_op
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 from augstudio.core.base import seeding
 from augstudio.core.base.errors import RecipeError
 from augstudio.core.engine.pipeline import Pipeline
-from augstudio.core.engine.recipe import parse_steps
+from augstudio.core.ops.step import parse_steps
 from augstudio.core.io.images import Picture
 from augstudio.core.ops import get_op
 from augstudio.core.ops.noise import standard_normal

@@ -17,7 +17,8 @@ from corpus import tree_hash  # noqa: E402
 from augstudio.core.base.errors import OutputError  # noqa: E402
 from augstudio.core.base.jobs import run_job  # noqa: E402
 from augstudio.core.io.dataset import Item  # noqa: E402
-from augstudio.core.workflows.export import PARTIAL, export_job, plan_outputs, safe_rel  # noqa: E402
+from augstudio.core.io.outputs import safe_rel  # noqa: E402
+from augstudio.core.workflows.export import PARTIAL, export_job, plan_outputs  # noqa: E402
 
 RECIPE = {"seed": 5, "steps": [{"op": "vflip", "p": 0.5}]}
 

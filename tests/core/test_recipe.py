@@ -7,7 +7,8 @@ import json
 import pytest
 
 from augstudio.core.base.errors import ParamError, RecipeError
-from augstudio.core.engine.recipe import Recipe, load_recipe, loads, parse_steps
+from augstudio.core.engine.recipe import Recipe, load_recipe, loads
+from augstudio.core.ops.step import parse_steps
 
 TEXT = """\
 augstudio_recipe: 1

@@ -112,7 +112,7 @@ def test_overlay_blends_and_draws_the_box():
 
 
 def test_compute_saliency_on_pictures_any_thread(tmp_path):
-    from augstudio.core.workflows.probe import ProbeNet
+    from augstudio.core.models.networks import ProbeNet
 
     net = ProbeNet(3, width=4, depth=2, seed=0).eval()
     lm = LoadedModel(net, (16, 16), (0.5,) * 3, (0.25,) * 3, ["a", "b", "c"], "t")

@@ -42,19 +42,21 @@ def test_export_writes_mixed_images_and_soft_labels(mixed_export):
     rows = list(csv.reader((out / "labels.csv").open()))
     assert rows[0] == ["file", "cat", "thing"]
     assert len(rows) == 9
+    # the class-folder layout of a plain export: <class>/<stem>__<copy>.png
+    assert all(name.split("/")[0] in ("cat", "thing") and "__" in name for name, *_ in rows[1:])
     manifest = {r["output"]: r for r in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())}
     classes = ["cat", "thing"]
     for name, *vals in rows[1:]:
         vec = np.array([float(v) for v in vals])
         rec = manifest[name]
         lam = rec["batch"][0]["params"]["lam"]
-        ya = np.eye(2)[classes.index(rec["a"].split("/")[0])]
-        yb = np.eye(2)[classes.index(rec["b"].split("/")[0])]
+        ya = np.eye(2)[classes.index(rec["source"].split("/")[0])]
+        yb = np.eye(2)[classes.index(rec["partner"].split("/")[0])]
         np.testing.assert_allclose(vec, 0.9 * (lam * ya + (1 - lam) * yb) + 0.05, atol=2e-6)
-        assert rec["a"] != rec["b"]
+        assert rec["source"] != rec["partner"]
         # pixels: lam * a + (1 - lam) * b (no per-image steps)
-        a = np.asarray(Image.open(src / rec["a"]).convert("RGB"), dtype=np.float64)
-        b = np.asarray(Image.open(src / rec["b"]).convert("RGB"), dtype=np.float64)
+        a = np.asarray(Image.open(src / rec["source"]).convert("RGB"), dtype=np.float64)
+        b = np.asarray(Image.open(src / rec["partner"]).convert("RGB"), dtype=np.float64)
         got = np.asarray(Image.open(out / name), dtype=np.float64)
         assert np.abs(got - (lam * a + (1 - lam) * b)).max() <= 1.0
 
@@ -76,11 +78,11 @@ def test_resume_and_rerun_are_byte_identical(mixed_export):
     first = _tree(out)
     again = run_job(export_job(src, recipe, out, copies=2))
     assert again.written == 0 and again.skipped_existing == 8
-    victim = sorted(p for p in out.glob("*.png"))[3]
+    victim = sorted(out.rglob("*__*.png"))[3]
     victim.unlink()
     (out / "labels.csv").unlink()
     resumed = run_job(export_job(src, recipe, out, copies=2))
-    assert resumed.written == 1
+    assert resumed.written == 2  # resume is per source, as in a plain export: both copies of that source
     assert _tree(out) == first
 
 
@@ -95,8 +97,8 @@ def test_puzzlemix_export_records_the_mask(photo_folder, tmp_path):
     assert mask.shape == (4, 4) and set(np.unique(mask)) <= {0.0, 0.5, 1.0}
     assert params["ratio"] == pytest.approx(mask.mean(), abs=1e-6)
     assert params["saliency"] == "image-gradient"
-    ya = np.eye(2)[["cat", "thing"].index(rec["a"].split("/")[0])]
-    yb = np.eye(2)[["cat", "thing"].index(rec["b"].split("/")[0])]
+    ya = np.eye(2)[["cat", "thing"].index(rec["source"].split("/")[0])]
+    yb = np.eye(2)[["cat", "thing"].index(rec["partner"].split("/")[0])]
     np.testing.assert_allclose(rec["label"], params["ratio"] * ya + (1 - params["ratio"]) * yb, atol=2e-6)
 
 

@@ -126,7 +126,7 @@ def coffee():
 
 
 def test_views_are_clean_and_two_independent_recipe_copies(coffee):
-    views = JSDViews(AUGMIX)
+    views = JSDViews(Recipe.from_dict(AUGMIX))
     recipe = Recipe.from_dict(AUGMIX)
     clean, a1, a2 = views.views(coffee, item="cups/01.png", copy=3)
     assert torch.equal(clean, coffee)
@@ -134,7 +134,9 @@ def test_views_are_clean_and_two_independent_recipe_copies(coffee):
     assert torch.equal(a2, recipe.apply(coffee, item="cups/01.png", copy=3 + JSD_COPY_OFFSET))
     assert not torch.equal(a1, a2) and not torch.equal(a1, coffee)
     assert a1.shape == a2.shape == coffee.shape and a1.dtype == torch.uint8
-    assert views.weight == 6.0 and JSDViews({"steps": []}).weight == 12.0
+    assert views.weight == 6.0 and Recipe.from_dict({"steps": []}).jsd_views().weight == 12.0
+    with pytest.raises(RecipeError, match="load_recipe"):
+        JSDViews({"steps": []})
     # as a transform: reproducible from torch.manual_seed, fresh per call, picklable (DataLoader workers)
     torch.manual_seed(11)
     first = views(coffee)
@@ -170,7 +172,7 @@ def test_training_with_jsd_views_runs_and_lowers_the_loss():
     d = load_digits()
     x = torch.tensor(d.images[:240] * 255 / 16).round().to(torch.uint8)[:, None]  # 1 x 8 x 8 gray
     y = torch.tensor(d.target[:240])
-    views = JSDViews({"seed": 0, "steps": [{"op": "augmix", "jsd": True, "width": 2, "severity": 2}]},
+    views = JSDViews(Recipe.from_dict({"seed": 0, "steps": [{"op": "augmix", "jsd": True, "width": 2, "severity": 2}]}),
                      post=_to_float)
     loader = torch.utils.data.DataLoader(_Digits(x, y, views), batch_size=40, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))

@@ -11,7 +11,8 @@ from PIL import Image
 from augstudio.core.base.jobs import run_job
 from augstudio.core.engine.recipe import Recipe
 from augstudio.core.io.dataset import scan
-from augstudio.core.workflows.evaluate import NO_AUG, evaluate_job, table_rows
+from augstudio.core.workflows.evaluate import NO_AUG, evaluate_job
+from augstudio.core.workflows.report import table_rows
 
 torch.set_num_threads(1)
 

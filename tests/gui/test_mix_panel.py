@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from augstudio.core.engine.batch_stage import _picture_tensor, mix_pair
+from augstudio.core.engine.mixing import mix_pair, mixable
 from augstudio.core.io.dataset import scan
 from augstudio.core.io.images import read_image
 from augstudio.gui.context import AppContext
@@ -49,7 +49,7 @@ def test_mix_panel_methods_slider_reroll(qtbot, tmp_path, samples_root):
     ds = scan(root)
     ctx.set_dataset(ds)
     a, b = root / "circle" / "circle_000.jpg", root / "star" / "star_000.jpg"
-    xa, xb = _picture_tensor(read_image(a)), _picture_tensor(read_image(b))
+    xa, xb = mixable(read_image(a)), mixable(read_image(b))
 
     # PuzzleMix on a fixed 8x8 grid with lambda 0.5: the same as the core
     panel.method.setCurrentText("puzzlemix")

@@ -7,6 +7,7 @@ of the terminal (the CLI drives it with tqdm) or of Qt (the GUI runs it on a wor
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -61,8 +62,6 @@ def run_job(job: Job, on_progress: Callable[[Progress], None] | None = None) -> 
 
 def run_with_tqdm(job: Job, desc: str = "", enabled: bool | None = None) -> Any:
     """Drive a job with a tqdm bar on a terminal (quiet otherwise)."""
-    import sys
-
     from tqdm import tqdm
 
     if enabled is None:

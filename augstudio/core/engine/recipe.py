@@ -14,89 +14,17 @@ from __future__ import annotations
 
 import copy as _copy
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from augstudio.core.base.errors import AugstudioError, RecipeError
+from augstudio.core.io.images import as_picture, atomic_write_bytes, from_picture
+from augstudio.core.ops.step import Step, parse_steps
 
 SCHEMA_VERSION = 1
-RESERVED_STEP_KEYS = ("op", "p", "enabled")
-
-
-@dataclass
-class Step:
-    """One step: an op name, its validated parameter values, its probability and an on/off switch."""
-
-    op: str
-    values: dict = field(default_factory=dict)
-    p: float = 1.0
-    enabled: bool = True
-
-    def to_dict(self) -> dict:
-        d: dict[str, Any] = {"op": self.op}
-        for k, v in self.values.items():
-            d[k] = [s.to_dict() for s in v] if _is_step_list(v) else _copy.deepcopy(v)
-        d["p"] = self.p
-        if not self.enabled:
-            d["enabled"] = False
-        return d
-
-    def copy(self) -> Step:
-        return parse_step(self.to_dict(), batch=_is_batch(self.op))
-
-
-def _is_step_list(v) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(s, Step) for s in v)
-
-
-def _is_batch(name: str) -> bool:
-    from augstudio.core.ops import all_batch_ops
-
-    return name in all_batch_ops()
-
-
-def parse_step(raw: Any, where: str = "", batch: bool = False) -> Step:
-    from augstudio.core.ops import get_batch_op, get_op
-
-    if not isinstance(raw, dict):
-        raise RecipeError(f"{where}must be a mapping like {{op: hflip, p: 0.5}}, got {raw!r}")
-    if "op" not in raw:
-        raise RecipeError(f"{where}has no 'op' key (got keys: {', '.join(map(str, raw)) or 'none'})")
-    name = raw["op"]
-    if not isinstance(name, str):
-        raise RecipeError(f"{where}'op' must be an op name, got {name!r}")
-    cls = get_batch_op(name, where) if batch else get_op(name, where)
-    where = f"{where}({name}): "
-    p = raw.get("p", 1.0)
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or not 0 <= p <= 1:
-        raise RecipeError(f"{where}parameter 'p' (probability of applying the step) must be within 0 .. 1, got {p!r}")
-    enabled = raw.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise RecipeError(f"{where}'enabled' must be true or false, got {enabled!r}")
-    values = {k: v for k, v in raw.items() if k not in RESERVED_STEP_KEYS}
-    if any(not isinstance(k, str) for k in values):
-        raise RecipeError(f"{where}parameter names must be text, got {list(values)!r}")
-    try:
-        canonical = cls.validate(values, where)
-    except AugstudioError:
-        raise
-    except Exception as e:  # a bug in an op's validate must still read as a recipe problem
-        raise RecipeError(f"{where}invalid parameters: {e}") from None
-    return Step(name, canonical, float(p), enabled)
-
-
-def parse_steps(raw: Any, where: str = "", batch: bool = False) -> list[Step]:
-    if raw is None:
-        return []
-    if not isinstance(raw, (list, tuple)):
-        key = "batch" if batch else "steps"
-        raise RecipeError(f"{where}'{key}' must be a list of steps, got {type(raw).__name__}")
-    label = "batch step" if batch else "step"
-    return [parse_step(s, f"{where}{label} {i + 1} ", batch) for i, s in enumerate(raw)]
-
-
 @dataclass
 class Recipe:
     steps: list[Step] = field(default_factory=list)
@@ -139,14 +67,10 @@ class Recipe:
     def dumps(self, fmt: str = "yaml") -> str:
         if fmt == "json":
             return json.dumps(self.to_dict(), indent=2) + "\n"
-        import yaml
-
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
 
     def save(self, path) -> None:
         """Write YAML (.yaml/.yml) or JSON (.json) atomically."""
-        from augstudio.core.io.images import atomic_write_bytes
-
         path = Path(path)
         fmt = "json" if path.suffix.lower() == ".json" else "yaml"
         atomic_write_bytes(path, self.dumps(fmt).encode("utf-8"))
@@ -158,8 +82,10 @@ class Recipe:
         return isinstance(other, Recipe) and self.to_dict() == other.to_dict()
 
     # -- use ------------------------------------------------------------------------------------------
+    # The engine imports torch (seconds); a Recipe is also made and edited where torch is not loaded yet
+    # (browsing in the app, CLI start-up), so the engine modules are imported on first use.
     def pipeline(self):
-        from .pipeline import Pipeline
+        from .pipeline import Pipeline  # deferred: torch
 
         return Pipeline(self.steps)
 
@@ -171,12 +97,30 @@ class Recipe:
         the GUI use the relative path. With ``return_params=True`` returns ``(result, records)`` where
         records lists, per step, whether it was applied and with which parameters.
         """
-        from augstudio.core.io.images import as_picture, from_picture
-
         pic, tag = as_picture(image, categorical=categorical)
         out, records = self.pipeline().run(pic, self.seed, item, copy)
         result = from_picture(out, tag)
         return (result, records) if return_params else result
+
+    def apply_batch(self, x, items, copies=0, kind: str = "rgb"):
+        """The per-image steps on a uint8 batch ``N x C x H x W`` (any device, e.g. for GPU training), each
+        item with its own draws: item ``i`` equals ``apply(x[i], item=items[i], copy=copies[i])`` (exactly
+        where the kernels are the same, within a grey level where a batched kernel rounds differently).
+
+        ``items``: one key per image; ``copies``: one int for all or one per image. Returns
+        ``(out, records)`` with ``records[i]`` the per-step records of item ``i``.
+        """
+        import torch  # deferred: torch
+
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.dtype != torch.uint8:
+            shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+            raise RecipeError(f"apply_batch needs a uint8 N x C x H x W tensor, got {getattr(x, 'dtype', '')} "
+                              f"of shape {shape}")
+        items = list(items)
+        if len(items) != x.shape[0]:
+            raise RecipeError(f"apply_batch: {x.shape[0]} images but {len(items)} item keys; give one key per image")
+        copies = [int(copies)] * len(items) if isinstance(copies, int) else [int(c) for c in copies]
+        return self.pipeline().run_batch(x, self.seed, items, copies, kind)
 
     def sample_transform(self):
         """A callable for a torchvision dataset's ``transform=``: fresh randomness on every call.
@@ -185,9 +129,9 @@ class Recipe:
         worker and epoch, and follows ``torch.manual_seed`` in the main process) and a call counter, so
         runs are reproducible without touching the global RNG.
         """
-        from .training import SampleTransform
+        from .training import SampleTransform  # deferred: torch
 
-        return SampleTransform(self.to_dict())
+        return SampleTransform(self)
 
     def batch_transform(self, num_classes: int, model=None, device=None):
         """``(images, labels) -> (images, soft_labels)`` for the recipe's batch stage, for a training loop.
@@ -202,9 +146,16 @@ class Recipe:
                     images, soft = mix(images, labels, key=(epoch, step))
                     loss = -(soft * model(images).log_softmax(1)).sum(1).mean()
         """
-        from .training import BatchTransform
+        from .training import BatchTransform  # deferred: torch
 
         return BatchTransform(self, num_classes, model=model, device=device)
+
+    def jsd_views(self, post=None):
+        """``transform=`` giving ``(clean, aug1, aug2)`` for AugMix's Jensen-Shannon consistency loss; see
+        ``augstudio.core.engine.training.JSDViews``."""
+        from .training import JSDViews  # deferred: torch
+
+        return JSDViews(self, post=post)
 
 
 MAX_NODES = 100_000  # values in one recipe, counting every reuse of a YAML alias
@@ -267,8 +218,6 @@ def _read_text(path: Path) -> str:
 
 def parse_text(text: str, source: str = "<text>", fmt: str | None = None) -> Any:
     """Parse YAML (safe loader only: tags that construct objects are refused) or JSON."""
-    import yaml
-
     if fmt == "json" or (fmt is None and source.lower().endswith(".json")):
         try:
             return json.loads(text)

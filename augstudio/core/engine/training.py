@@ -6,28 +6,33 @@ import itertools
 
 import torch
 
+from augstudio.core.base.errors import RecipeError
+from augstudio.core.io.images import as_picture, from_picture
+from augstudio.core.ops.policy import jensen_shannon
+
+from .batch_stage import BatchStage
+
+
+def _recipe(recipe, what: str):
+    """The Recipe a training helper was given (a dict would need parsing: that is ``load_recipe``'s job)."""
+    if not (hasattr(recipe, "apply") and hasattr(recipe, "steps") and hasattr(recipe, "seed")):
+        raise RecipeError(f"{what} takes a Recipe, got {type(recipe).__name__}; make one with "
+                          "augstudio.load_recipe(path_or_dict)")
+    return recipe
+
 
 class SampleTransform:
     """``transform=`` for a torchvision dataset. Picklable, so DataLoader workers (fork or spawn) can use it."""
 
-    def __init__(self, recipe_dict: dict):
-        self.recipe_dict = recipe_dict
-        self._recipe = None
+    def __init__(self, recipe):
+        self.recipe = _recipe(recipe, "SampleTransform")
         self._counter = itertools.count()
 
     def __getstate__(self):
-        return {"recipe_dict": self.recipe_dict}
+        return {"recipe": self.recipe}
 
     def __setstate__(self, state):
-        self.__init__(state["recipe_dict"])
-
-    @property
-    def recipe(self):
-        if self._recipe is None:
-            from .recipe import Recipe
-
-            self._recipe = Recipe.from_dict(self.recipe_dict)
-        return self._recipe
+        self.__init__(state["recipe"])
 
     def __call__(self, image):
         # torch.initial_seed() differs per DataLoader worker and per epoch, and follows torch.manual_seed
@@ -40,8 +45,6 @@ class BatchTransform:
     ``core.batch_stage``. ``key=`` (e.g. ``(epoch, step)``) makes a batch's draws reproducible."""
 
     def __init__(self, recipe, num_classes: int, model=None, device=None):
-        from .batch_stage import BatchStage
-
         self.stage = BatchStage(recipe, num_classes, model=model, device=device)
 
     def __call__(self, images, labels, key=None):
@@ -65,7 +68,7 @@ class JSDViews:
 
     Example::
 
-        views = JSDViews(recipe.to_dict(), post=to_float_tensor)
+        views = recipe.jsd_views(post=to_float_tensor)
         data = torchvision.datasets.ImageFolder(root, transform=views)
         for (clean, aug1, aug2), labels in DataLoader(data, batch_size=64, shuffle=True):
             logits = model(torch.cat([clean, aug1, aug2]))
@@ -73,27 +76,16 @@ class JSDViews:
             loss = F.cross_entropy(lc, labels) + jsd_loss(lc, l1, l2, weight=views.weight)
     """
 
-    def __init__(self, recipe_dict: dict, post=None):
-        if not isinstance(recipe_dict, dict):
-            recipe_dict = recipe_dict.to_dict()  # a Recipe
-        self.recipe_dict = recipe_dict
+    def __init__(self, recipe, post=None):
+        self.recipe = _recipe(recipe, "JSDViews")
         self.post = post
-        self._recipe = None
         self._counter = itertools.count()
 
     def __getstate__(self):
-        return {"recipe_dict": self.recipe_dict, "post": self.post}
+        return {"recipe": self.recipe, "post": self.post}
 
     def __setstate__(self, state):
-        self.__init__(state["recipe_dict"], state["post"])
-
-    @property
-    def recipe(self):
-        if self._recipe is None:
-            from .recipe import Recipe
-
-            self._recipe = Recipe.from_dict(self.recipe_dict)
-        return self._recipe
+        self.__init__(state["recipe"], state["post"])
 
     @property
     def weight(self) -> float:
@@ -105,8 +97,6 @@ class JSDViews:
 
     def views(self, image, item=0, copy: int = 0, categorical: bool = False):
         """``(clean, aug1, aug2)`` for one image: the recipe at copies ``copy`` and ``copy + JSD_COPY_OFFSET``."""
-        from augstudio.core.io.images import as_picture, from_picture
-
         clean = from_picture(*as_picture(image, categorical=categorical))
         aug1 = self.recipe.apply(image, item=item, copy=copy, categorical=categorical)
         aug2 = self.recipe.apply(image, item=item, copy=copy + JSD_COPY_OFFSET, categorical=categorical)
@@ -122,6 +112,4 @@ def jsd_loss(logits_clean, logits_aug1, logits_aug2, weight: float = 12.0, eps: 
     ``JS = (KL(p_c || M) + KL(p_1 || M) + KL(p_2 || M)) / 3`` with ``M = (p_c + p_1 + p_2) / 3`` clamped to
     ``[eps, 1]`` before the log (as the reference code), averaged over the batch. Add it to the loss on the
     clean images; see ``JSDViews``."""
-    from augstudio.core.ops.policy import jensen_shannon
-
     return float(weight) * jensen_shannon(logits_clean, logits_aug1, logits_aug2, eps=eps)

@@ -13,9 +13,10 @@ import stat as _stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from augstudio.core.base.errors import DatasetError
+from augstudio.core.base.errors import DatasetError, ImageError
+from augstudio.core.base.jobs import Progress
 
-from .images import IMAGE_EXTENSIONS
+from .images import IMAGE_EXTENSIONS, load_pil, read_header
 
 
 @dataclass(frozen=True)
@@ -230,10 +231,6 @@ class CheckSummary:
 def check_job(ds: Dataset, cancel=None, decode: bool = False):
     """Job: read every item's header (or decode it fully with ``decode=True``); a bad file is reported
     in the summary and the check carries on. Yields Progress, returns a CheckSummary."""
-    from augstudio.core.base.errors import ImageError
-    from augstudio.core.base.jobs import Progress
-
-    from .images import load_pil, read_header
 
     summary = CheckSummary()
     total = len(ds.items)

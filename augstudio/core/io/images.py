@@ -27,6 +27,7 @@ import errno
 import io
 import os
 import re
+import struct
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -226,8 +227,6 @@ def load_pil(path) -> Image.Image:
 
 
 def struct_error():
-    import struct
-
     return struct.error
 
 
@@ -336,7 +335,7 @@ def encode(pic: Picture, fmt: str = "png", quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
-def _write_file(path: Path, data: bytes) -> None:
+def write_file(path: Path, data: bytes) -> None:
     """Write all of ``data`` to a new file (a seam the fault tests replace to simulate a full disk)."""
     with open(path, "wb") as f:
         f.write(data)
@@ -368,7 +367,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
     path = Path(path)
     tmp = temp_name(path)
     try:
-        _write_file(tmp, data)
+        write_file(tmp, data)
         os.replace(tmp, path)
     except BaseException:
         try:

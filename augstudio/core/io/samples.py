@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .images import atomic_write_bytes
+
 WAFER_CLASSES = ("Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random", "Scratch", "none")
 SHAPE_CLASSES = ("circle", "square", "triangle", "star")
 WAFER_PALETTE = [68, 1, 84, 33, 145, 140, 253, 231, 37]  # off-wafer, pass, fail (viridis ends)
@@ -167,8 +169,6 @@ def shape_jpeg(img: np.ndarray) -> bytes:
 
 def build(dest, seed: int = 0, per_class: int = PER_CLASS) -> Path:
     """Write the sample dataset under ``dest`` (wafers/ and shapes/). Deterministic for a seed."""
-    from .images import atomic_write_bytes
-
     dest = Path(dest)
     rng = np.random.default_rng(seed)
     for cls in WAFER_CLASSES:

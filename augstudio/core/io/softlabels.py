@@ -14,6 +14,8 @@ import torch
 
 from augstudio.core.base.errors import DatasetError
 
+from .images import load_pil, read_image
+
 
 class SoftLabelFolder(torch.utils.data.Dataset):
     """``SoftLabelFolder(path, transform=None)``: items are ``(image, soft_label)``.
@@ -57,8 +59,6 @@ class SoftLabelFolder(torch.utils.data.Dataset):
         return len(self.samples)
 
     def __getitem__(self, i):
-        from .images import load_pil, read_image
-
         name, vec = self.samples[i]
         path = self.root / name
         if self.transform is not None:

@@ -21,6 +21,8 @@ compares the energies with GCO's swap on 240 problems.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 
@@ -135,8 +137,6 @@ _STATES: dict = {}
 def _row_states(w: int, n_labels: int, device):
     key = (w, n_labels, str(device))
     if key not in _STATES:
-        import itertools
-
         _STATES[key] = torch.tensor(list(itertools.product(range(n_labels), repeat=w)), dtype=torch.long,
                                     device=device).reshape(-1, w)
     return _STATES[key]

@@ -31,17 +31,16 @@ import torch
 from torch.nn import functional as F
 
 from augstudio.core.kernels.graphcut import solve_grid
+from augstudio.core.models.loading import preprocess
 
 DEFAULTS = {"alpha": 1.0, "n_labels": 3, "beta": 1.2, "gamma": 0.5, "eta": 0.2, "neigh_size": 4,
             "transport": True, "t_eps": 0.8}
 
 
 # -- saliency -----------------------------------------------------------------------------------------------
-def _forward_fn(model):
+def forward_fn(model):
     """A callable ``x (0..1 float, N x C x H x W) -> logits`` for an nn.Module or a models.LoadedModel."""
     if hasattr(model, "module") and hasattr(model, "mean") and hasattr(model, "input_mode"):
-        from augstudio.core.models.loading import preprocess
-
         loaded = model
 
         def run(x):
@@ -57,7 +56,7 @@ def saliency(model, images, labels):
     ``labels``: class indices (N,) or soft labels (N, K). The model runs in eval mode (restored after) and
     its parameter gradients are left untouched (``torch.autograd.grad`` w.r.t. the input only).
     """
-    fn, module = _forward_fn(model)
+    fn, module = forward_fn(model)
     was_training = getattr(module, "training", False)
     if hasattr(module, "eval"):
         module.eval()

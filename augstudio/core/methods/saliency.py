@@ -28,7 +28,8 @@ from torch.nn import functional as F
 
 from augstudio.core.base import seeding
 from augstudio.core.base.errors import ModelError
-from augstudio.core.models.loading import LoadedModel, preprocess
+from augstudio.core.io.images import Picture
+from augstudio.core.models.loading import LoadedModel, picture_channels, preprocess
 
 METHODS = ("vanilla", "smoothgrad", "gradxinput")
 SCORES = ("logit", "logprob")
@@ -135,8 +136,6 @@ def compute_saliency(loaded: LoadedModel, pictures, method: str = "vanilla", tar
     averages the maps, each scaled to a maximum of 1 first; the target and the reported probabilities come
     from the first scale. ``LOCALISE`` holds the settings measured for boxes.
     """
-    from augstudio.core.io.images import Picture
-
     if isinstance(pictures, Picture):
         pictures = [pictures]
     scales = tuple(float(f) for f in scales) or (1.0,)
@@ -249,8 +248,6 @@ def overlay(picture, m, opacity: float = 0.5, colormap: str = "inferno", box=Non
 
     With ``threshold`` set, map values below it are not coloured (the picture shows through).
     """
-    from augstudio.core.models.loading import picture_channels
-
     rgb = (picture_channels(picture, "rgb").permute(1, 2, 0).numpy() * 255.0)
     a = smooth_map(m, blur)
     heat = colormap_lut(colormap)[np.clip(np.rint(a * 255), 0, 255).astype(np.intp)].astype(np.float64)

@@ -32,17 +32,21 @@ from __future__ import annotations
 
 import difflib
 import io
+import json
+import os
 import pickle
 import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 
 from augstudio.core.base.errors import ModelError
-from augstudio.core.io.images import Picture
+from augstudio.core.io.images import Picture, atomic_write_bytes
+from augstudio.core.models.networks import ProbeNet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -100,8 +104,6 @@ def save_checkpoint(path, module: torch.nn.Module, arch: str, classes=None, inpu
     are plain keyword arguments to rebuild it; ``extra`` is plain JSON-like metadata (kept in ``meta``).
     Written atomically.
     """
-    from augstudio.core.io.images import atomic_write_bytes
-
     if input_mode not in INPUT_MODES:
         raise ModelError(f"save_checkpoint: input_mode must be one of {', '.join(INPUT_MODES)}, got {input_mode!r}")
     state = {k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}
@@ -182,7 +184,6 @@ def _load_torchscript(path: Path, allow_code: bool, dev) -> LoadedModel:
         module = torch.jit.load(str(path), map_location=dev, _extra_files=extra)
     except Exception as e:
         raise ModelError(f"{path}: cannot load as TorchScript ({type(e).__name__}: {e})") from None
-    import json
 
     meta = {}
     if extra.get("augstudio.json"):
@@ -247,8 +248,6 @@ def _load_checkpoint(path: Path, num_classes, arch, dev) -> LoadedModel:
     kwargs = dict(meta.get("arch_kwargs") or {})
     input_mode = meta.get("input_mode", "rgb")
     if arch_name == PROBE_ARCH:
-        from augstudio.core.workflows.probe import ProbeNet
-
         try:
             module = ProbeNet(num_classes=n, **kwargs)
         except TypeError as e:
@@ -303,9 +302,6 @@ def _build_torchvision(name: str, num_classes, kwargs, where=""):
 
 def weights_cache_file(weights) -> Path:
     """Where torchvision keeps (or would keep) the file of a weights enum member."""
-    import os
-    from urllib.parse import urlparse
-
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
 
 

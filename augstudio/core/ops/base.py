@@ -1,13 +1,19 @@
 """Ops are declarations: each op states its parameters once, and validation, GUI editors, CLI help and
 the README's ops table all come from that statement.
 
-An op is used in two steps (sample, then apply):
+A per-image op is used in two steps (sample, then apply):
 
 * ``sample(gen, size) -> params``: draw this application's random parameters from an explicit
   ``torch.Generator`` (``size`` is the input's (height, width)). ``params`` is plain JSON data, so it can
   be shown in the GUI, written to the export manifest, and replayed.
-* ``apply(x, params, kind) -> x``: deterministic. ``x`` is a uint8 tensor ``C x H x W`` (or ``N x C x H x W``
-  for ops that support batches), ``kind`` is the picture kind (gray, rgb, rgba, categorical).
+* ``apply(x, params, kind) -> x``: deterministic. ``x`` is a uint8 tensor ``C x H x W``, ``kind`` is the
+  picture kind (gray, rgb, rgba, categorical). ``apply_batch(x, params_list, kind)`` does the same for
+  ``N x C x H x W`` with one record per item; the engine only ever calls ``apply_batch`` (a single image
+  is a batch of one, which by default goes through ``apply``).
+
+What an op *is* is declared by its base class, never probed: ``GeometricOp`` (``ops.geometry``) states its
+forward affine (so runs of them fuse into one resampling), ``PointwiseOp`` maps each pixel on its own given image-wide
+statistics (so the engine may move it past later geometry), ``BatchOp`` acts on a batch and its labels.
 
 Adding an op is one small class::
 
@@ -24,178 +30,18 @@ Adding an op is one small class::
 from __future__ import annotations
 
 import difflib
-import math
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from augstudio.core.base.errors import ParamError, RecipeError
 
-PARAM_KINDS = ("float", "int", "bool", "choice", "range", "int_range", "size", "fill", "str", "path", "steps")
+from .params import Param
 
 
-@dataclass(frozen=True)
-class Param:
-    """One declared parameter.
-
-    kind:
-      float / int      a number in [low, high]
-      bool             true / false
-      choice           one of ``choices``
-      range            a pair [a, b] of floats with low <= a <= b <= high; one number x is accepted and
-                       expanded by ``scalar``: "symmetric" -> [-x, x], "factor" -> [max(0, 1-x), 1+x],
-                       "upto" -> [0, x], "exact" -> [x, x]
-      int_range        the same with integers
-      size             [height, width] positive ints; one int n means [n, n]
-      fill             a fill value 0..255: one number for all channels, or one per channel
-      str / path       free text / a file or folder path
-      steps            a list of nested steps (containers such as one_of)
-    """
-
-    name: str
-    kind: str
-    default: Any = None
-    low: float | None = None
-    high: float | None = None
-    choices: tuple = ()
-    help: str = ""
-    scalar: str = "exact"
-    optional: bool = False  # None is a valid value ("not set")
-
-    def __post_init__(self):
-        if self.kind not in PARAM_KINDS:
-            raise ValueError(f"unknown param kind {self.kind!r}")
-
-    # -- description (CLI help, README, GUI tooltips) -------------------------------------------
-    def describe_range(self) -> str:
-        if self.kind == "choice":
-            return " | ".join(str(c) for c in self.choices)
-        if self.kind in ("float", "int", "range", "int_range"):
-            lo = "-inf" if self.low is None else _fmt(self.low)
-            hi = "inf" if self.high is None else _fmt(self.high)
-            return f"{lo} .. {hi}"
-        if self.kind == "size":
-            return ">= 1"
-        if self.kind == "fill":
-            return "0 .. 255"
-        return ""
-
-    # -- validation ---------------------------------------------------------------------------------
-    def validate(self, value: Any, where: str = "") -> Any:
-        """Return the canonical form of ``value`` or raise ParamError naming the parameter and range."""
-        prefix = f"{where}parameter '{self.name}'"
-        if value is None:
-            if self.optional:
-                return None
-            raise ParamError(f"{prefix} is required ({self.help or self.kind})")
-        k = self.kind
-        if k == "bool":
-            if isinstance(value, bool):
-                return value
-            raise ParamError(f"{prefix} must be true or false, got {value!r}")
-        if k == "choice":
-            if value in self.choices:
-                return value
-            close = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=2)
-            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-            raise ParamError(f"{prefix} must be one of {', '.join(map(str, self.choices))}; got {value!r}{hint}")
-        if k in ("str", "path"):
-            if isinstance(value, str):
-                return value
-            raise ParamError(f"{prefix} must be text, got {value!r}")
-        if k == "float":
-            return self._number(value, prefix, integer=False)
-        if k == "int":
-            return self._number(value, prefix, integer=True)
-        if k in ("range", "int_range"):
-            integer = k == "int_range"
-            if _is_number(value):
-                x = self._plain(value, prefix, integer)
-                a, b = {
-                    "symmetric": (-x, x),
-                    "factor": (max(0, 1 - x), 1 + x),
-                    "upto": (0, x),
-                    "exact": (x, x),
-                }[self.scalar]
-                if self.scalar == "symmetric" and x < 0:
-                    raise ParamError(f"{prefix}: a single number means [-x, x], so it must be >= 0, got {value!r}")
-                value = [a, b]
-            if not isinstance(value, (list, tuple)) or len(value) != 2:
-                raise ParamError(f"{prefix} must be a pair [low, high] within {self.describe_range()}, got {value!r}")
-            a = self._plain(value[0], prefix, integer)
-            b = self._plain(value[1], prefix, integer)
-            if a > b:
-                raise ParamError(f"{prefix}: low must not exceed high, got [{_fmt(a)}, {_fmt(b)}]")
-            for v in (a, b):
-                self._check_bounds(v, prefix, shown=value)
-            return [a, b]
-        if k == "size":
-            if _is_number(value):
-                value = [value, value]
-            if not isinstance(value, (list, tuple)) or len(value) != 2:
-                raise ParamError(f"{prefix} must be [height, width] or one integer, got {value!r}")
-            out = []
-            for v in value:
-                iv = self._plain(v, prefix, True)
-                if iv < 1 or iv > 65536:
-                    raise ParamError(f"{prefix} sides must be between 1 and 65536, got {value!r}")
-                out.append(iv)
-            return out
-        if k == "fill":
-            vals = value if isinstance(value, (list, tuple)) else [value]
-            if not 1 <= len(vals) <= 4:
-                raise ParamError(f"{prefix} must be one number or one per channel (up to 4), got {value!r}")
-            out = []
-            for v in vals:
-                fv = self._plain(v, prefix, False)
-                if not 0 <= fv <= 255:
-                    raise ParamError(f"{prefix} values must be within 0 .. 255, got {value!r}")
-                out.append(int(fv) if float(fv).is_integer() else fv)
-            return out[0] if not isinstance(value, (list, tuple)) else out
-        if k == "steps":
-            # nested steps are parsed by the recipe module (it knows the registry)
-            from augstudio.core.engine.recipe import parse_steps
-
-            if not isinstance(value, (list, tuple)):
-                raise ParamError(f"{prefix} must be a list of steps, got {value!r}")
-            return parse_steps(value, where=f"{where}'{self.name}' ")
-        raise ParamError(f"{prefix}: unsupported kind {k}")  # pragma: no cover
-
-    def _plain(self, value, prefix, integer):
-        if not _is_number(value):
-            raise ParamError(f"{prefix} must be a number, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ParamError(f"{prefix} must be finite, got {value!r}")
-        if integer:
-            if isinstance(value, float) and not value.is_integer():
-                raise ParamError(f"{prefix} must be a whole number, got {value!r}")
-            return int(value)
-        return float(value) if isinstance(value, float) else value
-
-    def _number(self, value, prefix, integer):
-        v = self._plain(value, prefix, integer)
-        self._check_bounds(v, prefix, shown=value)
-        return v
-
-    def _check_bounds(self, v, prefix, shown):
-        if (self.low is not None and v < self.low) or (self.high is not None and v > self.high):
-            raise ParamError(f"{prefix} must be within {self.describe_range()}, got {shown!r}")
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-class Op:
-    """Base of every per-image op. Subclasses set the class attributes and override sample/apply."""
+class Declared:
+    """What every op shares: a name, a family, a one-line summary and its declared parameters."""
 
     name: ClassVar[str] = ""
-    family: ClassVar[str] = "misc"  # geometry | color | noise | erase | container | style | policy
+    family: ClassVar[str] = "misc"  # geometry | color | noise | erase | container | style | policy | batch
     summary: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
     # How the op treats categorical (palette) pictures:
@@ -230,23 +76,6 @@ class Op:
     def check(cls, values: dict, where: str = "") -> None:
         """Cross-parameter checks; raise ParamError. Override when parameters constrain each other."""
 
-    # -- the two steps -------------------------------------------------------------------------------
-    def sample(self, gen, size: tuple[int, int]) -> dict:
-        """Draw this application's random parameters (plain data) from ``gen``."""
-        return {}
-
-    def apply(self, x, params: dict, kind: str):
-        raise NotImplementedError
-
-    def apply_batch(self, x, params_list: list[dict], kind: str):
-        """Apply to ``N x C x H x W`` with per-item params. Ops override this with one kernel per batch."""
-        import torch
-
-        return torch.stack([self.apply(x[i], params_list[i], kind) for i in range(x.shape[0])])
-
-    def output_size(self, size: tuple[int, int], params: dict) -> tuple[int, int]:
-        return size
-
     def refuse_categorical(self, where: str = "") -> RecipeError:
         why = self.categorical_reason or (
             "its pixel values are category labels (e.g. off-wafer / pass / fail), not intensities, so a "
@@ -259,81 +88,91 @@ class Op:
         return f"{type(self).__name__}({args})"
 
 
-REGISTRY: dict[str, type[Op]] = {}
+class Op(Declared):
+    """Base of every per-image op. Subclasses set the class attributes and override sample/apply."""
+
+    def sample(self, gen, size: tuple[int, int]) -> dict:
+        """Draw this application's random parameters (plain data) from ``gen``."""
+        return {}
+
+    def apply(self, x, params: dict, kind: str):
+        raise NotImplementedError
+
+    def apply_batch(self, x, params_list: list[dict], kind: str):
+        """Apply to ``N x C x H x W`` with one record per item. A batch of one goes through ``apply``, so
+        the per-image result is the definition; ops override this with one kernel for N > 1."""
+        if x.shape[0] == 1:
+            return self.apply(x[0], params_list[0], kind)[None]
+        return _stack([self.apply(x[i], params_list[i], kind) for i in range(x.shape[0])])
+
+    def output_size(self, size: tuple[int, int], params: dict) -> tuple[int, int]:
+        return size
 
 
-def register(cls: type[Op]) -> type[Op]:
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no name")
-    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
-        raise ValueError(f"op name {cls.name!r} registered twice")
-    REGISTRY[cls.name] = cls
-    return cls
+class PointwiseOp(Op):
+    """Each output pixel depends only on that input pixel and on image-wide statistics (contrast's mean
+    grey). The engine may move such an op past later geometric steps so a run of geometry resamples once;
+    the statistics are then measured on a small probe of the image at the op's own place in the chain
+    (``stats``) and handed to ``apply(..., stats=...)``."""
+
+    # apply() also takes a float32 image of whole numbers 0..255 (no alpha) and may modify it in place:
+    # the engine hands it the fused warp's float result to skip a uint8 round trip
+    accepts_float: ClassVar[bool] = False
+
+    def needs_stats(self, params) -> bool:
+        return False
+
+    def stats(self, x, params, kind):
+        """Image statistics the op needs (measured where the op stands in the chain)."""
+        return None
+
+    def apply(self, x, params, kind, stats=None):
+        raise NotImplementedError
+
+    def apply_batch(self, x, params_list, kind, stats=None):
+        stats = stats or [None] * x.shape[0]
+        if x.shape[0] == 1:
+            return self.apply(x[0], params_list[0], kind, stats=stats[0])[None]
+        return _stack([self.apply(x[i], params_list[i], kind, stats=stats[i]) for i in range(x.shape[0])])
 
 
-def get_op(name: str, where: str = "") -> type[Op]:
-    from . import load_all
-
-    load_all()
-    if name in REGISTRY:
-        return REGISTRY[name]
-    close = difflib.get_close_matches(str(name), list(REGISTRY), n=3, cutoff=0.5)
-    hint = f" Closest known ops: {', '.join(close)}." if close else ""
-    raise RecipeError(f"{where}unknown op {name!r}.{hint} Run `augstudio ops` for the full list.")
+def _stack(outs: list):
+    """Per-item results as one batch (without importing torch here: declarations import without it)."""
+    out = outs[0].new_empty((len(outs), *outs[0].shape))
+    for i, o in enumerate(outs):
+        out[i] = o
+    return out
 
 
-def all_ops() -> dict[str, type[Op]]:
-    from . import load_all
-
-    load_all()
-    return dict(REGISTRY)
-
-
-class BatchOp(Op):
+class BatchOp(Declared):
     """Base of batch ops (the recipe's ``batch:`` list): they act on a whole batch and on its labels.
 
     ``sample(gen, n, size, num_classes) -> params`` draws the batch's random parameters (pairing,
     lambda, boxes) and ``apply_to_batch(images, soft_labels, params, model=None) -> (images, soft_labels)``
     applies them; ``images`` is ``N x C x H x W`` float in 0..1, ``soft_labels`` is ``N x K``.
+    ``mix(...)`` also returns what a manifest shows beyond the images (PuzzleMix's mask), so nothing is kept
+    on the op between calls.
     """
 
-    family: ClassVar[str] = "batch"
-    categorical: ClassVar[str] = "refuse"
+    family = "batch"
+    categorical = "refuse"
     needs_model: ClassVar[bool] = False
 
-    def sample(self, gen, n: int = 1, size: tuple[int, int] = (0, 0), num_classes: int = 0) -> dict:  # type: ignore[override]
+    def sample(self, gen, n: int = 1, size: tuple[int, int] = (0, 0), num_classes: int = 0) -> dict:
         return {}
 
     def apply_to_batch(self, images, soft_labels, params: dict, model=None):
         raise NotImplementedError
 
+    def mix(self, images, soft_labels, params: dict, model=None) -> tuple:
+        """``(images, soft_labels, details)``: ``details`` maps names to per-item values (tensors with the
+        batch on the first axis) worth recording, e.g. PuzzleMix's block mask; empty for most ops."""
+        images, soft_labels = self.apply_to_batch(images, soft_labels, params, model)
+        return images, soft_labels, {}
 
-BATCH_REGISTRY: dict[str, type[BatchOp]] = {}
-
-
-def register_batch(cls: type[BatchOp]) -> type[BatchOp]:
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no name")
-    BATCH_REGISTRY[cls.name] = cls
-    return cls
-
-
-def get_batch_op(name: str, where: str = "") -> type[BatchOp]:
-    from . import load_all
-
-    load_all()
-    if name in BATCH_REGISTRY:
-        return BATCH_REGISTRY[name]
-    if name in REGISTRY:
-        raise RecipeError(f"{where}'{name}' is a per-image op: put it under 'steps:', not 'batch:'.")
-    close = difflib.get_close_matches(str(name), list(BATCH_REGISTRY), n=3, cutoff=0.5)
-    hint = f" Closest known batch ops: {', '.join(close)}." if close else ""
-    known = ", ".join(sorted(BATCH_REGISTRY)) or "none yet"
-    raise RecipeError(f"{where}unknown batch op {name!r}.{hint} Batch ops: {known}.")
+    def model_spec(self) -> str | None:
+        """The model this step names for its own use (export, GUI), or None."""
+        return None
 
 
-def all_batch_ops() -> dict[str, type[BatchOp]]:
-    from . import load_all
-
-    load_all()
-    return dict(BATCH_REGISTRY)
+__all__ = ["Declared", "Op", "PointwiseOp", "BatchOp", "Param"]

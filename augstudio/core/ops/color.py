@@ -9,7 +9,7 @@ adjustment), so recipes move between the two without surprises. Speed:
 * statistics (contrast's mean grey) are integer sums, so results are byte-identical for any number of
   threads.
 
-*Pointwise* ops (``pointwise = True``: each output pixel depends only on that input pixel and on an
+*Pointwise* ops (``PointwiseOp``: each output pixel depends only on that input pixel and on an
 image-wide statistic) may be moved past later geometric ops by the pipeline, so that a whole run of
 geometry resamples once; the statistic is then measured on a small probe of the image at the op's
 original place in the chain (``stats``) and passed to ``apply(..., stats=...)``.
@@ -17,13 +17,17 @@ original place in the chain (``stats``) and passed to ``apply(..., stats=...)``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torchvision.transforms.v2 import functional as F
 
 from augstudio.core.base import seeding
 from augstudio.core.kernels import warp as W
 
-from .base import Op, Param, register
+from .base import Op, PointwiseOp
+from .params import Param
+from .registry import register
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision / ITU-R 601-2
 
@@ -62,20 +66,10 @@ def mean_gray(x: torch.Tensor) -> float:
 class ColorOp(Op):
     family = "color"
     categorical = "refuse"
-    pointwise = False
-
-    def needs_stats(self, params) -> bool:
-        return False
-
-    def stats(self, x, params, kind):
-        """Image statistics the op needs (measured where the op stands in the chain)."""
-        return None
 
 
-class LutOp(ColorOp):
+class LutOp(PointwiseOp, ColorOp):
     """A pointwise op that is one lookup table: ``lut(params) -> 256 uint8 values``."""
-
-    pointwise = True
 
     def lut(self, params) -> torch.Tensor:
         raise NotImplementedError
@@ -136,13 +130,10 @@ def _run_sequence(x, seq, means=None, record=False):
     return (x, used) if record else x
 
 
-class SequenceOp(ColorOp):
+class SequenceOp(PointwiseOp, ColorOp):
     """A colour op that is a sequence of brightness / contrast / saturation / hue adjustments."""
 
-    pointwise = True
-    # apply() also takes a float32 image of whole numbers 0..255 (without alpha), which it may modify in
-    # place: the pipeline hands it the fused warp's float result to skip a uint8 round trip
-    accepts_float = True
+    accepts_float = True  # one float32 pass anyway: takes the fused warp's float result as it is
 
     def sequence(self, params) -> list[tuple[str, float]]:
         raise NotImplementedError
@@ -171,8 +162,11 @@ class SequenceOp(ColorOp):
         return join_alpha(W.to_uint8(out), alpha)
 
     def apply_batch(self, x, params_list, kind, stats=None):
-        # one float pass per distinct order; factors per item broadcast over the batch
-        out = x.clone()
+        if x.shape[0] == 1:  # a batch of one is the per-image op itself
+            return super().apply_batch(x, params_list, kind, stats)
+        # one float pass per distinct order; factors per item broadcast over the batch (x may be the fused
+        # warp's float result: accepts_float)
+        out = x.clone() if x.dtype == torch.uint8 else W.to_uint8(x)
         groups: dict = {}
         for i, p in enumerate(params_list):
             groups.setdefault(tuple(n for n, _ in self.sequence(p)), []).append(i)
@@ -311,10 +305,9 @@ class Gamma(LutOp):
 
 
 @register
-class Grayscale(ColorOp):
+class Grayscale(PointwiseOp, ColorOp):
     name = "grayscale"
     summary = "Convert to grey (ITU-R 601-2 luma, torchvision weights); keeps 3 channels unless told not to."
-    pointwise = True
     params = (Param("keep_channels", "bool", True, help="repeat the grey into R, G, B so the image stays RGB"),)
 
     def apply(self, x, params, kind, stats=None):
@@ -436,8 +429,6 @@ class GaussianBlur(ColorOp):
         return {"sigma": round(seeding.uniform(gen, *self.sigma), 6)}
 
     def apply(self, x, params, kind, stats=None):
-        import math
-
         x, alpha = split_alpha(x, kind)
         s = max(params["sigma"], 1e-3)
         k = self.kernel_size or 2 * math.ceil(3 * s) + 1

@@ -12,7 +12,10 @@ import torch
 
 from augstudio.core.base import seeding
 
-from .base import Op, Param, register
+from .base import Op
+from .params import Param
+from .registry import get_op, register
+from .step import Step, parse_steps
 
 STEPS = Param("steps", "steps", [], help="the nested steps (each with its own p)")
 
@@ -24,19 +27,17 @@ class ContainerOp(Op):
     @classmethod
     def validate(cls, values: dict, where: str = "") -> dict:
         # parsed nested steps (Step objects) come back here when a pipeline builds the op: re-validate
-        # them from their dict form, since the 'steps' param kind parses dicts
-        from augstudio.core.engine.recipe import Step
-
+        # them from their dict form
         def plain(v):
             return [s.to_dict() if isinstance(s, Step) else s for s in v] if isinstance(v, list) else v
 
-        return super().validate({k: plain(v) if k == "steps" else v for k, v in values.items()}, where)
+        out = super().validate({k: plain(v) if k == "steps" else v for k, v in values.items()}, where)
+        out["steps"] = parse_steps(out["steps"], where=f"{where}'steps' ")
+        return out
 
     @property
     def nested(self):
         if not hasattr(self, "_nested"):
-            from . import get_op
-
             self._nested = [get_op(s.op)(**s.values) for s in self.steps]
         return self._nested
 

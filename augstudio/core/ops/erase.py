@@ -12,8 +12,11 @@ import math
 import torch
 
 from augstudio.core.base import seeding
+from augstudio.core.base.errors import RecipeError
 
-from .base import Op, Param, register
+from .base import Op
+from .params import Param
+from .registry import register
 
 VALUE = Param("value", "choice", "fill", choices=("fill", "random"),
               help="fill: the fill value; random: per-pixel random colours (drawn from a recorded seed)")
@@ -32,8 +35,6 @@ class EraseOp(Op):
         c = x.shape[-3]
         random = getattr(self, "value", "fill") == "random"
         if random and kind == "categorical":
-            from augstudio.core.base.errors import RecipeError
-
             raise RecipeError(f"op '{self.name}': value 'random' would invent categories on a categorical "
                               "image; use value: fill with a category (e.g. fill: 0)")
         fills = self.fill if isinstance(self.fill, list) else [self.fill]

@@ -9,13 +9,17 @@ resampling; the others resample through the same warp kernel.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 
 from augstudio.core.base import seeding
+from augstudio.core.base.errors import RecipeError
 from augstudio.core.kernels import warp as W
 
-from .base import Op, Param, register
+from .base import Op
+from .params import Param
+from .registry import register
 
 INTERPOLATIONS = W.INTERPOLATIONS
 PAD_MODES = W.MODES
@@ -27,16 +31,13 @@ PAD_MODE = Param("padding_mode", "choice", "constant", choices=PAD_MODES,
                  help="pixels from outside the image: constant (fill), reflect (mirror), edge (repeat border)")
 
 
-def interp_for(name: str, kind: str) -> str:
-    return "nearest" if kind == "categorical" else name
-
-
 class GeometricOp(Op):
-    """A geometric op: ``affine`` states the forward transform; ``apply`` defaults to warping with it."""
+    """A geometric op: ``affine`` states the forward transform (see ``kernels.warp``), so the engine fuses a
+    run of them into one matrix and one resampling; applied alone it warps with it."""
 
     family = "geometry"
     categorical = "geometric"
-    samples_outside = True  # can output pixels come from outside the input (so fill / padding_mode matter)?
+    samples_outside: ClassVar[bool] = True  # can output pixels come from outside the input (fill matters)?
 
     def affine(self, params: dict, size: tuple[int, int]) -> tuple[W.Matrix, tuple[int, int]]:
         raise NotImplementedError
@@ -47,11 +48,11 @@ class GeometricOp(Op):
         as torchvision's resize does."""
         if not self.samples_outside:
             return "edge", 0
-        return getattr(self, "padding_mode", "constant"), getattr(self, "fill", 0)
+        return self.values.get("padding_mode", "constant"), self.values.get("fill", 0)
 
     def interp(self) -> str | None:
         """The op's interpolation, or None when it never resamples (exact pixel moves)."""
-        return getattr(self, "interpolation", None)
+        return self.values.get("interpolation")
 
     def output_size(self, size, params):
         return tuple(self.affine(params, size)[1])
@@ -60,6 +61,23 @@ class GeometricOp(Op):
         m, out = self.affine(params, tuple(x.shape[-2:]))
         mode, fill = self.border()
         return W.warp(x, m, out, interp_for(self.interp() or "nearest", kind), fill, mode)
+
+    def apply_batch(self, x, params_list, kind):
+        if x.shape[0] == 1:
+            return self.apply(x[0], params_list[0], kind)[None]
+        size = tuple(x.shape[-2:])
+        mats = [self.affine(p, size) for p in params_list]
+        outs = {tuple(o) for _, o in mats}
+        if len(outs) > 1:
+            raise RecipeError(f"op '{self.name}' gives the items of one batch different sizes {sorted(outs)}; "
+                              "add a fixed-size crop or resize so every item has the same output size")
+        mode, fill = self.border()
+        return W.warp_batch(x, [m for m, _ in mats], outs.pop(), interp_for(self.interp() or "nearest", kind),
+                            fill, mode)
+
+
+def interp_for(name: str, kind: str) -> str:
+    return "nearest" if kind == "categorical" else name
 
 
 @register

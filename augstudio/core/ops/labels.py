@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .base import BatchOp, Param, register_batch
+from .base import BatchOp
+from .params import Param
+from .registry import register_batch
 
 
 def smooth_labels(labels, eps: float):

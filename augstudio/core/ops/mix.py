@@ -11,7 +11,12 @@ import math
 
 import torch
 
-from .base import BatchOp, Param, register_batch
+from augstudio.core.base.errors import RecipeError
+from augstudio.core.methods.puzzlemix import image_saliency, mix_with, puzzlemix_pairs, saliency
+
+from .base import BatchOp
+from .params import Param
+from .registry import register_batch
 
 
 # -- random draws from an explicit generator -------------------------------------------------------------
@@ -47,8 +52,6 @@ def sample_pairing(gen: torch.Generator, n: int) -> list[int]:
 def _perm(params: dict, n: int, device):
     perm = params.get("perm") or list(range(n))
     if len(perm) != n:
-        from augstudio.core.base.errors import RecipeError
-
         raise RecipeError(f"batch op params: pairing has {len(perm)} entries for a batch of {n}")
     return torch.as_tensor(perm, dtype=torch.long, device=device)
 
@@ -151,10 +154,11 @@ class PuzzleMix(BatchOp):
         bn = 2 ** k if self.block_num == "random" else int(self.block_num)
         return {"lam": lam, "block_num": bn, "perm": sample_pairing(gen, n)}
 
+    def model_spec(self):
+        return self.model
+
     def run(self, images, labels, params, model=None):
         """The full result (mask, transported images, saliency ...) for the GUI / CLI / export."""
-        from augstudio.core.methods.puzzlemix import image_saliency, puzzlemix_pairs, saliency
-
         perm = _perm(params, images.shape[0], images.device)
         x = images.float()
         if model is not None:
@@ -166,17 +170,20 @@ class PuzzleMix(BatchOp):
                               beta=self.beta, gamma=self.gamma, eta=self.eta, neigh_size=self.neigh_size,
                               n_labels=self.n_labels, transport=self.transport, t_eps=self.t_eps)
         if x01 is not x:  # mix the images as given (normalised or not): same mask and transport
-            from augstudio.core.methods.puzzlemix import mix_with
-
             res.mixed = mix_with(x, x[perm], res)
         return res
 
-    def apply_to_batch(self, images, soft_labels, params, model=None):
+    def mix(self, images, soft_labels, params, model=None):
         perm = _perm(params, images.shape[0], images.device)
         res = self.run(images, soft_labels, params, model)
-        self.last_result = res  # for the export manifest and the GUI
         r = res.ratio.to(soft_labels.dtype).unsqueeze(-1)
-        return res.mixed.to(images.dtype), r * soft_labels + (1 - r) * soft_labels[perm]
+        details = {"block_mask": res.block_mask, "ratio": res.ratio,
+                   "saliency": ["model" if model is not None else "image-gradient"] * images.shape[0]}
+        return res.mixed.to(images.dtype), r * soft_labels + (1 - r) * soft_labels[perm], details
+
+    def apply_to_batch(self, images, soft_labels, params, model=None):
+        images, soft_labels, _ = self.mix(images, soft_labels, params, model)
+        return images, soft_labels
 
 
 def _to01(x):

@@ -16,7 +16,9 @@ import torch
 from augstudio.core.base import seeding
 from augstudio.core.kernels import warp as W
 
-from .base import Op, Param, register
+from .base import Op
+from .params import Param
+from .registry import register
 
 _SEED_MAX = 2**62
 
@@ -108,6 +110,8 @@ class NoiseOp(Op):
         return W.to_uint8(self.combine(x.to(torch.float32), n, params).round_().clamp_(0, 255))
 
     def apply_batch(self, x, params_list, kind):
+        if x.shape[0] == 1:  # a batch of one is the per-image op itself
+            return super().apply_batch(x, params_list, kind)
         # noise per item from its own seed (same values as apply), one arithmetic kernel for the batch
         n = torch.stack([self.noise(tuple(x.shape[1:]), p) for p in params_list]).to(x.device)
         xf = x.to(torch.float32)
@@ -195,13 +199,12 @@ class PoissonNoise(NoiseOp):
     def noise(self, shape, params):
         return torch.zeros(0)
 
+    apply_batch = Op.apply_batch  # serial Poisson draws per item: nothing to share across a batch
+
     def apply(self, x, params, kind):
         lam = x.to(torch.float32).mul_(params["peak"] / 255.0).cpu()
         k = torch.poisson(lam, generator=_noise_gen(params["seed"]))  # serial draws from the seed: exact
         return k.mul_(255.0 / params["peak"]).round_().clamp_(0, 255).to(torch.uint8).to(x.device)
-
-    def apply_batch(self, x, params_list, kind):
-        return torch.stack([self.apply(x[i], p, kind) for i, p in enumerate(params_list)])
 
 
 @register
@@ -225,6 +228,8 @@ class SaltPepper(NoiseOp):
         g = _noise_gen(params["seed"])
         return torch.rand((2, h, w), generator=g)  # [0]: hit?, [1]: salt or pepper / which category
 
+    apply_batch = Op.apply_batch  # categorical die flips are per image
+
     def apply(self, x, params, kind):
         n = self.noise(tuple(x.shape), params).to(x.device)
         hit = n[0] < params["amount"]
@@ -236,9 +241,6 @@ class SaltPepper(NoiseOp):
         out[:, salt] = 255
         out[:, pepper] = 0
         return out
-
-    def apply_batch(self, x, params_list, kind):
-        return torch.stack([self.apply(x[i], p, kind) for i, p in enumerate(params_list)])
 
     def _flip_dies(self, x, hit, u):
         cats = [int(v) for v in torch.unique(x).tolist() if int(v) != self.background]

@@ -33,14 +33,20 @@ AugMix's Jensen-Shannon consistency loss (``jsd: true``) is a training-loss opti
 
 from __future__ import annotations
 
+import json
 import math
 from functools import lru_cache
 
 import torch
 
 from augstudio.core.base import seeding
+from augstudio.core.base.errors import ParamError
+from augstudio.core.kernels.warp import matmul, translation, warp
 
-from .base import Op, Param, get_op, register
+from .base import Op
+from .geometry import interp_for
+from .params import Param
+from .registry import get_op, register
 
 _INTERP = Param("interpolation", "choice", "nearest", choices=("nearest", "bilinear"),
                 help="resampling of the geometric sub-ops (torchvision's default for this policy)")
@@ -151,14 +157,10 @@ def sub_op(name: str, m: float, size: tuple[int, int], interpolation: str, fill)
 
 @lru_cache(maxsize=4096)
 def _instance(op: str, key: str):
-    import json
-
     return get_op(op)(**json.loads(key))
 
 
 def _op(op: str, values: dict):
-    import json
-
     return _instance(op, json.dumps(values, sort_keys=True))
 
 
@@ -185,10 +187,6 @@ def run_subs(x, subs: list[dict], kind: str):
         op = _op(s["op"], s["values"])
         if s.get("shift"):
             # the sub-op's own matrix followed by a shift: one resampling (torchvision's corner shear)
-            from augstudio.core.kernels.warp import matmul, translation, warp
-
-            from .geometry import interp_for
-
             mat, out = op.affine(s["params"], tuple(x.shape[-2:]))
             mode, fill = op.border()
             x = warp(x, matmul(translation(*s["shift"]), mat), out, interp_for(op.interp() or "nearest", kind),
@@ -223,8 +221,6 @@ class RandAugment(_PolicyOp):
 
     @classmethod
     def check(cls, values, where=""):
-        from augstudio.core.base.errors import ParamError
-
         if values["magnitude"] >= values["num_magnitude_bins"]:
             raise ParamError(f"{where}parameter 'magnitude' ({values['magnitude']}) must be below "
                              f"num_magnitude_bins ({values['num_magnitude_bins']})")
@@ -385,8 +381,6 @@ class AugMix(_PolicyOp):
 
     @classmethod
     def check(cls, values, where=""):
-        from augstudio.core.base.errors import ParamError
-
         if values["depth"] == 0:
             raise ParamError(f"{where}parameter 'depth' must be -1 (random 1..3) or 1 .. 10, got 0")
 

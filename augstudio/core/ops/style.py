@@ -21,8 +21,16 @@ from pathlib import Path
 
 from augstudio.core.base import seeding
 from augstudio.core.base.errors import ModelError, ParamError
+from augstudio.core.io.images import IMAGE_EXTENSIONS
+from augstudio.core.methods.style.adain import DECODER_FILE, ENCODER_FILE, load_adain
+from augstudio.core.methods.style.common import resize, to_float, to_uint8
+from augstudio.core.methods.style.fast import fast_stylize, load_fast
+from augstudio.core.methods.style.features import resolve_device
+from augstudio.core.methods.style.randomize import KERNEL_SIZES, randconv, random_feature_stats, random_stats
 
-from .base import Op, Param, register
+from .base import Op
+from .params import Param
+from .registry import register
 
 METHODS = ("adain", "fast", "randconv", "stats")
 
@@ -46,8 +54,6 @@ def _files(folder: str, suffixes: tuple, what: str) -> tuple[str, ...]:
 
 def _adain_model(path: str, device: str):
     """The AdaIN model (cached while neither its decoder nor its encoder file changes)."""
-    from augstudio.core.methods.style.adain import DECODER_FILE, ENCODER_FILE
-
     dec = os.path.join(path, DECODER_FILE) if os.path.isdir(path) else path
     enc = os.path.join(os.path.dirname(dec), ENCODER_FILE)
     return _adain_cached(dec, _mtime(dec), _mtime(enc), device)
@@ -55,22 +61,16 @@ def _adain_model(path: str, device: str):
 
 @functools.lru_cache(maxsize=8)
 def _adain_cached(path: str, mtime: float, enc_mtime: float, device: str):
-    from augstudio.core.methods.style.adain import load_adain
-
     return load_adain(path, device=device)
 
 
 @functools.lru_cache(maxsize=8)
 def _fast_model(path: str, mtime: float, device: str):
-    from augstudio.core.methods.style.fast import load_fast
-
     return load_fast(path, device=device)
 
 
 @functools.lru_cache(maxsize=32)
 def _style_image(path: str, mtime: float, max_size: int, device: str):
-    from augstudio.core.methods.style.common import to_float
-
     return to_float(path, device, max_size)
 
 
@@ -125,8 +125,6 @@ class Stylize(Op):
         m = self.method
         seed = seeding.randint(gen, 0, 2**31 - 1)
         if m == "adain":
-            from augstudio.core.io.images import IMAGE_EXTENSIONS
-
             names = _files(self.bank, IMAGE_EXTENSIONS, "bank")
             return {"style": names[seeding.choice(gen, len(names))], "alpha": self.alpha}
         if m == "fast":
@@ -135,8 +133,6 @@ class Stylize(Op):
                 return {"model": names[seeding.choice(gen, len(names))], "alpha": self.alpha}
             return {"model": None, "alpha": self.alpha}
         if m == "randconv":
-            from augstudio.core.methods.style.randomize import KERNEL_SIZES
-
             k = KERNEL_SIZES[seeding.choice(gen, len(KERNEL_SIZES))]
             mix = round(seeding.uniform(gen, 1.0 - self.alpha, 1.0), 6)
             return {"k": k, "mix": mix, "seed": seed}
@@ -145,8 +141,6 @@ class Stylize(Op):
     def apply(self, x, params, kind):
         import torch
 
-        from augstudio.core.methods.style.common import resize, to_uint8
-        from augstudio.core.methods.style.features import resolve_device
 
         dev = resolve_device(None)
         alpha_ch = None
@@ -172,12 +166,8 @@ class Stylize(Op):
     def _run(self, x, params, dev):
         m = self.method
         if m == "randconv":
-            from augstudio.core.methods.style.randomize import randconv
-
             return randconv(x, params["k"], params["mix"], params["seed"])
         if m == "stats":
-            from augstudio.core.methods.style.randomize import random_feature_stats, random_stats
-
             if self.model:
                 y = random_feature_stats(_adain_model(self.model, str(dev)), x,
                                          params["seed"], params["strength"])
@@ -186,8 +176,6 @@ class Stylize(Op):
             a = params["alpha"]
             return a * y + (1 - a) * x
         if m == "fast":
-            from augstudio.core.methods.style.fast import fast_stylize
-
             path = self.model if params["model"] is None else os.path.join(self.model, params["model"])
             return fast_stylize(_fast_model(path, _mtime(path), str(dev)), x, params["alpha"])
         # adain

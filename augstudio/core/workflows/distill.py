@@ -29,10 +29,11 @@ from pathlib import Path
 
 from augstudio.core.base.errors import OutputError, RecipeError
 from augstudio.core.base.jobs import CancelToken, Progress
+from augstudio.core.io.dataset import require_images, scan
 from augstudio.core.io.images import atomic_write_bytes, remove_temp_files
 from augstudio.core.io.journal import read_journal
+from augstudio.core.io.outputs import check_output_folder, check_writable, safe_rel
 
-from .export import check_output_folder, check_writable, safe_rel
 from .tta import Classifier, load_tta, predict_views, read_pictures
 
 JOURNAL = "distill.journal.jsonl"
@@ -75,8 +76,6 @@ def distill_job(unlabeled, clf: Classifier, out, tta=None, threshold: float = 0.
     ``unlabeled`` may be a flat folder or an ImageFolder (its folder names are ignored as labels but kept in
     the output path).
     """
-    from augstudio.core.io.dataset import require_images, scan
-
     src = Path(unlabeled)
     out = Path(out)
     tta = load_tta(tta)

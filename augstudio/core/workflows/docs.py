@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from augstudio.core.base.errors import RecipeError
+from pathlib import Path
 
+from augstudio.core.base.errors import RecipeError
 from augstudio.core.ops import all_batch_ops, all_ops, get_batch_op, get_op
 
 FAMILY_ORDER = ("geometry", "color", "noise", "erase", "container", "style", "policy", "batch", "misc")
@@ -55,8 +56,6 @@ def op_help(name: str | None = None) -> str:
 
 def update_readme(path) -> bool:
     """Rewrite the ops table between the README's markers; True when it changed."""
-    from pathlib import Path
-
     path = Path(path)
     text = path.read_text()
     start, end = "<!-- ops-table:start -->", "<!-- ops-table:end -->"

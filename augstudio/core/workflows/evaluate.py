@@ -23,6 +23,7 @@ recomputed from ``results.json``. ``report.write_report`` turns it into a folder
 from __future__ import annotations
 
 import copy as _copy
+import difflib
 import math
 import time
 from pathlib import Path
@@ -38,8 +39,16 @@ from augstudio.core.base.errors import (
     RecipeError,
 )
 from augstudio.core.base.jobs import CancelToken, Progress
+from augstudio.core.engine.recipe import Recipe, load_recipe
+from augstudio.core.engine.training import (  # AugMix's second view (copy index) and JS term
+    JSD_COPY_OFFSET,
+    jsd_loss,
+)
+from augstudio.core.io.dataset import scan
+from augstudio.core.io.images import picture_to_pil, read_image
 
 from . import metrics
+from .report import check_output, write_report
 
 NO_AUG = "no augmentation"
 RESULTS_VERSION = 1
@@ -78,8 +87,6 @@ def check_model_name(name: str) -> None:
 
     names = torchvision.models.list_models(module=torchvision.models)
     if name not in names:
-        import difflib
-
         close = difflib.get_close_matches(name, names, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ModelError(f"--model {name!r}: not 'probe' nor a torchvision classification architecture.{hint}")
@@ -160,8 +167,6 @@ class _Pictures:
     def __getitem__(self, i: int):
         pic = self.cache[i]
         if pic is None:
-            from augstudio.core.io.images import read_image
-
             pic = read_image(self.root / self.paths[i])
         return pic
 
@@ -195,7 +200,6 @@ class _Inputs:
         if pic.kind == "categorical":
             import numpy as np
 
-            from augstudio.core.io.images import picture_to_pil
 
             arr = torch.from_numpy(np.asarray(picture_to_pil(pic).convert("RGB")).copy())
             x = arr.permute(2, 0, 1)
@@ -262,13 +266,6 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
     ``cache_bytes``: decoded pictures kept in memory; beyond it, pictures are read again when used."""
     import torch
 
-    from augstudio.core.engine.recipe import Recipe, load_recipe
-    from augstudio.core.engine.training import (  # AugMix's second view (copy index) and consistency term
-        JSD_COPY_OFFSET,
-        jsd_loss,
-    )
-    from augstudio.core.io.dataset import scan
-    from augstudio.core.io.images import read_image
 
     token = token or CancelToken()
     t_start = time.time()
@@ -296,7 +293,6 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
     # dataset ------------------------------------------------------------------------------------------
     ds = scan(data)
     if report is not None:  # say so now, not after an hour of training
-        from .report import check_output
 
         check_output(report, ds.root)
     if ds.layout != "imagefolder" or len(ds.classes) < 2:
@@ -493,8 +489,6 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
     }
     summarize(result)
     if report is not None:
-        from .report import write_report
-
         yield Progress(total, total, "writing the report")
         write_report(result, report)
         result["report"] = str(Path(report))
@@ -538,57 +532,5 @@ def summarize(result: dict) -> dict:
     return result
 
 
-def _num(v) -> bool:
-    return v is not None and not (isinstance(v, float) and math.isnan(v))
-
-
-def _pm(d: dict, digits: int = 3) -> str:
-    # values read back from results.json have None where they were NaN
-    if not _num(d["mean"]):
-        return "—"
-    std = d["std"] if _num(d["std"]) else 0.0
-    return f"{d['mean']:.{digits}f} ± {std:.{digits}f}"
-
-
-def table_rows(result: dict) -> list[list[str]]:
-    """Header + one row per arm: accuracy, NLL, ECE (mean ± std), and the accuracy difference vs no
-    augmentation with its verdict."""
-    rows = [["arm", "accuracy", "NLL", "ECE", "Δ accuracy vs none (paired)", "p", "verdict"]]
-    comps = {c["arm"]: c for c in result.get("comparisons", [])}
-    for arm in result["arms"]:
-        s = arm["summary"]
-        c = comps.get(arm["name"])
-        if c is None:
-            diff, p, verdict = "—", "—", "baseline"
-        else:
-            a = c["accuracy"]
-            diff = _pm({"mean": a["mean_diff"], "std": a["std_diff"]})
-            if _num(a["mean_diff"]):
-                diff = ("+" if a["mean_diff"] >= 0 else "") + diff
-            p = f"{a['p']:.3f}" if _num(a["p"]) else "—"
-            verdict = a["verdict"]
-        rows.append([arm["name"], _pm(s["accuracy"]), _pm(s["nll"]), _pm(s["ece"]), diff, p, verdict])
-    return rows
-
-
-def format_table(result: dict) -> str:
-    rows = table_rows(result)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    cfg = result["config"]
-    head = (f"{len(result['split']['train'])} train / {len(result['split']['val'])} validation images, "
-            f"{len(result['classes'])} classes; model {cfg['model']}, {cfg['epochs']} epochs, "
-            f"seeds {cfg['seeds']}; mean ± std over seeds")
-    return head + "\n" + "\n".join(lines)
-
-
-def markdown_table(result: dict) -> str:
-    rows = table_rows(result)
-    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    return "\n".join(out)
-
-
-__all__ = ["evaluate_job", "summarize", "format_table", "markdown_table", "table_rows", "stratified_split",
+__all__ = ["evaluate_job", "summarize", "stratified_split",
            "build_model", "init_weights", "NO_AUG", "JobCancelled"]

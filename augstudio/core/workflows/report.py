@@ -246,8 +246,6 @@ def check_output(out, data_root) -> Path:
 
 def write_report(result: dict, out) -> dict[str, Path]:
     """Write results.json, the PNG plots and report.html into ``out`` (created). Returns the files."""
-    from .evaluate import table_rows
-
     out = check_output(out, result["config"]["data"])
     files: dict[str, Path] = {}
 
@@ -308,3 +306,56 @@ order); "within noise" means a two-sided paired t-test gives p &ge; 0.05.</p>
 <p>All numbers can be recomputed from <a href="results.json">results.json</a> (validation predictions per run).</p>
 </body></html>
 """
+
+
+# -- the results table (text, markdown, HTML rows) ----------------------------------------------------
+def _num(v) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _pm(d: dict, digits: int = 3) -> str:
+    # values read back from results.json have None where they were NaN
+    if not _num(d["mean"]):
+        return "—"
+    std = d["std"] if _num(d["std"]) else 0.0
+    return f"{d['mean']:.{digits}f} ± {std:.{digits}f}"
+
+
+def table_rows(result: dict) -> list[list[str]]:
+    """Header + one row per arm: accuracy, NLL, ECE (mean ± std), and the accuracy difference vs no
+    augmentation with its verdict."""
+    rows = [["arm", "accuracy", "NLL", "ECE", "Δ accuracy vs none (paired)", "p", "verdict"]]
+    comps = {c["arm"]: c for c in result.get("comparisons", [])}
+    for arm in result["arms"]:
+        s = arm["summary"]
+        c = comps.get(arm["name"])
+        if c is None:
+            diff, p, verdict = "—", "—", "baseline"
+        else:
+            a = c["accuracy"]
+            diff = _pm({"mean": a["mean_diff"], "std": a["std_diff"]})
+            if _num(a["mean_diff"]):
+                diff = ("+" if a["mean_diff"] >= 0 else "") + diff
+            p = f"{a['p']:.3f}" if _num(a["p"]) else "—"
+            verdict = a["verdict"]
+        rows.append([arm["name"], _pm(s["accuracy"]), _pm(s["nll"]), _pm(s["ece"]), diff, p, verdict])
+    return rows
+
+
+def format_table(result: dict) -> str:
+    rows = table_rows(result)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    cfg = result["config"]
+    head = (f"{len(result['split']['train'])} train / {len(result['split']['val'])} validation images, "
+            f"{len(result['classes'])} classes; model {cfg['model']}, {cfg['epochs']} epochs, "
+            f"seeds {cfg['seeds']}; mean ± std over seeds")
+    return head + "\n" + "\n".join(lines)
+
+
+def markdown_table(result: dict) -> str:
+    rows = table_rows(result)
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(out)

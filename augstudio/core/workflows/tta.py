@@ -53,8 +53,13 @@ from pathlib import Path
 from typing import Any
 
 from augstudio.core.base.errors import AugstudioError, DatasetError, ImageError, ModelError, RecipeError
-from augstudio.core.base.jobs import CancelToken, Progress
-from augstudio.core.io.images import Picture, read_image
+from augstudio.core.base.jobs import CancelToken, Progress, run_job
+from augstudio.core.engine.recipe import _read_text, parse_text
+from augstudio.core.io.dataset import Dataset, require_images, scan
+from augstudio.core.io.images import Picture, atomic_write_bytes, read_image
+from augstudio.core.models import loading as models
+
+from . import probe
 
 SCHEMA_VERSION = 1
 MERGES = ("mean", "gmean", "max", "vote", "sharpen")
@@ -276,8 +281,6 @@ class TTARecipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
     def save(self, path) -> None:
-        from augstudio.core.io.images import atomic_write_bytes
-
         path = Path(path)
         atomic_write_bytes(path, self.dumps("json" if path.suffix.lower() == ".json" else "yaml").encode())
 
@@ -304,8 +307,6 @@ def parse_views(spec: Any, where: str = "") -> list[View]:
 
 def load_tta(source) -> TTARecipe:
     """A TTARecipe from a path (.yaml/.json), a preset name ('d4'), a dict, or a TTARecipe."""
-    from augstudio.core.engine.recipe import _read_text, parse_text
-
     if source is None:
         return TTARecipe()
     if isinstance(source, TTARecipe):
@@ -380,23 +381,17 @@ def classifier_from_spec(spec: str, data=None, device=None, allow_code: bool = F
     """Load ``spec`` (a checkpoint / TorchScript file / torchvision name, or ``probe``) through
     ``augstudio.core.models.loading``. ``probe`` trains (or reuses the saved) probe classifier on the labelled
     folder ``data``."""
-    from augstudio.core.base.jobs import run_job
-
     return run_job(load_classifier_job(spec, data, device, allow_code, cancel), on_progress)
 
 
 def load_classifier_job(spec: str, data=None, device=None, allow_code: bool = False,
                         cancel: CancelToken | None = None):
     """Job form of ``classifier_from_spec`` (probe training yields its progress)."""
-    from augstudio.core.models import loading as models
-
     device = resolve_device(device)
     spec = str(spec).strip()
     if not spec:
         raise ModelError("no model given: name a checkpoint file, a torchvision architecture, or probe")
     if spec == "probe":
-        from . import probe
-
         if data is None:
             raise ModelError("the probe classifier is trained on a labelled folder: give one (--data DIR, or "
                              "--probe-data DIR)")
@@ -412,8 +407,6 @@ def load_classifier_job(spec: str, data=None, device=None, allow_code: bool = Fa
 
 def classifier_from_loaded(lm, device=None) -> Classifier:
     """Wrap a ``models.LoadedModel`` (module, classes, input_size, mean, std) as a Classifier."""
-    from augstudio.core.models import loading as models
-
     device = str(getattr(lm, "device", None) or resolve_device(device))
     classes = list(lm.classes) if getattr(lm, "classes", None) else None
     if not classes:
@@ -584,7 +577,6 @@ def evaluate_job(data, clf: Classifier, tta=None, batch_size: int = 64, cancel: 
     """
     import torch
 
-    from augstudio.core.io.dataset import Dataset, require_images, scan
 
     tta = load_tta(tta)
     cancel = cancel or CancelToken()

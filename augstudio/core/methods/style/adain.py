@@ -25,12 +25,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from augstudio.core.base import seeding
-from augstudio.core.base.errors import DatasetError, JobCancelled, ModelError
+from augstudio.core.base.errors import AugstudioError, DatasetError, JobCancelled, ModelError
 from augstudio.core.base.jobs import CancelToken, Progress
+from augstudio.core.io.dataset import is_image_name
 from augstudio.core.io.images import atomic_write_bytes
 
 from .common import StyleResult, resize, to_float, to_uint8
-from .features import IMAGENET_MEAN, IMAGENET_STD, build_uninitialised, init_random_, resolve_device
+from .features import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    build_uninitialised,
+    init_random_,
+    load_vgg19_features,
+    resolve_device,
+)
 
 ENCODER_FILE = "vgg_normalised.pth"
 DECODER_FILE = "decoder.pth"
@@ -87,8 +95,6 @@ def encoder_from_torchvision(weights="imagenet", seed: int = 0) -> nn.Sequential
     if weights == "random":
         init_random_(enc, seeding.generator(seed, stream="adain-random-encoder"))
     else:
-        from .features import load_vgg19_features
-
         tv = [m for m in load_vgg19_features(weights) if isinstance(m, nn.Conv2d)]
         ours = [m for m in list(enc.children())[1:] if isinstance(m, nn.Conv2d)]
         with torch.no_grad():
@@ -266,8 +272,6 @@ def save_adain(model: AdaIN, folder) -> tuple[Path, Path]:
 # -- training ---------------------------------------------------------------------------------------------
 
 def list_images(folder) -> list[Path]:
-    from augstudio.core.io.dataset import is_image_name
-
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"'{folder}' is not a folder of images")
@@ -288,8 +292,6 @@ class _Crops:
 
     def get(self, i):
         if i not in self.cache:
-            from augstudio.core.base.errors import AugstudioError
-
             try:
                 x = to_float(self.files[i])
             except AugstudioError as e:
