@@ -27,7 +27,7 @@ from .core.base.version import __version__  # noqa: E402
 
 def __getattr__(name):  # heavy, torch-using pieces load on first use
     if name == "SoftLabelFolder":
-        from augstudio.core.io.softlabels import SoftLabelFolder
+        from augstudio.core.io.softlabels import SoftLabelFolder  # deferred: torch
 
         return SoftLabelFolder
     raise AttributeError(f"module 'augstudio' has no attribute {name!r}")

@@ -21,6 +21,7 @@ from augstudio.core.base.errors import (
     RecipeError,
     WriteError,
 )
+from augstudio.core.base.version import __version__
 
 BAD_INPUT = (RecipeError, ParamError, DatasetError, OutputError)
 
@@ -34,8 +35,6 @@ def _commands():
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    from .. import __version__
-
     parser = argparse.ArgumentParser(prog="augstudio", description="See and ship image data augmentation.")
     parser.add_argument("--version", action="version", version=f"augstudio {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 
+from augstudio.core.base.jobs import run_with_tqdm
+
+from .tta import add_model_args, check_batch_size, load_classifier
+
 ORDER = 61
 
 
 def add_parser(sub) -> str:
-    from .tta import add_model_args
-
     p = sub.add_parser("distill", help="auto-label unlabelled images with a model over TTA views",
                        description="Data distillation: ensemble a model's predictions over the TTA views of each "
                                    "unlabelled image; copy the images whose confidence reaches the threshold into "
@@ -24,11 +26,8 @@ def add_parser(sub) -> str:
 
 
 def run(args) -> int:
-    from augstudio.core.base.jobs import run_with_tqdm
-    from augstudio.core.workflows.distill import distill_job
-    from augstudio.core.workflows.tta import load_tta
-
-    from .tta import check_batch_size, load_classifier
+    from augstudio.core.workflows.distill import distill_job  # deferred: torch
+    from augstudio.core.workflows.tta import load_tta  # deferred: torch
 
     check_batch_size(args)
     tta = load_tta(args.tta)

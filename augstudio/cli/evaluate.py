@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 
+from augstudio.core.base.jobs import run_with_tqdm
+
 ORDER = 60
 
 
@@ -37,9 +39,8 @@ def add_parser(sub) -> str:
 
 
 def run(args) -> int:
-    from augstudio.core.base.jobs import run_with_tqdm
-    from augstudio.core.workflows.evaluate import evaluate_job
-    from augstudio.core.workflows.report import format_table
+    from augstudio.core.workflows.evaluate import evaluate_job  # deferred: torch
+    from augstudio.core.workflows.report import format_table  # deferred: torch
 
     job = evaluate_job(args.data, args.recipes, model=args.model, epochs=args.epochs, seeds=args.seeds,
                        val_fraction=args.val_fraction, image_size=args.image_size, batch_size=args.batch_size,

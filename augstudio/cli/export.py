@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from augstudio.core.base.errors import JobCancelled
+from augstudio.core.base.jobs import run_with_tqdm
+
 ORDER = 10
 
 
@@ -23,9 +26,7 @@ def add_parser(sub) -> str:
 
 
 def run(args) -> int:
-    from augstudio.core.base.errors import JobCancelled
-    from augstudio.core.base.jobs import run_with_tqdm
-    from augstudio.core.workflows.export import export_job
+    from augstudio.core.workflows.export import export_job  # deferred: torch
 
     job = export_job(args.src, args.recipe, args.out, copies=args.copies, seed=args.seed,
                      workers=args.workers, fmt=args.format)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from augstudio.core.base.errors import AugstudioError
+
 ORDER = 0
 
 
@@ -14,10 +16,8 @@ def add_parser(sub) -> str:
 
 def run(args) -> int:
     try:
-        from ..gui.app import run_app
+        from ..gui.app import run_app  # deferred: Qt
     except ImportError as e:
-        from augstudio.core.base.errors import AugstudioError
-
         raise AugstudioError(f"the desktop app cannot start: {e}. Install PySide6-Essentials and pyqtgraph "
                              "(pip install -e .)") from None
     return run_app(args.path, args.recipe)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
+
+from augstudio.core.base.errors import ImageError, ModelError, OutputError
+from augstudio.core.io.images import Picture, atomic_write_bytes, encode, read_image
 
 ORDER = 40
 
@@ -31,20 +35,15 @@ def add_parser(sub) -> str:
 
 
 def _tensor(path):
-    from augstudio.core.engine.mixing import mixable
-    from augstudio.core.io.images import read_image
+    from augstudio.core.engine.mixing import mixable  # deferred: torch
 
     return mixable(read_image(path))
 
 
 def run(args) -> int:
-    from pathlib import Path
+    import torch  # deferred: torch
 
-    import torch
-
-    from augstudio.core.base.errors import ImageError, ModelError, OutputError
-    from augstudio.core.engine.mixing import heat, mix_pair
-    from augstudio.core.io.images import Picture, atomic_write_bytes, encode
+    from augstudio.core.engine.mixing import heat, mix_pair  # deferred: torch
 
     try:
         xa, xb = _tensor(args.a), _tensor(args.b)
@@ -53,7 +52,7 @@ def run(args) -> int:
         return 2
     model = None
     if args.model and args.method == "puzzlemix":
-        from augstudio.core.models.loading import load_model
+        from augstudio.core.models.loading import load_model  # deferred: torch
 
         try:
             model = load_model(args.model, device=args.device)
@@ -102,7 +101,7 @@ def run(args) -> int:
 
 
 def _resized(xb, xa):
-    import torch
+    import torch  # deferred: torch
 
     return torch.nn.functional.interpolate(xb[None], size=xa.shape[-2:], mode="bilinear", align_corners=False,
                                            antialias=True)[0]

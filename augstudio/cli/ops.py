@@ -13,7 +13,7 @@ def add_parser(sub) -> str:
 
 
 def run(args) -> int:
-    from augstudio.core.workflows.docs import op_help, ops_table_markdown
+    from augstudio.core.workflows.docs import op_help, ops_table_markdown  # deferred: torch
 
     if args.markdown:
         print(ops_table_markdown())

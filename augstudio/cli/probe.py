@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from augstudio.core.base.jobs import run_with_tqdm
+
 ORDER = 40
 
 
@@ -22,8 +24,7 @@ def add_parser(sub) -> str:
 
 
 def run(args) -> int:
-    from augstudio.core.base.jobs import run_with_tqdm
-    from augstudio.core.workflows.probe import train_probe_job
+    from augstudio.core.workflows.probe import train_probe_job  # deferred: torch
 
     res = run_with_tqdm(train_probe_job(args.data, size=args.size, epochs=args.epochs, seed=args.seed,
                                         device=args.device, reuse=not args.retrain), desc="probe")

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
+
+from augstudio.core.base.errors import DatasetError, ImageError, ModelError
+from augstudio.core.base.jobs import run_with_tqdm
+from augstudio.core.io.images import Picture, atomic_write_bytes, encode, read_image
+from augstudio.core.methods.saliency_options import (
+    COLORMAPS,
+    DEFAULT_BLUR,
+    DEFAULT_THRESHOLD,
+    LOCALISE,
+    METHODS,
+    VIEWS,
+)
 
 ORDER = 41
 
 
 def add_parser(sub) -> str:
-    from augstudio.core.methods.saliency import (
-        COLORMAPS,
-        DEFAULT_BLUR,
-        DEFAULT_THRESHOLD,
-        LOCALISE,
-        METHODS,
-        VIEWS,
-    )
-
     p = sub.add_parser("saliency", help="gradient saliency heat maps with a localisation box",
                        description="Write, for each --image, a PNG with the saliency heat map over the image and "
                                    "the box of the largest salient region. Without --model the probe classifier "
@@ -49,16 +54,10 @@ def add_parser(sub) -> str:
 
 
 def run(args) -> int:
-    import json
-    from pathlib import Path
+    import torch  # deferred: torch
 
-    import torch
-
-    from augstudio.core.base.errors import DatasetError, ImageError, ModelError
-    from augstudio.core.base.jobs import run_with_tqdm
-    from augstudio.core.io.images import Picture, atomic_write_bytes, encode, read_image
-    from augstudio.core.methods.saliency import compute_saliency, overlay, saliency_box
-    from augstudio.core.models.loading import load_model
+    from augstudio.core.methods.saliency import compute_saliency, overlay, saliency_box  # deferred: torch
+    from augstudio.core.models.loading import load_model  # deferred: torch
 
     if args.model:
         try:
@@ -69,7 +68,7 @@ def run(args) -> int:
     else:
         if not args.data:
             raise DatasetError("saliency: give --data DIR (to train or reuse the probe classifier) or --model SPEC")
-        from augstudio.core.workflows.probe import train_probe_job
+        from augstudio.core.workflows.probe import train_probe_job  # deferred: torch
 
         res = run_with_tqdm(train_probe_job(args.data, device=args.device), desc="probe")
         print(res.line(), file=sys.stderr)
@@ -84,7 +83,7 @@ def run(args) -> int:
         else:
             raise DatasetError(f"saliency: --target {args.target!r} is neither a class of {lm.name} "
                                f"({', '.join(classes[:20])}) nor a class index")
-    from augstudio.core.methods.saliency import LOCALISE
+    from augstudio.core.methods.saliency import LOCALISE  # deferred: torch
 
     scales = args.scales or (LOCALISE["scales"] if not args.model else (1.0,))
     out = Path(args.out)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import sys
 
+from augstudio.core.base.errors import RecipeError
+from augstudio.core.base.jobs import run_with_tqdm
+from augstudio.core.io.images import atomic_write_bytes
+
 ORDER = 60
 
 
@@ -24,8 +28,7 @@ def add_model_args(p) -> None:
 
 
 def load_classifier(args, data):
-    from augstudio.core.base.jobs import run_with_tqdm
-    from augstudio.core.workflows.tta import load_classifier_job
+    from augstudio.core.workflows.tta import load_classifier_job  # deferred: torch
 
     job = load_classifier_job(args.model, data=data, device=args.device, allow_code=args.allow_code)
     clf = run_with_tqdm(job, desc="probe" if args.model == "probe" else "model")
@@ -45,16 +48,12 @@ def add_parser(sub) -> str:
 
 
 def check_batch_size(args) -> None:
-    from augstudio.core.base.errors import RecipeError
-
     if args.batch_size < 1:
         raise RecipeError(f"--batch-size must be >= 1, got {args.batch_size}")
 
 
 def run(args) -> int:
-    from augstudio.core.base.jobs import run_with_tqdm
-    from augstudio.core.io.images import atomic_write_bytes
-    from augstudio.core.workflows.tta import evaluate_job, load_tta
+    from augstudio.core.workflows.tta import evaluate_job, load_tta  # deferred: torch
 
     check_batch_size(args)
     tta = load_tta(args.tta)  # bad recipes fail before the model loads

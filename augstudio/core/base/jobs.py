@@ -62,7 +62,7 @@ def run_job(job: Job, on_progress: Callable[[Progress], None] | None = None) -> 
 
 def run_with_tqdm(job: Job, desc: str = "", enabled: bool | None = None) -> Any:
     """Drive a job with a tqdm bar on a terminal (quiet otherwise)."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # deferred: tqdm
 
     if enabled is None:
         enabled = sys.stderr.isatty()

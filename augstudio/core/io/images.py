@@ -232,7 +232,7 @@ def struct_error():
 
 def pil_to_array(im: Image.Image, path=None) -> tuple[np.ndarray, str, dict]:
     """HWC (or HW) uint8 array, its kind, and palette info, per the table in the module docstring."""
-    import numpy as np
+    import numpy as np  # deferred: numpy
 
     mode = im.mode
     extra: dict = {}
@@ -271,8 +271,8 @@ def pil_to_array(im: Image.Image, path=None) -> tuple[np.ndarray, str, dict]:
 
 
 def pil_to_picture(im: Image.Image, path=None) -> Picture:
-    import numpy as np
-    import torch
+    import numpy as np  # deferred: numpy
+    import torch  # deferred: torch
 
     arr, kind, extra = pil_to_array(im, path)
     if arr.ndim == 2:
@@ -389,8 +389,8 @@ def as_picture(image, categorical: bool = False) -> tuple[Picture, str]:
 
     Accepted: ``PIL.Image``, ``Picture``, uint8 tensor ``C x H x W`` (C = 1, 3 or 4) or ``H x W``.
     """
-    import numpy as np
-    import torch
+    import numpy as np  # deferred: numpy
+    import torch  # deferred: torch
 
     if isinstance(image, Picture):
         return image, "picture"

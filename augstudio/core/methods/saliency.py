@@ -31,13 +31,7 @@ from augstudio.core.base.errors import ModelError
 from augstudio.core.io.images import Picture
 from augstudio.core.models.loading import LoadedModel, picture_channels, preprocess
 
-METHODS = ("vanilla", "smoothgrad", "gradxinput")
-SCORES = ("logit", "logprob")
-VIEWS = ("none", "d4")
-DEFAULT_BLUR = 0.12
-DEFAULT_THRESHOLD = 0.7
-# Settings measured for localisation boxes on the bundled shapes (see tests/core/test_saliency.py)
-LOCALISE = {"method": "vanilla", "views": "d4", "scales": (1.0, 1.5, 2.0, 2.5, 3.0)}
+from .saliency_options import COLORMAPS, DEFAULT_BLUR, DEFAULT_THRESHOLD, LOCALISE, METHODS, SCORES, VIEWS  # noqa: F401 (part of this module's API)
 
 
 @dataclass
@@ -184,7 +178,7 @@ def compute_saliency(loaded: LoadedModel, pictures, method: str = "vanilla", tar
 
 def smooth_map(m, blur: float = DEFAULT_BLUR) -> np.ndarray:
     """The map as float64 numpy, Gaussian-blurred with sigma = ``blur`` x the shorter side, scaled to 0..1."""
-    from scipy import ndimage
+    from scipy import ndimage  # deferred: scipy
 
     a = m.detach().cpu().double().numpy() if isinstance(m, torch.Tensor) else np.asarray(m, dtype=np.float64)
     if blur > 0:
@@ -196,7 +190,7 @@ def smooth_map(m, blur: float = DEFAULT_BLUR) -> np.ndarray:
 def saliency_box(m, threshold: float = DEFAULT_THRESHOLD, blur: float = DEFAULT_BLUR) -> list[int] | None:
     """Bounding box ``[x0, y0, x1, y1]`` (exclusive ends) of the largest region of the smoothed map at or
     above ``threshold`` x its maximum; None for an all-zero map."""
-    from scipy import ndimage
+    from scipy import ndimage  # deferred: scipy
 
     a = smooth_map(m, blur)
     if not a.any():
@@ -223,7 +217,6 @@ def box_iou(a, b) -> float:
 
 
 # -- drawing -----------------------------------------------------------------------------------------------
-COLORMAPS = ("inferno", "jet", "viridis", "gray")
 _ANCHORS = {
     "inferno": [(0, 0, 4), (87, 16, 110), (188, 55, 84), (249, 142, 9), (252, 255, 164)],
     "viridis": [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)],

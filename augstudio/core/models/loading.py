@@ -274,7 +274,7 @@ def _load_checkpoint(path: Path, num_classes, arch, dev) -> LoadedModel:
 
 
 def _torchvision_names() -> list[str]:
-    import torchvision
+    import torchvision  # deferred: torch
 
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
@@ -288,7 +288,7 @@ def _check_arch(name: str, where: str = "") -> None:
 
 
 def _build_torchvision(name: str, num_classes, kwargs, where=""):
-    import torchvision
+    import torchvision  # deferred: torch
 
     _check_arch(name, where)
     kw = dict(kwargs)
@@ -306,7 +306,7 @@ def weights_cache_file(weights) -> Path:
 
 
 def _load_torchvision(spec: str, num_classes, dev, progress) -> LoadedModel:
-    import torchvision
+    import torchvision  # deferred: torch
 
     name, _, wname = spec.partition(":")
     name = name.strip()
@@ -406,7 +406,7 @@ def preprocess(images, loaded: LoadedModel, size: tuple[int, int] | None = None)
     ``loaded.input_size``; with neither, pictures keep their size (all must match, else they are resized
     to the first one's).
     """
-    from torch.nn import functional as F
+    F = torch.nn.functional
 
     mode, k = loaded.input_mode, loaded.num_categories
     if isinstance(images, Picture):

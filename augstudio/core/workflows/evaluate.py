@@ -29,6 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
 from augstudio.core.base import seeding
 from augstudio.core.base.errors import (
     AugstudioError,
@@ -57,8 +63,6 @@ RESULTS_VERSION = 1
 # -- model ------------------------------------------------------------------------------------------------
 def _probe_net(in_channels: int, num_classes: int):
     """A small CNN (3 conv blocks with group norm: no running statistics to lag behind in short runs; global average pooling, a linear head); any input size."""
-    import torch.nn as nn
-
     def block(cin, cout):
         return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.GroupNorm(8, cout), nn.ReLU(inplace=True)]
 
@@ -74,7 +78,6 @@ def build_model(name: str, in_channels: int, num_classes: int):
     """``probe`` (the small CNN above) or a torchvision architecture name (random init, 3 channels)."""
     if name == "probe":
         return _probe_net(in_channels, num_classes)
-    import torchvision
 
     check_model_name(name)
     return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
@@ -83,7 +86,6 @@ def build_model(name: str, in_channels: int, num_classes: int):
 def check_model_name(name: str) -> None:
     if name == "probe":
         return
-    import torchvision
 
     names = torchvision.models.list_models(module=torchvision.models)
     if name not in names:
@@ -96,9 +98,6 @@ def init_weights(model, gen) -> None:
     """Re-draw every weight from ``gen`` (PyTorch's default schemes), so initialisation is seeded without
     touching the global RNG: conv / linear weights kaiming-uniform(a=sqrt(5)), biases uniform(+-1/sqrt(fan_in)),
     normalisation layers weight 1 and bias 0."""
-    import torch
-    import torch.nn as nn
-
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.ConvTranspose2d)):
@@ -123,8 +122,6 @@ def init_weights(model, gen) -> None:
 def stratified_split(labels: list[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Indices (train, val): per class, a seeded permutation; round(n * f) to validation (at least one when
     the class has two or more items, never all of them)."""
-    import torch
-
     by_class: dict[int, list[int]] = {}
     for i, y in enumerate(labels):
         by_class.setdefault(y, []).append(i)
@@ -187,9 +184,6 @@ class _Inputs:
         return self.num_categories if self.mode == "onehot" else 3
 
     def __call__(self, pic):
-        import torch
-        import torch.nn.functional as F
-
         x = pic.pixels
         if self.mode == "onehot":
             idx = x[0].long().clamp(max=self.num_categories - 1)
@@ -198,9 +192,6 @@ class _Inputs:
                 t = F.interpolate(t[None], size=self.size, mode="nearest")[0]
             return t
         if pic.kind == "categorical":
-            import numpy as np
-
-
             arr = torch.from_numpy(np.asarray(picture_to_pil(pic).convert("RGB")).copy())
             x = arr.permute(2, 0, 1)
         elif x.shape[0] == 1:
@@ -264,8 +255,6 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
     default: the dataset's common size when all images share one and it is at most 128, else 64.
     ``report``: a folder to write the report into (results.json, PNG plots, report.html).
     ``cache_bytes``: decoded pictures kept in memory; beyond it, pictures are read again when used."""
-    import torch
-
 
     token = token or CancelToken()
     t_start = time.time()
@@ -496,8 +485,6 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
 
 
 def _predict(net, x, batch: int = 256):
-    import torch
-
     net.eval()
     out = []
     with torch.no_grad():

@@ -137,7 +137,7 @@ def paired_comparison(a, b, alpha: float = 0.05, higher_is_better: bool = True) 
     t = p = float("nan")
     if n > 1:
         if std > 0:
-            from scipy import stats
+            from scipy import stats  # deferred: scipy
 
             t = mean / (std / math.sqrt(n))
             p = float(2 * stats.t.sf(abs(t), df=n - 1))

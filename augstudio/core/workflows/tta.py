@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from augstudio.core.base.errors import AugstudioError, DatasetError, ImageError, ModelError, RecipeError
 from augstudio.core.base.jobs import CancelToken, Progress, run_job
 from augstudio.core.engine.recipe import _read_text, parse_text
@@ -106,7 +108,7 @@ def _crop_size(size, h: int, w: int) -> tuple[int, int]:
 
 
 def _apply_step(x, kind: str, arg, pic_kind: str):
-    import torch
+    import torch  # deferred: torch
 
     if kind == "hflip":
         return x.flip(-1)
@@ -125,8 +127,8 @@ def _apply_step(x, kind: str, arg, pic_kind: str):
         left = {"tl": 0, "tr": w - cw, "bl": 0, "br": w - cw, "c": int(round((w - cw) / 2.0))}[pos]
         return x[..., top:top + ch, left:left + cw]
     if kind == "zoom":
-        from torchvision.transforms import InterpolationMode
-        from torchvision.transforms.v2 import functional as F
+        from torchvision.transforms import InterpolationMode  # deferred: torch
+        from torchvision.transforms.v2 import functional as F  # deferred: torch
 
         s = float(arg)
         if s == 1.0:
@@ -276,7 +278,6 @@ class TTARecipe:
     def dumps(self, fmt: str = "yaml") -> str:
         if fmt == "json":
             return json.dumps(self.to_dict(), indent=2) + "\n"
-        import yaml
 
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
@@ -325,7 +326,7 @@ def load_tta(source) -> TTARecipe:
 # -- merging ----------------------------------------------------------------------------------------------
 def merge_probs(p, rule: str = "mean", temperature: float = 0.5):
     """Merge per-view probabilities ``p`` (``... x V x C``) into ``... x C`` by ``rule`` (see module doc)."""
-    import torch
+    import torch  # deferred: torch
 
     p = p.double()
     if rule == "mean":
@@ -369,7 +370,7 @@ class Classifier:
 
 
 def resolve_device(device=None) -> str:
-    import torch
+    import torch  # deferred: torch
 
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -422,7 +423,7 @@ def classifier_from_loaded(lm, device=None) -> Classifier:
 def forward_probs(clf: Classifier, inputs: Sequence, batch_size: int = 64):
     """Softmax probabilities ``N x C`` for a list of prepared tensors (any mix of shapes; grouped by shape
     into batches of at most ``batch_size``)."""
-    import torch
+    import torch  # deferred: torch
 
     n = len(inputs)
     out = torch.empty(n, len(clf.classes), dtype=torch.float64)
@@ -575,8 +576,7 @@ def evaluate_job(data, clf: Classifier, tta=None, batch_size: int = 64, cancel: 
     Images are processed in chunks (``batch_size`` forward passes at a time); bad files are skipped and
     listed in ``report.skipped``.
     """
-    import torch
-
+    import torch  # deferred: torch
 
     tta = load_tta(tta)
     cancel = cancel or CancelToken()
