@@ -1,13 +1,20 @@
-"""augstudio style texture|transfer|adain|adain-train|fast-train|fast-apply ...
+"""augstudio style texture|transfer|adain|adain-train|fast-train|fast-apply|randconv|stats ...
 
-Texture synthesis, Gatys style transfer, AdaIN (with decoder training on your own folders) and fast style
-networks, each run as a job with a progress bar. Ctrl-C stops cleanly; nothing half-written is left.
+Texture synthesis, Gatys style transfer, AdaIN (with decoder training on your own folders), fast style
+networks and the weight-free randomisers, each run as a job with a progress bar. Ctrl-C stops cleanly;
+nothing half-written is left. Stylising runs through the core's one style dispatcher
+(``core.methods.style.dispatch.style_job``), as the GUI's Style panel and the ``stylize`` op do.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
+
+from augstudio.core.base.errors import OutputError, ParamError
+from augstudio.core.base.jobs import run_job, run_with_tqdm
+from augstudio.core.io.images import Picture, write_image
 
 ORDER = 40
 
@@ -30,13 +37,7 @@ def _optim(p):
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs", help="default lbfgs")
     p.add_argument("--lr", type=float, default=None, help="step size (lbfgs 1.0, adam 0.02 by default)")
     p.add_argument("--pyramid", type=int, default=1, help="coarse-to-fine levels, 1 = none (default 1)")
-    p.add_argument("--preview-every", type=int, default=0, help=argparseSUPPRESS())
-
-
-def argparseSUPPRESS():  # noqa: N802 - keeps the option out of --help
-    import argparse
-
-    return argparse.SUPPRESS
+    p.add_argument("--preview-every", type=int, default=0, help=argparse.SUPPRESS)
 
 
 def add_parser(sub) -> str:
@@ -111,13 +112,29 @@ def add_parser(sub) -> str:
     fa.add_argument("--alpha", type=float, default=1.0)
     fa.add_argument("--max-size", type=int, default=None)
     fa.add_argument("--device", default=None)
+
+    rc = s.add_parser("randconv", help="random convolutions (RandConv), no weights (as the stylize op draws them)")
+    rc.add_argument("content")
+    rc.add_argument("--out", "-o", required=True)
+    rc.add_argument("--alpha", type=float, default=1.0, help="style strength 0..1: the mix is drawn from "
+                    "[1 - alpha, 1] (default 1)")
+    rc.add_argument("--max-size", type=int, default=512, help="stylise at most this many pixels on the longer "
+                    "side, then resize back (default 512)")
+    _common(rc)
+
+    st = s.add_parser("stats", help="random style statistics (AdaIN with random statistics), no weights")
+    st.add_argument("content")
+    st.add_argument("--out", "-o", required=True)
+    st.add_argument("--alpha", type=float, default=1.0, help="blend with the input, 0..1 (default 1)")
+    st.add_argument("--strength", type=float, default=0.5, help="spread of the random statistics (default 0.5)")
+    st.add_argument("--model", "-m", default=None, help="optional AdaIN decoder.pth: random statistics at "
+                    "relu4_1 instead of on a Laplacian pyramid")
+    st.add_argument("--max-size", type=int, default=512, help="as for randconv (default 512)")
+    _common(st)
     return "style"
 
 
 def _write(path, result_image) -> None:
-    from augstudio.core.base.errors import OutputError
-    from augstudio.core.io.images import Picture, write_image
-
     path = Path(path)
     if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"):
         raise OutputError(f"--out '{path}': give an image file name ending in .png or .jpg")
@@ -126,8 +143,6 @@ def _write(path, result_image) -> None:
 
 
 def _check_out(out, *inputs) -> None:
-    from augstudio.core.base.errors import OutputError
-
     o = Path(out).resolve()
     for i in inputs:
         if Path(i).resolve() == o:
@@ -135,8 +150,6 @@ def _check_out(out, *inputs) -> None:
 
 
 def _run(job, desc):
-    from augstudio.core.base.jobs import run_with_tqdm
-
     try:
         return run_with_tqdm(job, desc=desc)
     except KeyboardInterrupt:
@@ -144,50 +157,50 @@ def _run(job, desc):
         raise
 
 
-def run(args) -> int:
-    from augstudio.core.base.errors import ParamError
+def _settings(args, **extra):
+    from augstudio.core.methods.style.dispatch import StyleSettings  # deferred: torch
 
+    given = {k: v for k, v in vars(args).items() if k in StyleSettings.__dataclass_fields__}
+    for key in ("style_layers", "mix"):
+        if given.get(key) is not None:
+            given[key] = tuple(given[key])
+    return StyleSettings(**{**given, **extra})
+
+
+def _stylise(method, args, content=None, styles=(), **extra):
+    from augstudio.core.methods.style.dispatch import style_job  # deferred: torch
+
+    return _run(style_job(method, _settings(args, **extra), content, styles, args.device), method)
+
+
+def run(args) -> int:
     cmd = args.style_command
     if cmd == "texture":
-        from augstudio.core.methods.style.optimize import texture_job
-
         size = args.size * 2 if len(args.size) == 1 else args.size
         if len(size) != 2 or min(size) < 8:
             raise ParamError(f"--size must be N or H W with sides >= 8, got {args.size}")
         _check_out(args.out, args.src)
-        r = _run(texture_job(args.src, size=tuple(size), features=args.features, weights=args.weights,
-                             iterations=args.iterations, optimizer=args.optimizer, lr=args.lr,
-                             pyramid=args.pyramid, seed=args.seed, device=args.device,
-                             preview_every=args.preview_every), "texture")
+        r = _stylise("texture", args, styles=[args.src], size=tuple(size))
         _write(args.out, r.image)
         print(f"texture {size[0]}x{size[1]}: style loss {r.losses[0]:.4g} -> {r.losses[-1]:.4g} in "
               f"{r.seconds:.1f} s -> {args.out}")
     elif cmd == "transfer":
-        from augstudio.core.methods.style.optimize import nst_job
-
         _check_out(args.out, args.content, args.style)
-        r = _run(nst_job(args.content, args.style, features=args.features, weights=args.weights,
-                         style_layers=args.style_layers, content_layer=args.content_layer, alpha=args.alpha,
-                         beta=args.beta, init=args.init, iterations=args.iterations, optimizer=args.optimizer,
-                         lr=args.lr, pyramid=args.pyramid, max_size=args.max_size, seed=args.seed,
-                         device=args.device, preview_every=args.preview_every), "transfer")
+        r = _stylise("transfer", args, args.content, [args.style])
         _write(args.out, r.image)
         print(f"style transfer: loss {r.losses[0]:.4g} -> {r.losses[-1]:.4g} in {r.seconds:.1f} s -> {args.out}")
     elif cmd == "adain":
-        from augstudio.core.methods.style.adain import adain_job, load_adain
-
-        if args.mix is not None and len(args.mix) != len(args.styles):
-            raise ParamError(f"--mix needs one weight per style image ({len(args.styles)}), got {len(args.mix)}")
-        if not 0 <= args.alpha <= 1:
-            raise ParamError(f"--alpha must be within 0 .. 1, got {args.alpha}")
         _check_out(args.out, args.content, *args.styles)
-        model = load_adain(args.model, args.encoder, args.device)
-        r = _run(adain_job(model, args.content, args.styles, args.alpha, args.mix, args.preserve_color,
-                           args.max_size), "adain")
+        r = _stylise("adain", args, args.content, args.styles)
         _write(args.out, r.image)
         print(f"adain: {r.seconds * 1000:.0f} ms -> {args.out}")
+    elif cmd in ("randconv", "stats"):
+        _check_out(args.out, args.content)
+        r = _stylise(cmd, args, args.content)
+        _write(args.out, r.image)
+        print(f"{cmd}: {r.seconds * 1000:.0f} ms, {r.meta['params']} -> {args.out}")
     elif cmd == "adain-train":
-        from augstudio.core.methods.style.adain import adain_train_job
+        from augstudio.core.methods.style.adain import adain_train_job  # deferred: torch
 
         r = _run(adain_train_job(args.content_dir, args.style_dir, args.out, encoder=args.encoder,
                                  iterations=args.iterations, batch_size=args.batch_size, size=args.size,
@@ -198,7 +211,7 @@ def run(args) -> int:
         print(f"adain-train: loss {r.losses[0]:.4g} -> {r.losses[-1]:.4g}; wrote {r.meta['decoder']} and "
               f"{r.meta['encoder']}")
     elif cmd == "fast-train":
-        from augstudio.core.methods.style.fast import fast_train_job
+        from augstudio.core.methods.style.fast import fast_train_job  # deferred: torch
 
         r = _run(fast_train_job(args.content_dir, args.style, args.out, features=args.features,
                                 weights=args.weights, width=args.width, iterations=args.iterations,
@@ -208,19 +221,16 @@ def run(args) -> int:
             print(f"skipped: {msg}", file=sys.stderr)
         print(f"fast-train: loss {r.losses[0]:.4g} -> {r.losses[-1]:.4g}; wrote {r.meta['model']}")
     elif cmd == "fast-apply":
-        import time
+        from augstudio.core.methods.style.dispatch import style_job  # deferred: torch
 
-        from augstudio.core.methods.style.common import to_uint8
-        from augstudio.core.methods.style.fast import fast_stylize, load_fast
-
-        model = load_fast(args.model, args.device)
         out = Path(args.out)
         single = len(args.inputs) == 1 and out.suffix != ""
         _check_out(out, *args.inputs)
-        t0 = time.perf_counter()
+        settings = _settings(args)
+        seconds = 0.0
         for src in args.inputs:
-            y = to_uint8(fast_stylize(model, src, args.alpha, args.max_size))
-            _write(out if single else out / (Path(src).stem + ".png"), y)
-        ms = (time.perf_counter() - t0) * 1000 / len(args.inputs)
-        print(f"fast-apply: {len(args.inputs)} image(s), {ms:.0f} ms each -> {out}")
+            r = run_job(style_job("fast", settings, src, device=args.device))
+            seconds += r.seconds
+            _write(out if single else out / (Path(src).stem + ".png"), r.image)
+        print(f"fast-apply: {len(args.inputs)} image(s), {seconds * 1000 / len(args.inputs):.0f} ms each -> {out}")
     return 0

@@ -32,6 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from augstudio.core.methods.style.dispatch import StyleSettings, style_job
+
 METHODS = {
     "texture": "Texture synthesis (Gram matrices, from noise)",
     "transfer": "Style transfer (Gatys et al., optimisation)",
@@ -248,57 +250,19 @@ class StylePanel(QWidget):
             beta = float(self.beta.text())
         except ValueError:
             raise ValueError(f"beta must be a number, got {self.beta.text()!r}") from None
-        kw = dict(iterations=self.iterations.value(), optimizer=self.optimizer.currentText(),
-                  pyramid=self.pyramid.value(), seed=self.seed.value(), device=self.ctx.device(),
-                  preview_every=max(1, self.iterations.value() // 50))
-        feats = dict(features=self.features.currentData(), weights=self.weights.text().strip() or "imagenet")
-        alpha, model, max_size = self.alpha.value(), self.model.text().strip(), self.max_size.value()
-        preserve, seed, device = self.preserve.isChecked(), self.seed.value(), self.ctx.device()
         size = self.size.value()
+        settings = StyleSettings(
+            seed=self.seed.value(), iterations=self.iterations.value(), optimizer=self.optimizer.currentText(),
+            pyramid=self.pyramid.value(), features=self.features.currentData(),
+            weights=self.weights.text().strip() or "imagenet", preview_every=max(1, self.iterations.value() // 50),
+            size=(size, size), beta=beta, alpha=self.alpha.value(), max_size=self.max_size.value(),
+            model=self.model.text().strip() or None, preserve_color=self.preserve.isChecked())
+        device = self.ctx.device()
+        content = content if "content" in uses else None
+        styles = [style] if "style" in uses else []
 
         def job(token):
-            import torch
-
-            from augstudio.core.base.jobs import Progress
-            from augstudio.core.methods.style import common
-
-            if m == "texture":
-                from augstudio.core.methods.style.optimize import texture_job
-
-                return (yield from texture_job(style, size=(size, size), token=token, max_source_size=max_size,
-                                               **feats, **kw))
-            if m == "transfer":
-                from augstudio.core.methods.style.optimize import nst_job
-
-                return (yield from nst_job(content, style, alpha=alpha, beta=beta, max_size=max_size,
-                                           token=token, **feats, **kw))
-            if m == "adain":
-                from augstudio.core.methods.style.adain import adain_job, load_adain
-
-                net = load_adain(model, device=device)
-                return (yield from adain_job(net, content, [style], min(alpha, 1.0), None, preserve, max_size,
-                                             token=token))
-            t0 = time.perf_counter()
-            yield Progress(0, 1, f"{m}: running")
-            token.check(m)
-            a = min(alpha, 1.0)
-            if m == "fast":
-                from augstudio.core.methods.style.fast import fast_stylize, load_fast
-
-                y = fast_stylize(load_fast(model, device), content, a, max_size)
-            else:
-                from augstudio.core.methods.style import randomize
-
-                x = common.to_float(content, device, max_size)
-                with torch.no_grad():
-                    if m == "randconv":
-                        k = randomize.KERNEL_SIZES[seed % len(randomize.KERNEL_SIZES)]
-                        y = randomize.randconv(x, k, 1.0 - a, seed)
-                    else:
-                        y = a * randomize.random_stats(x, seed, 0.5) + (1 - a) * x
-            img = common.to_uint8(y)
-            yield Progress(1, 1, f"{m}: done", {"image": img, "loss": None})
-            return common.StyleResult(img, [], time.perf_counter() - t0, {"method": m})
+            return style_job(m, settings, content, styles, device, token)
 
         return job
 

@@ -79,3 +79,38 @@ def test_style_panel_texture_job_previews_curve_save_and_bank(qtbot, tmp_path):
         pass
     assert handle.state == "done" and panel.result.image.shape == (3, 48, 48)
     ctx.shutdown()
+
+
+def test_style_panel_randconv_is_the_cli_and_the_stylize_op(qtbot, tmp_path):
+    """The panel runs the core's one style dispatcher: the same pixels as `augstudio style randconv` and as
+    the stylize op with its parameters drawn for the same seed."""
+    import torch
+    from skimage import data
+
+    from augstudio.cli import main
+    from augstudio.core.base import seeding
+    from augstudio.core.methods.style.dispatch import RANDOM_STREAM
+    from augstudio.core.ops.style import Stylize
+
+    src = tmp_path / "coffee.png"
+    Image.fromarray(data.coffee()).resize((64, 40)).save(src)
+    ctx = AppContext(max_threads=2)
+    panel = StylePanel(ctx)
+    qtbot.addWidget(panel)
+    panel.set_method("randconv")
+    panel.content.edit.setText(str(src))
+    panel.seed.setValue(5)
+    panel.alpha.setValue(0.6)
+    panel.max_size.setValue(32)
+    handle = panel.start()
+    with qtbot.waitSignal(handle.ended, timeout=30000):
+        pass
+    assert handle.state == "done", panel.errors
+    out = tmp_path / "cli.png"
+    assert main(["style", "randconv", str(src), "--out", str(out), "--seed", "5", "--alpha", "0.6",
+                 "--max-size", "32"]) == 0
+    pic = read_image(src)
+    op = Stylize(method="randconv", bank=None, model=None, alpha=0.6, strength=0.5, max_size=32)
+    want = op.apply(pic.pixels, op.sample(seeding.generator(5, stream=RANDOM_STREAM), pic.size), pic.kind)
+    assert torch.equal(panel.result.image, want) and torch.equal(read_image(out).pixels, want)
+    ctx.shutdown()

@@ -22,11 +22,11 @@ from pathlib import Path
 from augstudio.core.base import seeding
 from augstudio.core.base.errors import ModelError, ParamError
 from augstudio.core.io.images import IMAGE_EXTENSIONS
-from augstudio.core.methods.style.adain import DECODER_FILE, ENCODER_FILE, load_adain
-from augstudio.core.methods.style.common import resize, to_float, to_uint8
-from augstudio.core.methods.style.fast import fast_stylize, load_fast
+from augstudio.core.methods.style.common import stylize_pixels, to_float
+from augstudio.core.methods.style.dispatch import adain_model, fast_model, file_stamp
+from augstudio.core.methods.style.fast import fast_stylize
 from augstudio.core.methods.style.features import resolve_device
-from augstudio.core.methods.style.randomize import KERNEL_SIZES, randconv, random_feature_stats, random_stats
+from augstudio.core.methods.style.randomize import RANDOMIZERS, draw_randconv, draw_stats, randomize
 
 from .base import Op
 from .params import Param
@@ -52,33 +52,9 @@ def _files(folder: str, suffixes: tuple, what: str) -> tuple[str, ...]:
     return names
 
 
-def _adain_model(path: str, device: str):
-    """The AdaIN model (cached while neither its decoder nor its encoder file changes)."""
-    dec = os.path.join(path, DECODER_FILE) if os.path.isdir(path) else path
-    enc = os.path.join(os.path.dirname(dec), ENCODER_FILE)
-    return _adain_cached(dec, _mtime(dec), _mtime(enc), device)
-
-
-@functools.lru_cache(maxsize=8)
-def _adain_cached(path: str, mtime: float, enc_mtime: float, device: str):
-    return load_adain(path, device=device)
-
-
-@functools.lru_cache(maxsize=8)
-def _fast_model(path: str, mtime: float, device: str):
-    return load_fast(path, device=device)
-
-
 @functools.lru_cache(maxsize=32)
 def _style_image(path: str, mtime: float, max_size: int, device: str):
     return to_float(path, device, max_size)
-
-
-def _mtime(path) -> float:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return -1
 
 
 @register
@@ -123,65 +99,35 @@ class Stylize(Op):
 
     def sample(self, gen, size):
         m = self.method
-        seed = seeding.randint(gen, 0, 2**31 - 1)
+        if m == "randconv":
+            return draw_randconv(gen, self.alpha)
+        if m == "stats":
+            return draw_stats(gen, self.alpha, self.strength)
+        seeding.randint(gen, 0, 2**31 - 1)  # every method draws a seed first: adain / fast draws stay as they were
         if m == "adain":
             names = _files(self.bank, IMAGE_EXTENSIONS, "bank")
             return {"style": names[seeding.choice(gen, len(names))], "alpha": self.alpha}
-        if m == "fast":
-            if os.path.isdir(self.model):
-                names = _files(self.model, (".pth", ".pt"), "model")
-                return {"model": names[seeding.choice(gen, len(names))], "alpha": self.alpha}
-            return {"model": None, "alpha": self.alpha}
-        if m == "randconv":
-            k = KERNEL_SIZES[seeding.choice(gen, len(KERNEL_SIZES))]
-            mix = round(seeding.uniform(gen, 1.0 - self.alpha, 1.0), 6)
-            return {"k": k, "mix": mix, "seed": seed}
-        return {"seed": seed, "strength": self.strength, "alpha": self.alpha}
+        if os.path.isdir(self.model):
+            names = _files(self.model, (".pth", ".pt"), "model")
+            return {"model": names[seeding.choice(gen, len(names))], "alpha": self.alpha}
+        return {"model": None, "alpha": self.alpha}
 
     def apply(self, x, params, kind):
-        import torch
-
-
         dev = resolve_device(None)
-        alpha_ch = None
-        if kind == "rgba":
-            x, alpha_ch = x[:3], x[3:]
-        gray = x.shape[0] == 1
-        xf = x.float().div(255).unsqueeze(0)
-        if gray:
-            xf = xf.repeat(1, 3, 1, 1)
-        h, w = xf.shape[-2:]
-        small = xf
-        if max(h, w) > self.max_size:
-            s = self.max_size / max(h, w)
-            small = resize(xf, (max(1, round(h * s)), max(1, round(w * s))))
-        small = small.to(dev)
-        y = self._run(small, params, dev)
-        y = resize(y.float().cpu(), (h, w)).clamp(0, 1)
-        if gray:
-            y = (y * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-        out = to_uint8(y) if not gray else y[0].mul(255).round().clamp(0, 255).to(torch.uint8)
-        return out if alpha_ch is None else torch.cat([out, alpha_ch], 0)
+        return stylize_pixels(x, kind, self.max_size, dev, functools.partial(self._run, params=params, dev=dev))
 
     def _run(self, x, params, dev):
         m = self.method
-        if m == "randconv":
-            return randconv(x, params["k"], params["mix"], params["seed"])
-        if m == "stats":
-            if self.model:
-                y = random_feature_stats(_adain_model(self.model, str(dev)), x,
-                                         params["seed"], params["strength"])
-            else:
-                y = random_stats(x, params["seed"], params["strength"])
-            a = params["alpha"]
-            return a * y + (1 - a) * x
+        if m in RANDOMIZERS:
+            model = adain_model(self.model, str(dev)) if m == "stats" and self.model else None
+            return randomize(x, m, params, model)
         if m == "fast":
             path = self.model if params["model"] is None else os.path.join(self.model, params["model"])
-            return fast_stylize(_fast_model(path, _mtime(path), str(dev)), x, params["alpha"])
+            return fast_stylize(fast_model(path, str(dev)), x, params["alpha"])
         # adain
         style_path = os.path.join(self.bank, params["style"])
         if not os.path.isfile(style_path):
             raise ModelError(f"op 'stylize': style image '{style_path}' is gone from the bank; re-run the export")
-        model = _adain_model(self.model, str(dev))
-        style = _style_image(style_path, _mtime(style_path), self.max_size, str(dev))
+        model = adain_model(self.model, str(dev))
+        style = _style_image(style_path, file_stamp(style_path), self.max_size, str(dev))
         return model.stylize(x, [style], params["alpha"])

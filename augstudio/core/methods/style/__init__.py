@@ -7,6 +7,6 @@
 * ``adain``     AdaIN in the pytorch-AdaIN layout: load released files, train a decoder as a job
 * ``fast``      Johnson et al. fast style networks: train as a job, save, apply
 * ``randomize`` weight-free style randomisation: RandConv, AdaIN with random statistics
-
-The recipe op ``stylize`` lives in ``core/ops/style.py``; the CLI is ``augstudio style``.
+* ``dispatch``  the one entry point (``style_job``) that ``augstudio style`` and the GUI's Style panel run;
+                its fast / randconv / stats are the ``stylize`` recipe op's (``core/ops/style.py``)
 """

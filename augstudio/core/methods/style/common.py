@@ -68,3 +68,28 @@ def resize(x: torch.Tensor, size) -> torch.Tensor:
         return x
     smaller = size[0] < x.shape[-2] or size[1] < x.shape[-1]
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=smaller)
+
+
+def stylize_pixels(x: torch.Tensor, kind: str, max_size: int | None, device, fn) -> torch.Tensor:
+    """Run ``fn`` (``1 x 3 x h x w`` float 0..1 on ``device`` -> the same) on uint8 ``C x H x W`` pixels the
+    way the ``stylize`` recipe op does: gray as three channels and back to luma, alpha kept aside, at most
+    ``max_size`` pixels on the longer side while stylising, then resized back to the input's size."""
+    alpha_ch = None
+    if kind == "rgba":
+        x, alpha_ch = x[:3], x[3:]
+    gray = x.shape[0] == 1
+    xf = x.float().div(255).unsqueeze(0)
+    if gray:
+        xf = xf.repeat(1, 3, 1, 1)
+    h, w = xf.shape[-2:]
+    small = xf
+    if max_size is not None and max(h, w) > max_size:
+        s = max_size / max(h, w)
+        small = resize(xf, (max(1, round(h * s)), max(1, round(w * s))))
+    small = small.to(device)
+    y = fn(small)
+    y = resize(y.float().cpu(), (h, w)).clamp(0, 1)
+    if gray:
+        y = (y * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    out = to_uint8(y) if not gray else y[0].mul(255).round().clamp(0, 255).to(torch.uint8)
+    return out if alpha_ch is None else torch.cat([out, alpha_ch], 0)

@@ -62,7 +62,7 @@ def kaiming_(weight: torch.Tensor, gen: torch.Generator) -> None:
 
 def imagenet_weights_help() -> tuple[str, str]:
     """(file name, cache folder) of torchvision's VGG19 ImageNet weights."""
-    from torchvision.models import VGG19_Weights
+    from torchvision.models import VGG19_Weights  # deferred: torchvision
 
     url = VGG19_Weights.IMAGENET1K_V1.url
     return os.path.basename(url), os.path.join(torch.hub.get_dir(), "checkpoints")
@@ -93,7 +93,7 @@ def init_random_(module: nn.Module, gen: torch.Generator) -> nn.Module:
 
 def vgg19_features_module() -> nn.Sequential:
     """``torchvision.models.vgg19().features`` (same modules and indices), uninitialised."""
-    from torchvision.models.vgg import cfgs, make_layers
+    from torchvision.models.vgg import cfgs, make_layers  # deferred: torchvision
 
     return build_uninitialised(lambda: make_layers(cfgs["E"], batch_norm=False))
 
@@ -104,7 +104,7 @@ def load_vgg19_features(weights="imagenet", seed: int = 0) -> nn.Sequential:
     if weights == "random":
         return init_random_(feats, seeding.generator(seed, stream="vgg19-random"))
     if weights == "imagenet":
-        from torchvision.models import VGG19_Weights
+        from torchvision.models import VGG19_Weights  # deferred: torchvision
 
         name, cache = imagenet_weights_help()
         try:

@@ -10,7 +10,9 @@
   colour of the low-pass residual are re-drawn around the image's own (log-normal factors of spread
   ``strength``), then the pyramid is collapsed. With an AdaIN model the same happens at relu4_1.
 
-Both take their randomness from a seed stored as plain data, so a recipe replays them exactly.
+Both take their randomness from a seed stored as plain data, so a recipe replays them exactly:
+``draw_randconv`` / ``draw_stats`` draw that data from a generator (the ``stylize`` op's ``sample``, and the
+style dispatcher for the CLI and the GUI), ``randomize`` applies it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,33 @@ from augstudio.core.base import seeding
 from .adain import adain, calc_mean_std
 
 KERNEL_SIZES = (1, 3, 5, 7)
+RANDOMIZERS = ("randconv", "stats")
+
+
+def draw_randconv(gen: torch.Generator, alpha: float) -> dict:
+    """RandConv's draw: a seed for the weights, a kernel size, and the mix uniform in [1 - alpha, 1]."""
+    seed = seeding.randint(gen, 0, 2**31 - 1)
+    k = KERNEL_SIZES[seeding.choice(gen, len(KERNEL_SIZES))]
+    mix = round(seeding.uniform(gen, 1.0 - alpha, 1.0), 6)
+    return {"k": k, "mix": mix, "seed": seed}
+
+
+def draw_stats(gen: torch.Generator, alpha: float, strength: float) -> dict:
+    """Random style statistics' draw: a seed; the spread and the blend with the input are the settings."""
+    return {"seed": seeding.randint(gen, 0, 2**31 - 1), "strength": strength, "alpha": alpha}
+
+
+def randomize(x: torch.Tensor, method: str, params: dict, model=None) -> torch.Tensor:
+    """Apply a drawn randomiser (``randconv`` or ``stats``) to ``N x 3 x H x W`` float 0..1; ``stats`` works
+    at relu4_1 of an AdaIN ``model`` when one is given, else on a Laplacian pyramid."""
+    if method == "randconv":
+        return randconv(x, params["k"], params["mix"], params["seed"])
+    if model is not None:
+        y = random_feature_stats(model, x, params["seed"], params["strength"])
+    else:
+        y = random_stats(x, params["seed"], params["strength"])
+    a = params["alpha"]
+    return a * y + (1 - a) * x
 
 
 def randconv(x: torch.Tensor, k: int, mix: float, seed: int) -> torch.Tensor:
