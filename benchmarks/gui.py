@@ -103,7 +103,7 @@ def rss_mb() -> float:
 
 def child_launch(folder: str) -> None:
     """Child process: time to the first painted thumbnails (printed as an absolute timestamp)."""
-    from augstudio.gui.app import create_window, get_app
+    from augstudio.gui.shell.app import create_window, get_app
 
     app = get_app()
     win = create_window(folder, load_torch=False)
@@ -164,9 +164,9 @@ def measure_in_app(folder: Path, export_src: Path) -> dict:
 
     from augstudio.core.engine.recipe import load_recipe
     from augstudio.core.io.images import pil_to_picture
-    from augstudio.gui.app import create_window, get_app
-    from augstudio.gui.jobs_panel import start_export
-    from augstudio.gui.preview import display_array, to_qimage
+    from augstudio.gui.panels.jobs import start_export
+    from augstudio.gui.panels.preview import display_array, to_qimage
+    from augstudio.gui.shell.app import create_window, get_app
 
     app = get_app()
     win = create_window(folder, load_torch=True)

@@ -31,8 +31,8 @@ def main() -> int:
 
     from augstudio.core.engine.recipe import load_recipe
     from augstudio.core.io.samples import samples_dir
-    from augstudio.gui.app import create_window, get_app
-    from augstudio.gui.jobs_panel import start_export
+    from augstudio.gui.panels.jobs import start_export
+    from augstudio.gui.shell.app import create_window, get_app
 
     app = get_app()
     win = create_window(samples_dir() / "shapes")

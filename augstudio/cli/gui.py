@@ -16,7 +16,7 @@ def add_parser(sub) -> str:
 
 def run(args) -> int:
     try:
-        from ..gui.app import run_app  # deferred: Qt
+        from augstudio.gui.shell.app import run_app  # deferred: Qt
     except ImportError as e:
         raise AugstudioError(f"the desktop app cannot start: {e}. Install PySide6-Essentials and pyqtgraph "
                              "(pip install -e .)") from None

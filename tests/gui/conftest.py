@@ -17,8 +17,8 @@ def _settings_dir(tmp_path, monkeypatch):
 @pytest.fixture
 def make_window(qtbot, monkeypatch):
     """make_window(path=None, torch=True) -> MainWindow (closed and waited for at teardown)."""
-    from augstudio.gui.app import apply_theme
-    from augstudio.gui.main_window import MainWindow
+    from augstudio.gui.shell.app import apply_theme
+    from augstudio.gui.shell.main_window import MainWindow
 
     made = []
 

@@ -7,8 +7,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from augstudio.core.engine.recipe import load_recipe
-from augstudio.gui.app import run_app
-from augstudio.gui.main_window import MainWindow, default_recipe_for
+from augstudio.gui.shell.app import run_app
+from augstudio.gui.shell.main_window import MainWindow, default_recipe_for
 
 
 def test_run_app_opens_folder_and_recipe_and_exits_cleanly(qapp, photo_folder, tmp_path):

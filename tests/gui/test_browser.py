@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 from PySide6.QtCore import Qt
 
-from augstudio.gui.browser import BadRole, ItemRole, PixmapCache, make_thumbnail
+from augstudio.gui.panels.browser import BadRole, ItemRole, PixmapCache, make_thumbnail
 
 
 def test_open_sample_dataset_and_filter_by_class(make_window, qtbot, samples_root):
@@ -101,7 +101,7 @@ def test_browsing_does_not_import_torch(tmp_path, samples_root):
         import os, sys, time
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
         os.environ["AUGSTUDIO_SETTINGS_DIR"] = {str(tmp_path)!r}
-        from augstudio.gui.app import create_window, get_app
+        from augstudio.gui.shell.app import create_window, get_app
         app = get_app()
         win = create_window({str(samples_root / 'shapes')!r}, load_torch=False)
         end = time.time() + 20

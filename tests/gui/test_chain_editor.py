@@ -11,7 +11,7 @@ from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from augstudio.core.engine.recipe import Recipe, load_recipe
-from augstudio.gui.chain_editor import MIME, ChainModel
+from augstudio.gui.panels.chain.editor import MIME, ChainModel
 
 
 def ops(win):
@@ -213,7 +213,7 @@ def test_drop_a_folder_on_the_window_opens_it(make_window, qtbot, photo_folder):
 
 def test_every_registered_op_gets_an_editor_from_its_declarations(make_window):
     from augstudio.core.ops import all_ops
-    from augstudio.gui.chain_editor import ParamField, _Number
+    from augstudio.gui.panels.chain.editor import ParamField, _Number
 
     win = make_window(None)
     ctrl = win.chain.ctrl

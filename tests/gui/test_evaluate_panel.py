@@ -35,8 +35,8 @@ def digits(tmp_path):
 
 @pytest.fixture
 def panel(qtbot, digits, tmp_path):
-    from augstudio.gui.context import AppContext
-    from augstudio.gui.evaluate_panel import EvaluatePanel
+    from augstudio.gui.panels.evaluate import EvaluatePanel
+    from augstudio.gui.qt.context import AppContext
 
     ctx = AppContext()
     ctx.set_dataset(scan(digits))
@@ -109,8 +109,8 @@ def test_cancel_stops_the_job_and_reenables_run(qtbot, panel):
 
 
 def test_no_dataset_is_explained(qtbot):
-    from augstudio.gui.context import AppContext
-    from augstudio.gui.evaluate_panel import EvaluatePanel
+    from augstudio.gui.panels.evaluate import EvaluatePanel
+    from augstudio.gui.qt.context import AppContext
 
     ctx = AppContext()
     p = EvaluatePanel(ctx)

@@ -12,8 +12,8 @@ import torch
 from augstudio.core.engine.mixing import mix_pair, mixable
 from augstudio.core.io.dataset import scan
 from augstudio.core.io.images import read_image
-from augstudio.gui.context import AppContext
-from augstudio.gui.mix_panel import MixPanel
+from augstudio.gui.panels.mix import MixPanel
+from augstudio.gui.qt.context import AppContext
 
 
 def _pixels(qimg):

@@ -13,8 +13,8 @@ from augstudio.core.io.dataset import scan
 from augstudio.core.io.images import read_image
 from augstudio.core.methods.saliency import LOCALISE, compute_saliency, saliency_box
 from augstudio.core.models.loading import load_model
-from augstudio.gui.context import AppContext
-from augstudio.gui.saliency_panel import SaliencyPanel
+from augstudio.gui.panels.saliency import SaliencyPanel
+from augstudio.gui.qt.context import AppContext
 
 PROBE = dict(size=24, epochs=2, width=4, batch_size=8)
 

@@ -8,8 +8,8 @@ import numpy as np
 from PIL import Image
 
 from augstudio.core.io.images import read_image
-from augstudio.gui.context import AppContext
-from augstudio.gui.style_panel import StylePanel
+from augstudio.gui.panels.style import StylePanel
+from augstudio.gui.qt.context import AppContext
 
 
 def test_style_panel_texture_job_previews_curve_save_and_bank(qtbot, tmp_path):

@@ -13,8 +13,8 @@ from augstudio.core.io.dataset import scan
 from augstudio.core.io.images import read_image
 from augstudio.core.models import loading as models
 from augstudio.core.workflows.tta import classifier_from_loaded, evaluate_job, load_tta, predict_one
-from augstudio.gui.context import AppContext
-from augstudio.gui.tta_panel import TTAPanel
+from augstudio.gui.panels.tta import TTAPanel
+from augstudio.gui.qt.context import AppContext
 
 
 def _model():

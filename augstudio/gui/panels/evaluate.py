@@ -174,7 +174,7 @@ class EvaluatePanel(QWidget):
         item.setCheckState(Qt.CheckState.Checked)
         self.recipe_list.addItem(item)
         try:
-            from .settings import Settings
+            from augstudio.gui.qt.settings import Settings
 
             recent = Settings().recent_recipes()
         except Exception:  # noqa: BLE001 - settings are a convenience

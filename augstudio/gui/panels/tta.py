@@ -35,8 +35,7 @@ from PySide6.QtWidgets import (
 
 from augstudio.core.base.errors import AugstudioError
 from augstudio.core.workflows import tta as T
-
-from .workers import LatestWins
+from augstudio.gui.qt.workers import LatestWins
 
 THUMB = 72
 
@@ -251,8 +250,7 @@ class TTAPanel(QWidget):
 
         def work(token):
             from augstudio.core.io.images import read_image
-
-            from .preview import display_array, to_qimage
+            from augstudio.gui.panels.preview import display_array, to_qimage
 
             pic = read_image(path)
             token.check("prediction")

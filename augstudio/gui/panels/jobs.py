@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .workers import CANCELLED, DONE, FAILED, JobHandle
+from augstudio.gui.qt.workers import CANCELLED, DONE, FAILED, JobHandle
 
 
 def fmt_seconds(s: float | None) -> str:

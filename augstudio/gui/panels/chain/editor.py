@@ -742,7 +742,7 @@ class StepEditor(QWidget):
             self.title.setText("Select a step to edit its parameters")
             self.summary.setText("")
             return
-        from ..core.ops import get_op
+        from augstudio.core.ops.registry import get_op
 
         step = steps[row]
         cls = get_op(step.op)
@@ -800,7 +800,7 @@ class OpPalette(QTreeWidget):
         self.itemDoubleClicked.connect(lambda it, _c: None)  # activation covers double-click
 
     def populate(self) -> None:
-        from ..core.ops import all_ops
+        from augstudio.core.ops.registry import all_ops
 
         self.clear()
         fams: dict[str, list] = {}

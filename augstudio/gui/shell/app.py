@@ -13,6 +13,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
+from augstudio.gui.shell.main_window import MainWindow
+
 STYLE = """
 QMainWindow, QDockWidget { background: #232428; }
 QDockWidget::title { background: #2b2d31; padding: 5px 8px; color: #c8ccd4; font-weight: 600; }
@@ -81,8 +83,6 @@ def get_app() -> QApplication:
 def create_window(path=None, recipe_path=None, load_torch: bool = True):
     """Build (and show) the main window; the dataset opens on the next event-loop turn and torch loads
     in the background right after the first paint."""
-    from .main_window import MainWindow
-
     app = get_app()
     apply_theme(app)
     win = MainWindow(lazy_preview=True)

@@ -29,8 +29,7 @@ from PySide6.QtCore import QObject, QThreadPool, Signal
 
 from augstudio.core.engine.recipe import Recipe
 from augstudio.core.io.dataset import Dataset, Item
-
-from .workers import JobHandle, JobRunnable, LatestWins
+from augstudio.gui.qt.workers import JobHandle, JobRunnable, LatestWins
 
 
 class AppContext(QObject):

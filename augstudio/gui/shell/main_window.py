@@ -22,19 +22,18 @@ from PySide6.QtWidgets import (
 )
 
 from augstudio.core.base.errors import AugstudioError
-
-from .browser import BrowserWidget
-from .chain_editor import ChainEditor
-from .context import AppContext
-from .jobs_panel import ExportDialog, JobsPanel
-from .settings import Settings
+from augstudio.gui.panels.browser import BrowserWidget
+from augstudio.gui.panels.chain.editor import ChainEditor
+from augstudio.gui.panels.jobs import ExportDialog, JobsPanel
+from augstudio.gui.qt.context import AppContext
+from augstudio.gui.qt.settings import Settings
 
 PANELS = [
-    ("Saliency", "augstudio.gui.saliency_panel:SaliencyPanel"),
-    ("Mix", "augstudio.gui.mix_panel:MixPanel"),
-    ("Style", "augstudio.gui.style_panel:StylePanel"),
-    ("TTA", "augstudio.gui.tta_panel:TTAPanel"),
-    ("Evaluate", "augstudio.gui.evaluate_panel:EvaluatePanel"),
+    ("Saliency", "augstudio.gui.panels.saliency:SaliencyPanel"),
+    ("Mix", "augstudio.gui.panels.mix:MixPanel"),
+    ("Style", "augstudio.gui.panels.style:StylePanel"),
+    ("TTA", "augstudio.gui.panels.tta:TTAPanel"),
+    ("Evaluate", "augstudio.gui.panels.evaluate:EvaluatePanel"),
 ]
 
 
@@ -165,7 +164,9 @@ class MainWindow(QMainWindow):
 
     def ensure_preview(self):
         if self.preview is None:
-            from .preview import PreviewWidget
+            from augstudio.gui.panels.preview import (
+                PreviewWidget,  # deferred: pyqtgraph, after the first paint
+            )
 
             self.preview = PreviewWidget(self.ctx)
             self.preview_host.layout().addWidget(self.preview)
