@@ -14,8 +14,9 @@ from augstudio.cli import main
 from augstudio.core.base.errors import DatasetError, RecipeError
 from augstudio.core.base.jobs import CancelToken, run_job
 from augstudio.core.base.seeding import generator
+from augstudio.core.models.networks import init_weights
 from augstudio.core.workflows import metrics
-from augstudio.core.workflows.evaluate import NO_AUG, evaluate_job, init_weights, stratified_split
+from augstudio.core.workflows.evaluate import NO_AUG, evaluate_job, stratified_split
 
 torch.set_num_threads(1)
 
@@ -149,7 +150,7 @@ def test_same_seed_same_numbers_with_or_without_the_picture_cache(digits_folder)
 
 
 def test_init_weights_is_seeded_and_leaves_the_global_rng_alone():
-    from augstudio.core.workflows.evaluate import build_model
+    from augstudio.core.models.networks import build_model
 
     state = torch.get_rng_state()
     m1, m2 = build_model("probe", 3, 4), build_model("probe", 3, 4)
@@ -241,8 +242,7 @@ def test_bad_model_and_device_are_explained(digits_folder):
 
 
 def test_results_json_reads_back_into_the_same_table_and_report(digits_folder, tmp_path):
-    from augstudio.core.workflows.report import format_table
-    from augstudio.core.workflows.report import results_json, write_report
+    from augstudio.core.workflows.report import format_table, results_json, write_report
 
     res = run_job(evaluate_job(digits_folder, [{"steps": [{"op": "vflip"}]}], epochs=1, seeds=1, image_size=8))
     back = json.loads(results_json(res))  # one seed: p is NaN in memory, null in the file

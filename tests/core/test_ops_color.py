@@ -10,8 +10,8 @@ from torchvision.transforms.v2 import functional as TF
 from augstudio.core.base import seeding
 from augstudio.core.base.errors import RecipeError
 from augstudio.core.engine.pipeline import Pipeline
-from augstudio.core.ops.step import parse_steps
 from augstudio.core.ops import get_op
+from augstudio.core.ops.step import parse_steps
 
 
 @pytest.fixture(scope="module")

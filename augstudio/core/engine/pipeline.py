@@ -110,8 +110,9 @@ class Pipeline:
     def _signature(self, groups: list, kind: str, size: tuple) -> tuple:
         sig = []
         for g in groups:
-            sig.append(signature(g, kind, size))
-            size = self._size_after(g, size)
+            after = self._size_after(g, size)
+            sig.append((signature(g, kind, size), after))  # items of one run must also keep one size
+            size = after
         return tuple(sig)
 
     @staticmethod

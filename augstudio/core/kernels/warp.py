@@ -204,7 +204,12 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
     """One kernel for a batch: ``x`` uint8 ``N x C x H x W`` (any device), one forward matrix per item.
 
     Only the input region the output can reach is converted to float (constant / edge borders), and the
-    output grid is sampled once by ``grid_sample`` (align_corners=True: pixel centres at integers).
+    output grid is sampled by ``grid_sample`` (align_corners=True: pixel centres at integers).
+
+    On the CPU, items are sampled together when they reach the same input region and shrink by the same
+    factor, so every item gets exactly the floats it would get alone (batched == per image, byte for
+    byte). On an accelerator the items of one shrink factor share the union of their regions: one kernel,
+    at the price of rounding that can differ from the per-image result by a grey level.
     """
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
@@ -212,33 +217,46 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
         raise ValueError(f"border mode must be one of {', '.join(MODES)}, got {mode!r}")
     n, c, h, w = x.shape
     oh, ow = int(out_size[0]), int(out_size[1])
-    device = x.device
-    if antialias and interpolation != "nearest" and n > 1:
-        ks = [tuple(max(1, int(a)) for a in axis_scales(mm)) for mm in matrices]
-        if len(set(ks)) > 1:  # items shrink by different factors: one kernel per factor group
-            out = torch.empty((n, c, oh, ow), dtype=torch.float32 if as_float else torch.uint8, device=x.device)
-            for k in sorted(set(ks)):
-                idx = [i for i, kk in enumerate(ks) if kk == k]
-                out[idx] = warp_batch(x[idx], [matrices[i] for i in idx], out_size, interpolation, fill, mode, True,
-                                      as_float)
-            return out
-    invs0 = [inverse(mm) for mm in matrices]
-    invs = invs0
-    # 1. the reachable input box (not for reflect: mirrored samples can land anywhere)
-    y0, y1, x0, x1 = 0, h, 0, w
-    if mode != "reflect":
+    invs = [inverse(mm) for mm in matrices]
+    if mode == "reflect":  # mirrored samples can land anywhere: the whole image
+        boxes = [(0, h, 0, w)] * n
+    else:
         margin = 2 if interpolation == "bicubic" else 1
         boxes = [_source_box(iv, (oh, ow), h, w, margin) for iv in invs]
-        y0, x0 = min(b[0] for b in boxes), min(b[2] for b in boxes)
-        y1, x1 = max(b[1] for b in boxes), max(b[3] for b in boxes)
+    shrink = antialias and interpolation != "nearest"
+    factors = [tuple(max(1, int(a)) for a in _inverse_scales(iv)) if shrink else (1, 1) for iv in invs]
+    exact = x.device.type == "cpu"
+    groups: dict = {}
+    for i in range(n):
+        groups.setdefault((boxes[i], factors[i]) if exact else factors[i], []).append(i)
+    if len(groups) == 1:
+        return _warp_group(x, invs, _union(boxes), (oh, ow), interpolation, fill, mode, shrink, as_float)
+    out = torch.empty((n, c, oh, ow), dtype=torch.float32 if as_float else torch.uint8, device=x.device)
+    for idx in groups.values():
+        box = _union([boxes[i] for i in idx])
+        out[idx] = _warp_group(x[idx], [invs[i] for i in idx], box, (oh, ow), interpolation, fill, mode, shrink,
+                               as_float)
+    return out
+
+
+def _union(boxes: list) -> tuple:
+    return (min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _warp_group(x, invs0, box, out_size, interpolation, fill, mode, shrink: bool, as_float: bool):
+    """Sample the items of ``x`` (one inverse matrix each) from the input region ``box``."""
+    n, c, h, w = x.shape
+    oh, ow = out_size
+    device = x.device
+    y0, y1, x0, x1 = box
     shift = translation(-x0, -y0)
     if x.dtype == torch.float32:  # a caller's float copy of the uint8 image (shared by several warps): a view
         src = x[:, :, y0:y1, x0:x1]
     else:
         src = x[:, :, y0:y1, x0:x1].to(torch.float32, memory_format=_SRC_FORMAT)
-    invs = [matmul(shift, iv) for iv in invs]  # output -> cropped input coordinates
-    # 2. antialias: box-average by the integer shrink factor (same factor for the whole batch)
-    if antialias and interpolation != "nearest":
+    invs = [matmul(shift, iv) for iv in invs0]  # output -> cropped input coordinates
+    # antialias: box-average by the integer shrink factor (the same for the whole group)
+    if shrink:
         scales = [_inverse_scales(iv) for iv in invs0]  # == axis_scales(m), without inverting again
         kx = max(1, min(int(min(sc[0] for sc in scales)), src.shape[-1]))
         ky = max(1, min(int(min(sc[1] for sc in scales)), src.shape[-2]))

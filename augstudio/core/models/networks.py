@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import math
+
 import torch
 from torch import nn
 
@@ -59,4 +62,66 @@ class ProbeNet(nn.Module):
         return self.head(x)
 
 
-__all__ = ["ProbeNet"]
+
+# -- the models `augstudio evaluate` trains from scratch ------------------------------------------------
+def small_cnn(in_channels: int, num_classes: int):
+    """A small CNN (3 conv blocks with group norm: no running statistics to lag behind in short runs; global average pooling, a linear head); any input size."""
+    def block(cin, cout):
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.GroupNorm(8, cout), nn.ReLU(inplace=True)]
+
+    return nn.Sequential(
+        *block(in_channels, 16), nn.MaxPool2d(2),
+        *block(16, 32), nn.MaxPool2d(2),
+        *block(32, 64),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes),
+    )
+
+
+def build_model(name: str, in_channels: int, num_classes: int):
+    """``probe`` (``small_cnn``) or a torchvision architecture name (random init, 3 channels)."""
+    if name == "probe":
+        return small_cnn(in_channels, num_classes)
+
+    check_model_name(name)
+    import torchvision  # deferred: torchvision
+
+    return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+
+
+def check_model_name(name: str) -> None:
+    if name == "probe":
+        return
+    import torchvision  # deferred: torchvision
+
+    names = torchvision.models.list_models(module=torchvision.models)
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ModelError(f"--model {name!r}: not 'probe' nor a torchvision classification architecture.{hint}")
+
+
+def init_weights(model, gen) -> None:
+    """Re-draw every weight from ``gen`` (PyTorch's default schemes), so initialisation is seeded without
+    touching the global RNG: conv / linear weights kaiming-uniform(a=sqrt(5)), biases uniform(+-1/sqrt(fan_in)),
+    normalisation layers weight 1 and bias 0."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.ConvTranspose2d)):
+                w = m.weight
+                cpu = torch.empty(w.shape)
+                nn.init.kaiming_uniform_(cpu, a=math.sqrt(5), generator=gen)
+                w.copy_(cpu)
+                if m.bias is not None:
+                    fan_in = w[0].numel()
+                    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                    m.bias.copy_(torch.empty(m.bias.shape).uniform_(-bound, bound, generator=gen))
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
+                if getattr(m, "weight", None) is not None:
+                    m.weight.fill_(1.0)
+                if getattr(m, "bias", None) is not None:
+                    m.bias.zero_()
+                if hasattr(m, "reset_running_stats"):
+                    m.reset_running_stats()
+
+
+__all__ = ["ProbeNet", "small_cnn", "build_model", "check_model_name", "init_weights"]

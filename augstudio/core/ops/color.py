@@ -164,8 +164,9 @@ class SequenceOp(PointwiseOp, ColorOp):
     def apply_batch(self, x, params_list, kind, stats=None):
         if x.shape[0] == 1:  # a batch of one is the per-image op itself
             return super().apply_batch(x, params_list, kind, stats)
-        # one float pass per distinct order; factors per item broadcast over the batch (x may be the fused
-        # warp's float result: accepts_float)
+        # one float pass per distinct order, factors per item broadcast over the batch. Every per-item
+        # number is made as ``apply`` makes it (Python floats, rounded to float32 once), so each item's
+        # bytes equal the per-image result. x may be the fused warp's float result (accepts_float).
         out = x.clone() if x.dtype == torch.uint8 else W.to_uint8(x)
         groups: dict = {}
         for i, p in enumerate(params_list):
@@ -176,25 +177,26 @@ class SequenceOp(PointwiseOp, ColorOp):
             xs, alpha = split_alpha(x[idx], kind)
             xf = xs.to(torch.float32)
             seqs = [self.sequence(params_list[i]) for i in idx]
+
+            def column(values):
+                return torch.tensor(values, dtype=torch.float32, device=x.device).view(-1, 1, 1, 1)
+
             for k, name in enumerate(names):
-                f = torch.tensor([s[k][1] for s in seqs], dtype=torch.float32, device=x.device).view(-1, 1, 1, 1)
+                fs = [s[k][1] for s in seqs]
                 if name == "brightness":
-                    xf = xf.mul_(f).clamp_(0, 255).floor_()
+                    xf = xf.mul_(column(fs)).clamp_(0, 255).floor_()
                 elif name == "contrast":
-                    if stats is not None:  # measured where the step stands in the chain (fused runs)
-                        ci = sum(1 for nm in names[:k] if nm == "contrast")
-                        m = torch.tensor([stats[i]["means"][ci] for i in idx], dtype=torch.float32,
-                                         device=x.device).view(-1, 1, 1, 1)
-                    else:
-                        g = _gray_float(xf).floor_() if xf.shape[1] == 3 else xf
-                        m = g.to(torch.int32).sum(dim=(1, 2, 3), dtype=torch.int64).to(torch.float64)
-                        m = (m / float(g[0].numel())).to(torch.float32).view(-1, 1, 1, 1)
-                    xf = xf.mul_(f).add_(m * (1.0 - f)).clamp_(0, 255).floor_()
+                    ci = sum(1 for nm in names[:k] if nm == "contrast")
+                    # measured where the step stands in the chain (fused runs), else on the image as it is
+                    means = [stats[i]["means"][ci] if stats and stats[i] else _float_mean_gray(xf[j])
+                             for j, i in enumerate(idx)]
+                    xf = xf.mul_(column(fs)).add_(column([m * (1.0 - f) for m, f in zip(means, fs)]))
+                    xf = xf.clamp_(0, 255).floor_()
                 elif name == "saturation" and xf.shape[1] == 3:
-                    g = _gray_float(xf).floor_()
-                    xf = xf.mul_(f).add_(g * (1.0 - f)).clamp_(0, 255).floor_()
+                    g = _gray_float(xf).floor_().mul_(column([1.0 - f for f in fs]))
+                    xf = xf.mul_(column(fs)).add_(g).clamp_(0, 255).floor_()
                 elif name == "hue" and xf.shape[1] == 3:
-                    xf = torch.stack([F.adjust_hue(xf[j].to(torch.uint8), float(f[j])) for j in range(len(idx))]).float()
+                    xf = torch.stack([_k_hue(xf[j], f) for j, f in enumerate(fs)])
             out[idx] = join_alpha(W.to_uint8(xf), alpha)
         return out
 

@@ -114,12 +114,8 @@ class NoiseOp(Op):
             return super().apply_batch(x, params_list, kind)
         # noise per item from its own seed (same values as apply), one arithmetic kernel for the batch
         n = torch.stack([self.noise(tuple(x.shape[1:]), p) for p in params_list]).to(x.device)
-        xf = x.to(torch.float32)
-        out = torch.stack([self.combine(xf[i], n[i], p) for i, p in enumerate(params_list)]) \
-            if self.per_item_combine else self.combine_batch(xf, n, params_list)
+        out = self.combine_batch(x.to(torch.float32), n, params_list)
         return W.to_uint8(out.round_().clamp_(0, 255))
-
-    per_item_combine = True
 
     def combine_batch(self, xf, n, params_list):
         raise NotImplementedError
@@ -134,27 +130,14 @@ class GaussianNoise(NoiseOp):
         Param("mean", "float", 0.0, low=-1.0, high=1.0, help="mean of the noise (0..1 units)"),
         Param("per_channel", "bool", True, help="independent noise per channel (false: the same for all)"),
     )
-    per_item_combine = False
-
     def sample_more(self, gen, size):
         return {"std": round(seeding.uniform(gen, *self.std), 6)}
 
-    def noise(self, shape, params):
-        c, h, w = shape
-        g = _noise_gen(params["seed"])
-        n = standard_normal((c if self.per_channel else 1, h, w), g)
-        return n.expand(c, h, w) if not self.per_channel else n
-
-    def combine(self, xf, n, params):
-        return xf.add_(n * (params["std"] * 255.0) + self.mean * 255.0)
-
-    def combine_batch(self, xf, n, params_list):
-        std = torch.tensor([p["std"] * 255.0 for p in params_list], dtype=torch.float32, device=xf.device)
-        return xf.add_(n * std.view(-1, 1, 1, 1) + self.mean * 255.0)
+    apply_batch = Op.apply_batch  # the int16 path below per item (its noise comes per item anyway)
 
     def apply(self, x, params, kind):
-        # uint8 + int16 noise: the table is scaled by std (and shifted by the mean) once, so per pixel
-        # there is one gather and one saturating add; equal to round(x + std n + mean) of the float path
+        # uint8 + int16 noise: the table is scaled by std (and shifted by the mean, rounded to a whole grey
+        # level) once, so per pixel there is one gather and one saturating add
         c, h, w = x.shape
         g = _noise_gen(params["seed"])
         shape = (c if self.per_channel else 1, h, w)
@@ -169,8 +152,6 @@ class SpeckleNoise(NoiseOp):
     name = "speckle_noise"
     summary = "Multiplicative noise: x -> x (1 + n), n ~ N(0, std^2) (brighter pixels get more noise)."
     params = (Param("std", "range", [0.0, 0.1], low=0.0, high=2.0, scalar="upto", help="std range of n"),)
-    per_item_combine = False
-
     def sample_more(self, gen, size):
         return {"std": round(seeding.uniform(gen, *self.std), 6)}
 
