@@ -67,6 +67,38 @@ def test_workers_1_and_2_give_byte_identical_outputs_on_the_sample_dataset(sampl
     assert wafer.mode == "P" and set(np.unique(np.asarray(wafer))) <= {0, 1, 2}
 
 
+def test_a_batch_stage_export_runs_in_two_worker_processes_and_equals_one(shapes, tmp_path, monkeypatch):
+    """The batch stage is a phase of the same export job: -j 2 runs the per-image and mixing work in two
+    worker processes, and the tree equals -j 1 byte for byte, in the plain export's class-folder layout."""
+    from augstudio.core.workflows import pool
+
+    pools = []
+
+    class Recording(pool.ProcessPoolExecutor):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            pools.append(self)
+
+        def submit(self, *a, **k):
+            fut = super().submit(*a, **k)
+            self.pids = {p.pid for p in self._processes.values()}
+            return fut
+
+    monkeypatch.setattr(pool, "ProcessPoolExecutor", Recording)
+    recipe = {"seed": 4, "steps": [{"op": "rotate", "degrees": 10}],
+              "batch": [{"op": "mixup"}, {"op": "cutmix", "p": 0.5}, {"op": "label_smoothing"}]}
+    s1 = run_job(export_job(shapes, recipe, tmp_path / "w1", copies=2, workers=1))
+    assert pools == []
+    s2 = run_job(export_job(shapes, recipe, tmp_path / "w2", copies=2, workers=2))
+    assert len(pools) == 1 and pools[0]._max_workers == 2 and len(pools[0].pids) == 2
+    assert s1.written == s2.written == 60
+    f1, f2 = files_of(tmp_path / "w1"), files_of(tmp_path / "w2")
+    assert f1 == f2
+    names = sorted(k for k in f1 if k.endswith(".png"))
+    assert len(names) == 60 and all(k.split("/")[0] in ("circle", "square") and "__" in k for k in names)
+    assert {"labels.csv", "manifest.jsonl", "errors.jsonl", "recipe.yaml"} <= set(f1)
+
+
 def test_manifest_records_replay_to_the_same_pixels(shapes, tmp_path):
     out = tmp_path / "out"
     run_job(export_job(shapes, RECIPE, out, copies=2))

@@ -261,6 +261,31 @@ def test_kill_9_during_a_stylized_export_then_rerun_is_byte_identical(shapes, tm
     assert leftovers(out) == []
 
 
+MIXED = {"augstudio_recipe": 1, "seed": 5, "steps": [{"op": "hflip", "p": 0.5}],
+         "batch": [{"op": "mixup", "alpha": 0.4}, {"op": "cutmix", "p": 0.5}, {"op": "label_smoothing"}]}
+
+
+def test_kill_9_during_a_batch_stage_export_then_rerun_is_byte_identical(shapes, tmp_path):
+    """The batch stage is a phase of the same export job: two worker processes, a kill mid-way, then the
+    same command with one worker gives the bytes of an uninterrupted run (images, labels.csv, manifest)."""
+    rf = tmp_path / "mixed.json"
+    rf.write_text(json.dumps(MIXED))
+    ref = tmp_path / "ref"
+    run_job(export_job(shapes, rf, ref, copies=2))
+    assert (ref / "labels.csv").exists() and complete_pngs(ref) == 60
+    out = tmp_path / "out"
+    proc = start_cli(shapes, rf, out, workers=2)
+    wait_for_outputs(proc, out, 8)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "manifest.jsonl").exists() and not (out / "labels.csv").exists()
+    assert 8 <= complete_pngs(out) < 60, "whatever the kill left is whole"
+    assert main(["export", str(shapes), "-r", str(rf), "-o", str(out), "-n", "2", "-j", "1"]) == 0
+    assert files_of(out) == files_of(ref)
+    assert leftovers(out) == []
+
+
 def test_kill_9_during_a_distillation_then_rerun_is_byte_identical(tmp_path, samples_root):
     """Distillation journals each finished image; a kill mid-way, then the same command: same bytes."""
     import torch
