@@ -360,28 +360,46 @@ class Solarize(LutOp):
         return torch.where(v >= params["threshold"], 255 - v, v).to(torch.uint8)
 
 
+def per_channel_lut(x, kind, lut_of):
+    """Each colour channel through its own 256-entry table ``lut_of(channel) -> uint8 table or None``
+    (None: the channel is left as it is); alpha is carried through."""
+    x, alpha = split_alpha(x, kind)
+    x = x.contiguous()
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    flat = x.reshape(-1, x.shape[-2] * x.shape[-1])
+    rows = out.view(-1, flat.shape[1])
+    for i in range(flat.shape[0]):
+        lut = lut_of(flat[i])
+        rows[i] = flat[i] if lut is None else apply_lut(flat[i], lut)
+    return join_alpha(out, alpha)
+
+
+def equalize_lut(ch):
+    """PIL's equalisation table from an integer histogram, or None when the channel is left alone."""
+    hist = torch.bincount(ch.to(torch.int64), minlength=256)
+    nz = hist[hist > 0]
+    step = (int(ch.numel()) - int(nz[-1])) // 255 if nz.numel() else 0
+    if step == 0:
+        return None
+    cum = torch.cumsum(hist, 0)
+    lut = torch.cat([cum.new_zeros(1), (cum[:-1] + step // 2) // step]).clamp_(0, 255)
+    return lut.to(torch.uint8)
+
+
+def autocontrast_lut(ch):
+    lo, hi = int(ch.min()), int(ch.max())
+    if hi == lo:
+        return None
+    return ((_LEVELS - lo) * (255.0 / (hi - lo))).clamp_(0, 255).to(torch.uint8)
+
+
 @register
 class Equalize(ColorOp):
     name = "equalize"
     summary = "Histogram equalisation per channel (PIL / torchvision algorithm); integer histograms."
 
     def apply(self, x, params, kind, stats=None):
-        x, alpha = split_alpha(x, kind)
-        x = x.contiguous()
-        out = torch.empty_like(x, memory_format=torch.contiguous_format)
-        flat = x.reshape(-1, x.shape[-2] * x.shape[-1])
-        for i in range(flat.shape[0]):
-            ch = flat[i]
-            hist = torch.bincount(ch.to(torch.int64), minlength=256)
-            nz = hist[hist > 0]
-            step = (int(ch.numel()) - int(nz[-1])) // 255 if nz.numel() else 0
-            if step == 0:
-                out.view(-1, flat.shape[1])[i] = ch
-                continue
-            cum = torch.cumsum(hist, 0)
-            lut = torch.cat([torch.zeros(1, dtype=torch.int64), (cum[:-1] + step // 2) // step]).clamp_(0, 255)
-            out.view(-1, flat.shape[1])[i] = apply_lut(ch, lut.to(torch.uint8))
-        return join_alpha(out, alpha)
+        return per_channel_lut(x, kind, equalize_lut)
 
 
 @register
@@ -390,18 +408,7 @@ class AutoContrast(ColorOp):
     summary = "Stretch each channel so its darkest value becomes 0 and its brightest 255."
 
     def apply(self, x, params, kind, stats=None):
-        x, alpha = split_alpha(x, kind)
-        x = x.contiguous()
-        out = torch.empty_like(x, memory_format=torch.contiguous_format)
-        flat = x.reshape(-1, x.shape[-2] * x.shape[-1])
-        for i in range(flat.shape[0]):
-            lo, hi = int(flat[i].min()), int(flat[i].max())
-            if hi == lo:
-                lut = torch.arange(256).to(torch.uint8)
-            else:
-                lut = ((_LEVELS - lo) * (255.0 / (hi - lo))).clamp_(0, 255).to(torch.uint8)
-            out.view(-1, flat.shape[1])[i] = apply_lut(flat[i], lut)
-        return join_alpha(out, alpha)
+        return per_channel_lut(x, kind, autocontrast_lut)
 
 
 @register
