@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import sys
 
 
@@ -14,13 +15,11 @@ def _guard_pyside_emit_refcount() -> bool:
     if sys.version_info >= (3, 12) or hasattr(sys, "gettotalrefcount"):  # immortal bools / debug build
         return False
     try:
-        import PySide6
+        import PySide6  # deferred: Qt, only to read its version (the core-only tests block it)
     except ImportError:
         return False
     if PySide6.__version__ != "6.12.0":
         return False
-    import ctypes
-
     for obj in (True, False):
         ctypes.c_ssize_t.from_address(id(obj)).value += 1 << 40
     return True

@@ -11,7 +11,8 @@ from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from augstudio.core.engine.recipe import Recipe, load_recipe
-from augstudio.gui.panels.chain.editor import MIME, ChainModel
+from augstudio.gui.panels.chain.model import ChainModel
+from augstudio.gui.panels.chain.steps import MIME
 
 
 def ops(win):
@@ -213,7 +214,7 @@ def test_drop_a_folder_on_the_window_opens_it(make_window, qtbot, photo_folder):
 
 def test_every_registered_op_gets_an_editor_from_its_declarations(make_window):
     from augstudio.core.ops import all_ops
-    from augstudio.gui.panels.chain.editor import ParamField, _Number
+    from augstudio.gui.widgets.params import NumberField, ParamField
 
     win = make_window(None)
     ctrl = win.chain.ctrl
@@ -232,7 +233,7 @@ def test_every_registered_op_gets_an_editor_from_its_declarations(make_window):
             f = ed.fields[p.name]
             assert isinstance(f, ParamField)
             if p.kind in ("float", "int") and p.low is not None and p.high is not None:
-                assert isinstance(f.parts[0], _Number) and f.parts[0].slider is not None
+                assert isinstance(f.parts[0], NumberField) and f.parts[0].slider is not None
                 # the widgets show the declared default
                 assert f.parts[0].value() == pytest.approx(p.validate(p.default))
         assert ed.p_field.value() == 1.0

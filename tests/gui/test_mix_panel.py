@@ -30,8 +30,7 @@ def _run(qtbot, panel, action):
         action()
     handle = started.args[0]
     qtbot.waitUntil(lambda: not handle.is_running(), timeout=60000)
-    qtbot.waitUntil(lambda: panel.last_result is not None
-                    and panel.last_result["request"] == panel._request, timeout=10000)
+    qtbot.waitUntil(lambda: panel.last_result is not None and not panel.runner.busy(), timeout=10000)
     return panel.last_result
 
 
@@ -53,7 +52,8 @@ def test_mix_panel_methods_slider_reroll(qtbot, tmp_path, samples_root):
 
     # PuzzleMix on a fixed 8x8 grid with lambda 0.5: the same as the core
     panel.method.setCurrentText("puzzlemix")
-    panel.blocks.setCurrentIndex(panel.blocks.findData(8))
+    blocks = panel.form.fields["block_num"].parts[0]  # the form is made from PuzzleMix's Params
+    blocks.setCurrentIndex(blocks.findData(8))
     panel.lam_slider.setValue(50)
     res = _run(qtbot, panel, lambda: panel.fix_lam.setChecked(True) or panel.set_pair(a, b))
     ref = mix_pair(xa, xb, "puzzlemix", lam=0.5, seed=0, block_num=8)

@@ -16,9 +16,9 @@ from augstudio.core.engine.recipe import load_recipe
 from augstudio.core.io.images import read_image
 from augstudio.core.workflows.export import export_job
 from augstudio.gui.panels.jobs import start_export
-from augstudio.gui.panels.preview import display_array
+from augstudio.gui.qt.images import display_array
 from augstudio.gui.qt.workers import CANCELLED, DONE, FAILED
-from augstudio.gui.shell.main_window import PanelHost
+from augstudio.gui.shell.panel_host import PanelHost
 
 
 def wait_render(qtbot, win, timeout=10000):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,15 +53,14 @@ def test_saliency_panel_probe_compute_and_controls(qtbot, tmp_path, samples_root
     qtbot.waitUntil(lambda: panel.model is not None, timeout=10000)
     assert panel.model.classes == ["circle", "square"]
     assert [panel.target.itemText(i) for i in range(panel.target.count())] == ["predicted class", "circle", "square"]
-    probe_file = h.result.path
+    probe_file = Path(h.result.meta["path"])
     assert probe_file.parent == tmp_path / "settings" / "probes" and probe_file.is_file()
 
     # selecting an item computes its map as a job; the result equals the core's
     panel.method.setCurrentText("vanilla")
     item = ds.items[5]
     _wait_job(qtbot, panel, lambda: ctx.set_current_item(item))
-    qtbot.waitUntil(lambda: panel.last_result is not None and panel.last_result["request"] == panel._request,
-                    timeout=10000)
+    qtbot.waitUntil(lambda: panel.last_result is not None and not panel.runner.busy(), timeout=10000)
     res = panel.last_result
     ref = compute_saliency(load_model(probe_file), [read_image(ds.abspath(item))], **LOCALISE)
     assert torch.allclose(res["map"], ref.maps[0], atol=1e-5)
@@ -92,18 +92,17 @@ def test_saliency_panel_probe_compute_and_controls(qtbot, tmp_path, samples_root
     # turning off the view averaging and multi-scale recomputes: plain vanilla gradient
     panel.multiscale.setChecked(False)
     _wait_job(qtbot, panel, lambda: panel.views.setChecked(False))
-    qtbot.waitUntil(lambda: panel.last_result["request"] == panel._request, timeout=10000)
+    qtbot.waitUntil(lambda: not panel.runner.busy(), timeout=10000)
     plain_ref = compute_saliency(load_model(probe_file), [read_image(ds.abspath(item))], method="vanilla")
     assert torch.allclose(panel.last_result["map"], plain_ref.maps[0], atol=1e-5)
 
     # a target class: the job reruns for that class
     _wait_job(qtbot, panel, lambda: panel.target.setCurrentIndex(2))
-    qtbot.waitUntil(lambda: panel.last_result["request"] == panel._request and panel.last_result["target"] == 1,
-                    timeout=10000)
+    qtbot.waitUntil(lambda: not panel.runner.busy() and panel.last_result["target"] == 1, timeout=10000)
 
     # model files: a missing one is reported; a TorchScript one needs the user's yes
-    panel.set_model_file(tmp_path / "nope.pt")
-    assert "model file not found" in panel.errors[-1]
+    panel.set_model_file(tmp_path / "nope.pt")  # loads as a job: the error arrives from it
+    qtbot.waitUntil(lambda: bool(panel.errors) and "model file not found" in panel.errors[-1], timeout=10000)
     ts_path = tmp_path / "m.ts"
     torch.jit.save(torch.jit.script(load_model(probe_file).module), str(ts_path))
     asked = []

@@ -24,6 +24,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QHBoxLayout,
     QLabel,
     QListView,
@@ -36,6 +37,8 @@ from PySide6.QtWidgets import (
 )
 
 from augstudio.core.io.dataset import Dataset, Item
+from augstudio.core.io.images import _open_checked
+from augstudio.gui.qt.images import to_qimage
 
 THUMB = 96
 ItemRole = Qt.ItemDataRole.UserRole + 1
@@ -44,8 +47,6 @@ BadRole = Qt.ItemDataRole.UserRole + 2
 
 def make_thumbnail(path: Path, size: int = THUMB) -> QImage:
     """Decode a small RGB(A) thumbnail with Pillow (JPEG draft mode decodes at reduced scale)."""
-    from augstudio.core.io.images import _open_checked
-
     im = _open_checked(Path(path))
     try:
         if im.format == "JPEG":
@@ -63,13 +64,7 @@ def make_thumbnail(path: Path, size: int = THUMB) -> QImage:
             if im.mode not in ("RGB", "RGBA"):
                 im = im.convert("RGBA" if ("A" in im.mode or "transparency" in im.info) else "RGB")
             im.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        if im.mode == "RGBA":
-            data = im.tobytes("raw", "RGBA")
-            q = QImage(data, im.width, im.height, 4 * im.width, QImage.Format.Format_RGBA8888)
-        else:
-            data = im.tobytes("raw", "RGB")
-            q = QImage(data, im.width, im.height, 3 * im.width, QImage.Format.Format_RGB888)
-        return q.copy()  # own the bytes
+        return to_qimage(im)
     finally:
         im.close()
 
@@ -264,8 +259,6 @@ class ThumbnailModel(QAbstractListModel):
 
     def _warning_pixmap(self) -> QPixmap:
         if self._warn_icon is None:
-            from PySide6.QtWidgets import QApplication
-
             pm = _placeholder(THUMB, QColor(70, 40, 40))
             icon = QApplication.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
             p = QPainter(pm)

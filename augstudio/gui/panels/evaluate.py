@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -35,7 +36,10 @@ from PySide6.QtWidgets import (
 )
 
 from augstudio.core.base.errors import AugstudioError
-from augstudio.core.workflows.report import COLORS
+from augstudio.core.workflows import metrics
+from augstudio.core.workflows.evaluate import evaluate_job
+from augstudio.core.workflows.report import COLORS, pooled_predictions, table_rows, write_report
+from augstudio.gui.qt.workers import error_message
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 CURRENT = "<current>"
@@ -173,13 +177,7 @@ class EvaluatePanel(QWidget):
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
         item.setCheckState(Qt.CheckState.Checked)
         self.recipe_list.addItem(item)
-        try:
-            from augstudio.gui.qt.settings import Settings
-
-            recent = Settings().recent_recipes()
-        except Exception:  # noqa: BLE001 - settings are a convenience
-            recent = []
-        for p in recent:
+        for p in self.ctx.recent_recipes():
             if Path(p).is_file():
                 self.add_recipe_file(p, checked=False)
 
@@ -244,8 +242,6 @@ class EvaluatePanel(QWidget):
         root = ds.root
 
         def make_job(token):
-            from augstudio.core.workflows.evaluate import evaluate_job
-
             return evaluate_job(root, recipes, token=token, recipe_names=unique, **params)
 
         self.result = None
@@ -295,14 +291,13 @@ class EvaluatePanel(QWidget):
         self.run_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, error: BaseException | str) -> None:
+        message = error if isinstance(error, str) else error_message(error)
         self.errors.append(message)
         self.status.setText(message)
 
     # -- showing a result ---------------------------------------------------------------------------------
     def show_result(self, result: dict) -> None:
-        from augstudio.core.workflows.report import table_rows
-
         rows = table_rows(result)
         self.table.clear()
         self.table.setColumnCount(len(rows[0]))
@@ -329,8 +324,6 @@ class EvaluatePanel(QWidget):
             self.arm_combo.setCurrentIndex(min(rows))
 
     def _draw_curves(self) -> None:
-        import numpy as np
-
         self.curves.clear()
         for i, arm in enumerate(self.result["arms"]):
             runs = [r["curves"]["val_accuracy"] for r in arm["runs"]]
@@ -340,9 +333,6 @@ class EvaluatePanel(QWidget):
                              symbolBrush=_brush(i), name=arm["name"])
 
     def _draw_reliability(self) -> None:
-        from augstudio.core.workflows import metrics
-        from augstudio.core.workflows.report import pooled_predictions
-
         self.reliability.clear()
         if self.result is None:
             return
@@ -382,12 +372,10 @@ class EvaluatePanel(QWidget):
             folder = QFileDialog.getExistingDirectory(self, "Folder for the report")
             if not folder:
                 return None
-        from augstudio.core.workflows.report import write_report
-
         try:
             write_report(self.result, folder)
         except AugstudioError as e:
-            self._fail(str(e))
+            self._fail(e)
             return None
         self.status.setText(f"Report written to {folder}/report.html")
         return Path(folder)

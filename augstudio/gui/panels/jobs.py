@@ -25,6 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from augstudio.core.base.errors import AugstudioError
+from augstudio.core.io.outputs import check_output_folder
 from augstudio.gui.qt.workers import CANCELLED, DONE, FAILED, JobHandle
 
 
@@ -214,9 +216,6 @@ class ExportDialog(QDialog):
                 "fmt": self.fmt.currentText(), "workers": self.workers.value()}
 
     def accept(self) -> None:
-        from augstudio.core.base.errors import AugstudioError
-        from augstudio.core.io.outputs import check_output_folder
-
         o = self.options()
         if not self.out.text().strip():
             self.error.setText("Choose an output folder.")
@@ -231,7 +230,7 @@ class ExportDialog(QDialog):
 
 
 def start_export(ctx, src, recipe, out, copies=1, seed=None, fmt="png", workers=1) -> JobHandle:
-    from augstudio.core.workflows.export import export_job
+    from augstudio.core.workflows.export import export_job  # deferred: torch (the jobs panel is up before it)
 
     rec = recipe.copy()
 

@@ -3,48 +3,67 @@ CutMix or PuzzleMix and its parameters, and see both saliency maps, the mask, th
 mixed image and its label weights. A lambda slider fixes lambda (else it is drawn from Beta(alpha, alpha));
 Reroll draws again (next seed).
 
-The mixing runs through ``ctx.run_job`` (core ``batch_stage.mix_pair``); QImages are built in the worker,
-QPixmaps here on the GUI thread. Only the latest request's result is shown.
+The parameter form is made from the batch op's own ``Param`` declarations (the chain editor's field
+factory). PuzzleMix's optional saliency model comes from the shared model-loading job (``ctx.models``).
+Mixing (core ``engine.mixing.mix_pair``) runs on a latest-wins runner listed in the Jobs panel: a newer
+request cancels an older one, whose result is dropped. QImages are built in the worker, QPixmaps here.
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
+import torch
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QSlider,
     QVBoxLayout,
     QWidget,
 )
 
+from augstudio.core.engine.mixing import heat, mix_pair, mixable
+from augstudio.core.io.images import read_image
+from augstudio.core.ops.registry import get_batch_op
+from augstudio.gui.qt.images import to_qimage
+from augstudio.gui.qt.models import ModelRequest
+from augstudio.gui.qt.workers import error_message
+from augstudio.gui.widgets.image_view import ImageLabel
+from augstudio.gui.widgets.params import ParamForm
+
+METHODS = ("puzzlemix", "mixup", "cutmix")
 VIEWS = (("a", "Image A"), ("b", "Image B"), ("sal_a", "Saliency A"), ("sal_b", "Saliency B"),
          ("mask", "Mask (A shows)"), ("transported_a", "Transported A"), ("transported_b", "Transported B"),
          ("mixed", "Mixed"))
 SHOW = 150
 
 
-def _qimage(x) -> QImage:
-    """float (C, H, W) or (H, W) tensor in 0..1 -> an RGB QImage (owns its memory; safe to pass threads)."""
-    import numpy as np
-
-    if x.dim() == 2:
-        x = x[None].expand(3, -1, -1)
-    arr = (x.detach().cpu().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).contiguous().numpy()
-    arr = np.ascontiguousarray(arr)
-    h, w, _ = arr.shape
-    return QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+def mix_images(path_a: Path, path_b: Path, cfg: dict, model, token) -> dict:
+    """The work of one request (on a pool thread): both images mixed, with QImages of every view."""
+    xa = mixable(read_image(path_a))
+    xb = mixable(read_image(path_b))
+    if model is not None:
+        xa, xb = xa.to(model.device), xb.to(model.device)
+    token.check("mix")
+    res = mix_pair(xa, xb, cfg["method"], lam=cfg["lam"], seed=cfg["seed"], model=model, **cfg["values"])
+    if xb.shape[-2:] != xa.shape[-2:]:
+        xb = torch.nn.functional.interpolate(xb[None], size=xa.shape[-2:], mode="bilinear", align_corners=False,
+                                             antialias=True)[0]
+    images = {"a": to_qimage(xa), "b": to_qimage(xb), "mask": to_qimage(res["mask"]),
+              "mixed": to_qimage(res["mixed"])}
+    if "sal_a" in res:
+        images.update(sal_a=to_qimage(heat(res["sal_a"])), sal_b=to_qimage(heat(res["sal_b"])),
+                      transported_a=to_qimage(res["transported_a"]), transported_b=to_qimage(res["transported_b"]))
+    return {"images": images, "weights": res["weights"], "params": res["params"],
+            "mixed": res["mixed"].detach().cpu().clone(), "settings": cfg}
 
 
 class MixPanel(QWidget):
@@ -56,8 +75,8 @@ class MixPanel(QWidget):
         self.seed = 0
         self.last_result: dict | None = None
         self.errors: list[str] = []
-        self._request = 0
-        self._models: dict = {}
+        self.runner = ctx.latest(listed=True)
+        self._wanted: dict | None = None  # the settings of the newest request (its model may still be loading)
 
         # -- the pair ------------------------------------------------------------------------------------
         self.a_btn = QPushButton("A = shown image")
@@ -69,13 +88,9 @@ class MixPanel(QWidget):
         for w in (self.a_btn, self.b_btn, self.random_btn):
             prow.addWidget(w)
 
-        # -- method and parameters ------------------------------------------------------------------------
+        # -- method, lambda and the op's parameters -----------------------------------------------------
         self.method = QComboBox()
-        self.method.addItems(["puzzlemix", "mixup", "cutmix"])
-        self.alpha = QDoubleSpinBox()
-        self.alpha.setRange(0.01, 100.0)
-        self.alpha.setValue(1.0)
-        self.alpha.setSingleStep(0.1)
+        self.method.addItems(list(METHODS))
         self.fix_lam = QCheckBox("fixed lambda")
         self.lam_slider = QSlider(Qt.Orientation.Horizontal)
         self.lam_slider.setRange(0, 100)
@@ -86,48 +101,31 @@ class MixPanel(QWidget):
         lrow.addWidget(self.fix_lam)
         lrow.addWidget(self.lam_slider, 1)
         lrow.addWidget(self.lam_label)
-        self.blocks = QComboBox()
-        self.blocks.addItem("random 2^k (k = 1..4)", "random")
-        for b in (2, 4, 8, 16):
-            self.blocks.addItem(f"{b} x {b}", b)
-        self.transport = QCheckBox("optimal transport")
-        self.transport.setChecked(True)
-        self.beta = self._spin(1.2, "label smoothness")
-        self.gamma = self._spin(0.5, "data-dependent smoothness")
-        self.eta = self._spin(0.2, "weight of the lambda prior")
-        self.t_eps = self._spin(0.8, "transport cost coefficient")
-        self.model_edit = QLineEdit()
-        self.model_edit.setPlaceholderText("optional: model.pt or resnet18 (saliency); empty = image gradient")
+        self.form = ParamForm(())
         self.reroll_btn = QPushButton("Reroll")
         self.mix_btn = QPushButton("Mix")
-        form = QFormLayout()
-        form.addRow("Pair", prow)
-        form.addRow("", self.pair_label)
-        form.addRow("Method", self.method)
-        form.addRow("alpha", self.alpha)
-        form.addRow("lambda", lrow)
-        form.addRow("blocks", self.blocks)
-        form.addRow("", self.transport)
-        form.addRow("beta", self.beta)
-        form.addRow("gamma", self.gamma)
-        form.addRow("eta", self.eta)
-        form.addRow("t_eps", self.t_eps)
-        form.addRow("model", self.model_edit)
+        top = QFormLayout()
+        top.addRow("Pair", prow)
+        top.addRow("", self.pair_label)
+        top.addRow("Method", self.method)
+        top.addRow("lambda", lrow)
         brow = QHBoxLayout()
         brow.addWidget(self.mix_btn)
         brow.addWidget(self.reroll_btn)
-        form.addRow("", brow)
         controls = QGroupBox("Mix two images")
-        controls.setLayout(form)
+        self.controls = QVBoxLayout(controls)
+        self.controls.addLayout(top)
+        self.controls.addWidget(self.form)
+        self.controls.addLayout(brow)
+        self.controls.addStretch(1)
 
         # -- the pictures ---------------------------------------------------------------------------------
         grid = QGridLayout()
-        self.view_labels: dict[str, QLabel] = {}
+        self.view_labels: dict[str, ImageLabel] = {}
         for i, (key, title) in enumerate(VIEWS):
             box = QVBoxLayout()
-            pic = QLabel()
+            pic = ImageLabel()
             pic.setFixedSize(SHOW, SHOW)
-            pic.setAlignment(Qt.AlignmentFlag.AlignCenter)
             pic.setStyleSheet("background: #222;")
             box.addWidget(pic)
             cap = QLabel(title)
@@ -157,20 +155,13 @@ class MixPanel(QWidget):
         self.method.currentTextChanged.connect(self._method_changed)
         self._method_changed(self.method.currentText())
 
-    def _spin(self, value, tip):
-        s = QDoubleSpinBox()
-        s.setRange(0.0, 100.0)
-        s.setDecimals(3)
-        s.setSingleStep(0.1)
-        s.setValue(value)
-        s.setToolTip(tip)
-        return s
-
     # -- state --------------------------------------------------------------------------------------------
     def _method_changed(self, method: str) -> None:
-        pm = method == "puzzlemix"
-        for w in (self.blocks, self.transport, self.beta, self.gamma, self.eta, self.t_eps, self.model_edit):
-            w.setEnabled(pm)
+        """A new form from the op's declarations; values of parameters the methods share (alpha) stay."""
+        form = ParamForm(get_batch_op(method).params, self.form.values)
+        self.controls.replaceWidget(self.form, form)
+        self.form.deleteLater()
+        self.form = form
 
     def _lam_toggled(self, on: bool) -> None:
         self.lam_slider.setEnabled(on)
@@ -193,8 +184,6 @@ class MixPanel(QWidget):
         self.set_pair(p if which == "a" else self.path_a, p if which == "b" else self.path_b)
 
     def random_pair(self) -> None:
-        import random
-
         ds = self.ctx.dataset()
         if ds is None or len(ds.items) < 2:
             self.weights_label.setText("open a dataset with at least two images for a random pair")
@@ -230,74 +219,38 @@ class MixPanel(QWidget):
 
     # -- work ---------------------------------------------------------------------------------------------
     def settings(self) -> dict:
-        method = self.method.currentText()
-        values = {"alpha": float(self.alpha.value())}
-        if method == "puzzlemix":
-            values.update(block_num=self.blocks.currentData(), transport=self.transport.isChecked(),
-                          beta=float(self.beta.value()), gamma=float(self.gamma.value()),
-                          eta=float(self.eta.value()), t_eps=float(self.t_eps.value()))
-        return {"method": method, "lam": self.lam(), "seed": self.seed, "values": values,
-                "model": self.model_edit.text().strip() if method == "puzzlemix" else ""}
+        values = dict(self.form.values)
+        model = values.pop("model", None) or ""
+        return {"method": self.method.currentText(), "lam": self.lam(), "seed": self.seed, "values": values,
+                "model": model.strip()}
 
-    def compute(self):
+    def compute(self) -> None:
+        """Mix the pair with the current settings (after loading PuzzleMix's model, when one is named)."""
         if self.path_a is None or self.path_b is None:
             self.weights_label.setText("pick two images first")
-            return None
-        self._request += 1
-        req = self._request
+            return
+        cfg = self._wanted = self.settings()
+        if not cfg["model"]:
+            self._submit(cfg, None)
+        else:
+            self.ctx.models.load(ModelRequest(cfg["model"]), lambda lm: self._submit(cfg, lm), self._failed)
+
+    def _submit(self, cfg: dict, model) -> None:
+        if cfg is not self._wanted:
+            return  # newer settings were asked for while this model loaded
         a, b = self.path_a, self.path_b
-        cfg = self.settings()
-        device = self.ctx.device()
-        models = self._models
+        self.runner.submit(lambda token: mix_images(a, b, cfg, model, token), self._show, self._failed,
+                                  title=f"mix ({cfg['method']})")
 
-        def work(token):
-            from augstudio.core.engine.mixing import heat, mix_pair, mixable
-            from augstudio.core.io.images import read_image
-
-            xa = mixable(read_image(a))
-            xb = mixable(read_image(b))
-            model = None
-            if cfg["model"]:
-                if cfg["model"] not in models:
-                    from augstudio.core.models.loading import load_model
-
-                    models[cfg["model"]] = load_model(cfg["model"], device=device)
-                model = models[cfg["model"]]
-                xa, xb = xa.to(model.device), xb.to(model.device)
-            token.check("mix")
-            res = mix_pair(xa, xb, cfg["method"], lam=cfg["lam"], seed=cfg["seed"], model=model, **cfg["values"])
-            if xb.shape[-2:] != xa.shape[-2:]:
-                import torch
-
-                xb = torch.nn.functional.interpolate(xb[None], size=xa.shape[-2:], mode="bilinear",
-                                                     align_corners=False, antialias=True)[0]
-            images = {"a": _qimage(xa), "b": _qimage(xb), "mask": _qimage(res["mask"]),
-                      "mixed": _qimage(res["mixed"])}
-            if "sal_a" in res:
-                images.update(sal_a=_qimage(heat(res["sal_a"])), sal_b=_qimage(heat(res["sal_b"])),
-                              transported_a=_qimage(res["transported_a"]),
-                              transported_b=_qimage(res["transported_b"]))
-            return {"request": req, "images": images, "weights": res["weights"], "params": res["params"],
-                    "mixed": res["mixed"].detach().cpu().clone(), "settings": cfg}
-
-        return self.ctx.run_job(f"mix ({cfg['method']})", work, on_result=self._show, on_error=self._failed)
-
-    def _failed(self, message: str) -> None:
+    def _failed(self, error: BaseException) -> None:
+        message = error_message(error)
         self.errors.append(message)
         self.weights_label.setText(f"mix failed: {message}")
 
-    def _show(self, result) -> None:
-        if not isinstance(result, dict) or result.get("request") != self._request:
-            return  # an older request finished late
+    def _show(self, result: dict) -> None:
         self.last_result = result
-        for key, lab in self.view_labels.items():
-            img = result["images"].get(key)
-            if img is None:
-                lab.clear()
-                lab.setText("—")
-                continue
-            lab.setPixmap(QPixmap.fromImage(img).scaled(SHOW, SHOW, Qt.AspectRatioMode.KeepAspectRatio,
-                                                        Qt.TransformationMode.FastTransformation))
+        for key, view in self.view_labels.items():
+            view.set_image(result["images"].get(key))
         wa, wb = result["weights"]
         p = result["params"]
         extra = ""

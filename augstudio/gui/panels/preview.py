@@ -13,9 +13,8 @@ import threading
 import time
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QImage, QKeySequence, QShortcut
+from PySide6.QtGui import QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -31,38 +30,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
-
-BG = "#1e1f22"
-
-
-def display_array(pic) -> np.ndarray:
-    """HWC (or HW) uint8 numpy array for display; categorical pictures go through their palette."""
-    x = pic.pixels
-    if x.dim() == 3 and x.shape[0] == 1:
-        a = x[0].contiguous().numpy()
-        if pic.kind == "categorical":
-            pal = pic.palette or list(range(256)) * 3
-            width = 4 if pic.palette_mode == "RGBA" else 3
-            lut = np.zeros((256, 3), np.uint8)
-            p = np.asarray(pal, dtype=np.uint8).reshape(-1, width)[:256, :3]
-            lut[: len(p)] = p
-            return lut[a]
-        return a
-    return x.permute(1, 2, 0).contiguous().numpy()
-
-
-def to_qimage(a: np.ndarray) -> QImage:
-    """A QImage that owns a copy of ``a`` (HW gray, HWC RGB or RGBA uint8)."""
-    a = np.ascontiguousarray(a)
-    h, w = a.shape[:2]
-    if a.ndim == 2:
-        q = QImage(a.data, w, h, a.strides[0], QImage.Format.Format_Grayscale8)
-    elif a.shape[2] == 4:
-        q = QImage(a.data, w, h, a.strides[0], QImage.Format.Format_RGBA8888)
-    else:
-        q = QImage(a.data, w, h, a.strides[0], QImage.Format.Format_RGB888)
-    return q.copy()
+from augstudio.core.io.images import read_image
+from augstudio.gui.qt.images import display_array
+from augstudio.gui.qt.workers import error_message
+from augstudio.gui.widgets.image_view import ImagePane
 
 
 class PictureCache:
@@ -74,8 +45,6 @@ class PictureCache:
         self._lock = threading.Lock()
 
     def get(self, path):
-        from augstudio.core.io.images import read_image
-
         key = str(path)
         with self._lock:
             pic = self._d.get(key)
@@ -106,43 +75,6 @@ def _records_text(params) -> str:
     if params is None:
         return ""
     return json.dumps(params, separators=(", ", ": "), default=str)
-
-
-class ImagePane(pg.GraphicsLayoutWidget):
-    """Views in a grid; all share zoom/pan with the first."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setBackground(BG)
-        self.ci.setContentsMargins(2, 2, 2, 2)
-        self.views: list[pg.ViewBox] = []
-        self.items: list[pg.ImageItem] = []
-        self.labels: list[pg.LabelItem] = []
-
-    def set_layout(self, titles: list[str], cols: int) -> None:
-        self.clear()
-        self.views, self.items, self.labels = [], [], []
-        for i, t in enumerate(titles):
-            r, c = divmod(i, cols)
-            lab = self.addLabel(t, row=2 * r, col=c, color="#c8ccd4", size="9pt")
-            vb = self.addViewBox(row=2 * r + 1, col=c, lockAspect=True, invertY=True, enableMenu=False)
-            img = pg.ImageItem(axisOrder="row-major")
-            vb.addItem(img)
-            if self.views:
-                vb.setXLink(self.views[0])
-                vb.setYLink(self.views[0])
-            self.views.append(vb)
-            self.items.append(img)
-            self.labels.append(lab)
-
-    def show(self, i: int, a: np.ndarray, title: str | None = None) -> None:
-        self.items[i].setImage(a, autoLevels=False, levels=(0, 255))
-        if title is not None:
-            self.labels[i].setText(title)
-
-    def fit(self, h: int, w: int) -> None:
-        if self.views:
-            self.views[0].setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
 
 
 class PreviewWidget(QWidget):
@@ -264,7 +196,7 @@ class PreviewWidget(QWidget):
         if not ctx.is_torch_ready():
             return
         if path is None:
-            self._show_message("Select an image in the browser")
+            self.show_message("Select an image in the browser")
             return
         recipe = ctx.recipe().copy()
         copies = self.copies()
@@ -283,12 +215,12 @@ class PreviewWidget(QWidget):
         ctx.preview_runner.submit(work, self._show, self._error)
 
     # -- display -----------------------------------------------------------------------------------
-    def _show_message(self, text: str) -> None:
+    def show_message(self, text: str) -> None:
         self.message.setText(text)
         self.message.show()
 
-    def _error(self, msg: str) -> None:
-        self._show_message(f"⚠ {msg}")
+    def _error(self, error: BaseException) -> None:
+        self.show_message(f"⚠ {error_message(error)}")
         self.params.clear()
 
     def _show(self, res: dict) -> None:
@@ -336,5 +268,5 @@ class PreviewWidget(QWidget):
                                   _records_text(r["params"]) if applied else ""])
             if not applied:
                 for col in range(3):
-                    it.setForeground(col, pg.mkColor("#7b808a"))
+                    it.setForeground(col, QColor("#7b808a"))
             self.params.addTopLevelItem(it)

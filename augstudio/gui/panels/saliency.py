@@ -1,9 +1,11 @@
 """The saliency panel: a gradient heat map over the current image, with the localisation box.
 
-* Model: the probe classifier of the open dataset (reused when saved; "Train probe" trains it as a job)
-  or a model file the user picks (checkpoint; TorchScript only after an explicit yes).
+* Model: the probe classifier of the open dataset (reused when saved; "Train probe" trains it) or a model
+  file the user picks (checkpoint; TorchScript only after an explicit yes), both through the shared
+  model-loading job (``ctx.models``).
 * Method (vanilla / SmoothGrad / gradient x input) and target class (predicted, or one class). Computing
-  is a job (``core.saliency.compute_saliency``); a newer request supersedes an older one.
+  (``core.saliency.compute_saliency``) runs on a latest-wins runner whose tasks show in the Jobs panel: a
+  newer request cancels an older one, whose result is dropped.
 * Display: opacity, colormap and threshold act on the stored map at once (no recomputation): the
   threshold hides the heat map below it and sets the box (largest region above it, ``saliency_box``).
 """
@@ -12,9 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
+import torch
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -23,17 +24,26 @@ from PySide6.QtWidgets import (
     QLabel,
     QMessageBox,
     QPushButton,
-    QSizePolicy,
     QSlider,
     QVBoxLayout,
     QWidget,
 )
 
-
-def _qimage(arr: np.ndarray) -> QImage:
-    arr = np.ascontiguousarray(arr)
-    h, w, _ = arr.shape
-    return QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+from augstudio.core.io.images import read_image
+from augstudio.core.methods.saliency import (
+    COLORMAPS,
+    DEFAULT_THRESHOLD,
+    LOCALISE,
+    METHODS,
+    compute_saliency,
+    overlay,
+    saliency_box,
+)
+from augstudio.core.models.loading import _is_torchscript
+from augstudio.core.workflows.probe import find_probe
+from augstudio.gui.qt.models import ModelRequest
+from augstudio.gui.qt.workers import error_message
+from augstudio.gui.widgets.image_view import ImageLabel
 
 
 def _slider(lo, hi, value) -> QSlider:
@@ -49,15 +59,12 @@ class SaliencyPanel(QWidget):
 
     def __init__(self, ctx, parent=None):
         super().__init__(parent)
-        from augstudio.core.methods.saliency import COLORMAPS, DEFAULT_THRESHOLD, LOCALISE, METHODS
-
         self.ctx = ctx
         self.model = None  # LoadedModel
-        self.model_label_text = ""
-        self.probe_kwargs: dict = {}  # passed to train_probe_job / find_probe (tests shrink it)
+        self.probe_kwargs: dict = {}  # probe training settings for find_probe / the probe request (tests shrink it)
         self.last_result: dict | None = None
         self.errors: list[str] = []
-        self._request = 0
+        self.runner = ctx.latest(listed=True)
         self._path: Path | None = None
         # hooks replaced by tests (modal dialogs would block offscreen runs)
         self.confirm_code = self._confirm_code
@@ -88,10 +95,8 @@ class SaliencyPanel(QWidget):
         self.show_box = QCheckBox("box")
         self.show_box.setChecked(True)
         self.mask_below = QCheckBox("hide below threshold")
-        self.image = QLabel("open a dataset and select an image")
-        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.image = ImageLabel("open a dataset and select an image")
         self.image.setMinimumSize(256, 256)
-        self.image.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.info = QLabel("")
         self.info.setWordWrap(True)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -155,13 +160,8 @@ class SaliencyPanel(QWidget):
         if self.model is not None and self.model.meta.get("probe_for") is not None:
             self._set_model(None)
         self._update_buttons()
-        if ds is None:
-            return
-        from augstudio.core.workflows.probe import find_probe
-
-        saved = find_probe(ds, **self.probe_kwargs)
-        if saved is not None and self.model is None:
-            self._load_model_file(saved, probe_for=str(ds.root))
+        if ds is not None and self.model is None and find_probe(ds, **self.probe_kwargs) is not None:
+            self._load(ModelRequest.probe_for(ds.root, **self.probe_kwargs))
 
     def _item_changed(self, _item) -> None:
         self._update_buttons()
@@ -181,20 +181,9 @@ class SaliencyPanel(QWidget):
         if ds is None:
             self.warn("Open a dataset with class sub-folders first; the probe is trained on it.")
             return None
-        from augstudio.core.workflows.probe import train_probe_job
-
-        kw = dict(self.probe_kwargs)
-        device = self.ctx.device()
         self.model_info.setText("training the probe… (see Jobs)")
         self.train_btn.setEnabled(False)
-
-        def done(res):
-            self.info.setText(res.line())
-            self._load_model_file(res.path, probe_for=str(ds.root))
-
-        return self.ctx.run_job("Train probe classifier",
-                                lambda token: train_probe_job(ds, device=device, cancel=token, **kw),
-                                on_result=done, on_error=self._error)
+        return self._load(ModelRequest.probe_for(ds.root, **self.probe_kwargs))
 
     def _pick_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Classifier file", "",
@@ -210,31 +199,20 @@ class SaliencyPanel(QWidget):
 
     def set_model_file(self, path) -> None:
         """Use a checkpoint (or, after confirmation, a TorchScript) file as the model."""
-        from augstudio.core.models.loading import _is_torchscript
-
         path = Path(path)
         allow = False
         if path.is_file() and _is_torchscript(path):
             if not self.confirm_code(path):
                 return
             allow = True
-        self._load_model_file(path, allow_code=allow)
+        self._load(ModelRequest(str(path), allow_code=allow))
 
-    def _load_model_file(self, path, allow_code: bool = False, probe_for: str | None = None) -> None:
-        from augstudio.core.base.errors import ModelError
-        from augstudio.core.models.loading import load_model
+    def _load(self, request: ModelRequest):
+        return self.ctx.models.load(request, self._model_loaded, self._error)
 
-        try:
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # the user already confirmed TorchScript
-                lm = load_model(path, device=self.ctx.device(), allow_code=allow_code)
-        except ModelError as e:
-            self._error(str(e))
-            return
-        if probe_for is not None:
-            lm.meta["probe_for"] = probe_for
+    def _model_loaded(self, lm) -> None:
+        if "trained" in lm.meta:
+            self.info.setText(lm.meta["trained"])
         self._set_model(lm)
         self.compute()
 
@@ -250,10 +228,7 @@ class SaliencyPanel(QWidget):
         if lm is not None:
             for i, c in enumerate(lm.classes or []):
                 self.target.addItem(str(c), i)
-            acc = lm.meta.get("val_accuracy")
-            kind = "probe" if lm.meta.get("probe_for") else lm.source
-            extra = f", validation accuracy {acc:.1%}" if isinstance(acc, float) and acc == acc else ""
-            self.model_info.setText(f"{kind}: {lm.name}{extra}")
+            self.model_info.setText(lm.name if lm.meta.get("probe_for") else f"{lm.source}: {lm.name}")
         else:
             self.model_info.setText("no model yet: train the probe or pick a model file")
         self.target.blockSignals(False)
@@ -261,44 +236,35 @@ class SaliencyPanel(QWidget):
 
     # -- compute ------------------------------------------------------------------------------------
     def settings(self) -> dict:
-        from augstudio.core.methods.saliency import LOCALISE
-
         return {"method": self.method.currentText(), "target": self.target.currentData(), "seed": 0, "samples": 16,
                 "views": "d4" if self.views.isChecked() else "none",
                 "scales": tuple(LOCALISE["scales"]) if self.multiscale.isChecked() else (1.0,)}
 
     def compute(self):
+        """Compute the map for the current image and settings; returns the request id (None: nothing to do)."""
         path = self._current_path()
         if self.model is None or path is None:
             return None
-        from augstudio.core.io.images import read_image
-        from augstudio.core.methods.saliency import compute_saliency
-
-        self._request += 1
-        req = self._request
         lm = self.model
         s = self.settings()
 
         def work(token):
-            import torch
-
-            with torch.enable_grad():
+            with torch.enable_grad():  # grad mode is per thread
                 pic = read_image(path)
                 r = compute_saliency(lm, [pic], method=s["method"], target=s["target"], samples=s["samples"],
                                      seed=s["seed"], cancel=token, views=s["views"], scales=s["scales"])
-            return {**s, "requested_target": s["target"], "request": req, "path": path, "picture": pic, "map": r.maps[0].clone(),
+            return {**s, "requested_target": s["target"], "path": path, "picture": pic, "map": r.maps[0].clone(),
                     "target": r.targets[0], "predicted": r.predicted[0], "probs": r.probs[0].clone(),
                     "class": r.class_name(0, lm.classes)}
 
-        return self.ctx.run_job(f"Saliency: {path.name}", work, on_result=self._on_result, on_error=self._error)
+        return self.runner.submit(work, self._on_result, self._error, title=f"Saliency: {path.name}")
 
     def _on_result(self, res) -> None:
-        if res["request"] != self._request:
-            return  # superseded by a newer request
         self.last_result = res
         self.render()
 
-    def _error(self, msg: str) -> None:
+    def _error(self, error: BaseException) -> None:
+        msg = error_message(error)
         self.errors.append(msg)
         self.info.setText(msg)
         self._update_buttons()
@@ -310,25 +276,13 @@ class SaliencyPanel(QWidget):
         res = self.last_result
         if res is None:
             return
-        from augstudio.core.methods.saliency import overlay, saliency_box
-
         box = saliency_box(res["map"], th) if self.show_box.isChecked() else None
         arr = overlay(res["picture"], res["map"], self.opacity.value() / 100.0, self.colormap.currentText(), box,
                       threshold=th if self.mask_below.isChecked() else None)
         res["box"] = box
         res["overlay"] = arr
-        qimg = _qimage(arr)
-        size = self.image.size()
-        pm = QPixmap.fromImage(qimg)
-        if size.width() > 8 and size.height() > 8:
-            pm = pm.scaled(size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
-        self.image.setPixmap(pm)
+        self.image.set_image(arr)
         p = float(res["probs"][res["target"]])
         pred = self.model.classes[res["predicted"]] if self.model and self.model.classes else res["predicted"]
         self.info.setText(f"{res['path'].name}: {res['method']} saliency for class {res['class']} "
                           f"(p = {p:.2f}; predicted {pred}); box {box}")
-
-    def resizeEvent(self, event):  # keep the picture fitted
-        super().resizeEvent(event)
-        if self.last_result is not None and "overlay" in self.last_result:
-            self.render()

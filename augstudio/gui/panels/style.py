@@ -32,7 +32,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from augstudio.core.methods.style.dispatch import StyleSettings, style_job
+from augstudio.core.base.errors import ParamError
+from augstudio.core.io.images import Picture, write_image
+from augstudio.core.methods.style.dispatch import StyleSettings, check_inputs, style_job
+from augstudio.gui.qt.workers import error_message
 
 METHODS = {
     "texture": "Texture synthesis (Gram matrices, from noise)",
@@ -235,21 +238,13 @@ class StylePanel(QWidget):
 
     # -- jobs ---------------------------------------------------------------------------------------
     def make_job(self):
-        """The job factory for the current form (raises ValueError with a message on a bad form)."""
+        """The job factory for the current form; raises ParamError (saying what to give) on a bad form."""
         m = self.method.currentData()
         uses = USES[m]
-        content, style = self.content.path(), self.style.path()
-        if "content" in uses and not content:
-            raise ValueError("choose a content image (the shown item or a file)")
-        if "style" in uses and not style:
-            raise ValueError("choose a style image")
-        if "model" in uses and not self.model.text().strip():
-            raise ValueError("choose a model file: AdaIN needs decoder.pth (train one with `augstudio style "
-                             "adain-train`), fast style a model from `augstudio style fast-train`")
         try:
             beta = float(self.beta.text())
         except ValueError:
-            raise ValueError(f"beta must be a number, got {self.beta.text()!r}") from None
+            raise ParamError(f"beta must be a number, got {self.beta.text()!r}") from None
         size = self.size.value()
         settings = StyleSettings(
             seed=self.seed.value(), iterations=self.iterations.value(), optimizer=self.optimizer.currentText(),
@@ -258,19 +253,20 @@ class StylePanel(QWidget):
             size=(size, size), beta=beta, alpha=self.alpha.value(), max_size=self.max_size.value(),
             model=self.model.text().strip() or None, preserve_color=self.preserve.isChecked())
         device = self.ctx.device()
-        content = content if "content" in uses else None
-        styles = [style] if "style" in uses else []
+        content = self.content.path() if "content" in uses else ""
+        styles = [self.style.path()] if "style" in uses and self.style.path() else []
+        check_inputs(m, settings, content or None, styles)
 
         def job(token):
-            return style_job(m, settings, content, styles, device, token)
+            return style_job(m, settings, content or None, styles, device, token)
 
         return job
 
     def start(self):
         try:
             job = self.make_job()
-        except ValueError as e:
-            self._on_error(str(e))
+        except ParamError as e:
+            self._on_error(e)
             return None
         self.losses, self.loss_x = [], []
         self.curve.setData([], [])
@@ -322,14 +318,13 @@ class StylePanel(QWidget):
         tail = f", loss {result.losses[0]:.3g} -> {result.losses[-1]:.3g}" if result.losses else ""
         self.status.setText(f"done in {result.seconds:.1f} s{tail}")
 
-    def _on_error(self, msg: str):
+    def _on_error(self, error: BaseException):
+        msg = error_message(error)
         self.errors.append(msg)
         self.status.setText(f"error: {msg}")
 
     # -- output -------------------------------------------------------------------------------------
     def save_result(self, path) -> Path:
-        from augstudio.core.io.images import Picture, write_image
-
         if self.result is None:
             raise ValueError("nothing to save yet")
         path = Path(path)

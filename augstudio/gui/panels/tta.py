@@ -2,7 +2,8 @@
 prediction; for the open dataset, the with/without-TTA evaluation as a job, shown as a table.
 
 The model is a checkpoint / TorchScript file, a torchvision name, or ``probe`` (trained on the open
-dataset), loaded as a job. All work runs through ``ctx.run_job``; QImages are built in the worker,
+dataset), loaded by the shared model-loading job (``ctx.models``). The dataset evaluation is a job; the
+per-view predictions of the shown image run on a latest-wins runner. QImages are built in the worker,
 QPixmaps here on the GUI thread.
 """
 
@@ -33,9 +34,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from augstudio.core.base.errors import AugstudioError
+from augstudio.core.base.errors import AugstudioError, ModelError
+from augstudio.core.io.images import atomic_write_bytes, read_image
 from augstudio.core.workflows import tta as T
-from augstudio.gui.qt.workers import LatestWins
+from augstudio.gui.qt.images import to_qimage
+from augstudio.gui.qt.models import PROBE, ModelRequest
+from augstudio.gui.qt.workers import error_message
 
 THUMB = 72
 
@@ -49,7 +53,7 @@ class TTAPanel(QWidget):
         self.last_prediction: dict | None = None
         self.last_report: T.TTAReport | None = None
         self.errors: list[str] = []
-        self._runner = LatestWins(ctx.pool, self)
+        self._runner = ctx.latest()
         self._eval_handle = None
 
         # -- model and recipe ----------------------------------------------------------------------
@@ -184,7 +188,8 @@ class TTAPanel(QWidget):
         ds = self.ctx.dataset()
         self.eval_btn.setEnabled(has and ds is not None and ds.layout == "imagefolder")
 
-    def _fail(self, msg: str) -> None:
+    def _fail(self, error: BaseException | str) -> None:
+        msg = error if isinstance(error, str) else error_message(error)
         self.errors.append(msg)
         self.merged_label.setText(f"<span style='color:#e06c75'>{msg}</span>")
 
@@ -209,7 +214,7 @@ class TTAPanel(QWidget):
         try:
             r = T.load_tta(str(path))
         except AugstudioError as e:
-            self._fail(str(e))
+            self._fail(e)
             return False
         self.recipe_file = str(path)
         self.merge_combo.blockSignals(True)
@@ -226,15 +231,23 @@ class TTAPanel(QWidget):
         if not spec:
             self._fail("enter a model: a checkpoint file, a torchvision name, or probe")
             return None
-        ds = self.ctx.dataset()
-        data = ds.root if ds is not None else None
-        device, allow = self.ctx.device(), self.allow_code.isChecked()
+        if spec == PROBE:
+            ds = self.ctx.dataset()
+            request = ModelRequest.probe_for(ds.root) if ds is not None else ModelRequest(PROBE)
+        else:
+            request = ModelRequest(spec, allow_code=self.allow_code.isChecked())
         self.model_status.setText(f"loading {spec} …")
-        return self.ctx.run_job(f"TTA: load {spec}",
-                                lambda token: T.load_classifier_job(spec, data=data, device=device,
-                                                                    allow_code=allow, cancel=token),
-                                on_result=self.set_classifier,
-                                on_error=lambda m: (self.model_status.setText("no model loaded"), self._fail(m)))
+        return self.ctx.models.load(request, self._loaded, self._load_failed)
+
+    def _loaded(self, lm) -> None:
+        try:
+            self.set_classifier(T.classifier_from_loaded(lm, self.ctx.device()))
+        except ModelError as e:
+            self._load_failed(e)
+
+    def _load_failed(self, error: BaseException) -> None:
+        self.model_status.setText("no model loaded")
+        self._fail(error)
 
     def predict_current(self):
         """Predict every view of the shown image off the GUI thread (a newer request supersedes older ones)."""
@@ -245,17 +258,14 @@ class TTAPanel(QWidget):
         try:
             tta = self.tta_recipe()
         except AugstudioError as e:
-            self._fail(str(e))
+            self._fail(e)
             return None
 
         def work(token):
-            from augstudio.core.io.images import read_image
-            from augstudio.gui.panels.preview import display_array, to_qimage
-
             pic = read_image(path)
             token.check("prediction")
             res = T.predict_one(clf, pic, tta)
-            res["thumbs"] = [to_qimage(display_array(v.apply(pic))) for v in tta.views]
+            res["thumbs"] = [to_qimage(v.apply(pic)) for v in tta.views]
             res["path"] = str(path)
             return res
 
@@ -289,7 +299,7 @@ class TTAPanel(QWidget):
         try:
             tta = self.tta_recipe()
         except AugstudioError as e:
-            self._fail(str(e))
+            self._fail(e)
             return None
         self.report_text.setPlainText("evaluating …")
         self._eval_handle = self.ctx.run_job(
@@ -322,6 +332,4 @@ class TTAPanel(QWidget):
             self.save_report(path)
 
     def save_report(self, path) -> None:
-        from augstudio.core.io.images import atomic_write_bytes
-
         atomic_write_bytes(path, (json.dumps(self.last_report.to_dict(), indent=1) + "\n").encode())

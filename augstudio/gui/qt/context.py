@@ -7,11 +7,13 @@ work with ``ctx.run_job(title, make_job, on_result=None, on_progress=None)``:
 * ``make_job(token)`` returns a core job (a generator yielding ``Progress``) or is a plain function
   whose return value is the result; it runs on the shared ``QThreadPool``.
 * the job appears in the Jobs panel with progress, ETA and a cancel button;
-* ``on_result(result)``, ``on_progress(Progress)`` and ``on_error(message)`` are called on the GUI
-  thread. ``Progress.preview`` is handed over as the job yielded it (copy tensors before yielding).
+* ``on_result(result)``, ``on_progress(Progress)`` and ``on_error(exception)`` are called on the GUI
+  thread (show ``workers.error_message(exception)``). ``Progress.preview`` is handed over as the job
+  yielded it (copy tensors before yielding).
 
 The returned ``JobHandle`` has ``cancel()``, ``state`` and the Qt signals ``progress``, ``finished``,
-``failed``, ``cancelled``, ``ended``.
+``failed``, ``cancelled``, ``ended``. Work where a newer request supersedes an older one goes through a
+runner from ``ctx.latest()``; models through ``ctx.models`` (one loading job per model, shared and cached).
 
 This module imports no torch: the window and the browser work before torch has loaded.
 ``torch_ready`` fires once torch, torchvision and the op registry are imported (``is_torch_ready()``).
@@ -19,6 +21,7 @@ This module imports no torch: the window and the browser work before torch has l
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +32,12 @@ from PySide6.QtCore import QObject, QThreadPool, Signal
 
 from augstudio.core.engine.recipe import Recipe
 from augstudio.core.io.dataset import Dataset, Item
+from augstudio.core.ops.registry import load_all
+from augstudio.gui.qt.models import ModelLoader
+from augstudio.gui.qt.settings import Settings
 from augstudio.gui.qt.workers import JobHandle, JobRunnable, LatestWins
+
+log = logging.getLogger(__name__)
 
 
 class AppContext(QObject):
@@ -38,7 +46,7 @@ class AppContext(QObject):
     recipe_changed = Signal(object)  # Recipe
     device_changed = Signal(str)
     torch_ready = Signal()
-    torch_failed = Signal(str)
+    torch_failed = Signal(object)  # the exception
     job_started = Signal(object)  # JobHandle
     status_message = Signal(str)
 
@@ -51,7 +59,7 @@ class AppContext(QObject):
         self._device: str | None = None
         self._device_name = "CPU"
         self._torch_ready = False
-        self._torch_error: str | None = None
+        self._torch_error: BaseException | None = None
         self.torch_load_seconds: float | None = None
         self.jobs: list[JobHandle] = []
         self.pool = QThreadPool(self)
@@ -59,8 +67,11 @@ class AppContext(QObject):
             self.pool.setMaxThreadCount(max_threads)
         else:
             self.pool.setMaxThreadCount(max(2, QThreadPool.globalInstance().maxThreadCount()))
-        self.preview_runner = LatestWins(self.pool, self)
         self._closing = False
+        self._runners: list[LatestWins] = []
+        self.preview_runner = self.latest()
+        self.models = ModelLoader(self)
+        self.settings = Settings()
 
     # -- state ------------------------------------------------------------------------------------
     def dataset(self) -> Dataset | None:
@@ -85,6 +96,10 @@ class AppContext(QObject):
         if self._dataset is None or self._item is None:
             return None
         return self._dataset.abspath(self._item)
+
+    def recent_recipes(self) -> list[str]:
+        """Recipe files opened lately (newest first), as the File menu lists them."""
+        return self.settings.recent_recipes()
 
     def recipe(self) -> Recipe:
         """The recipe being edited (do not mutate it; the chain editor owns edits)."""
@@ -111,7 +126,7 @@ class AppContext(QObject):
             self._resolve_device()
 
     def _resolve_device(self) -> None:
-        import torch
+        import torch  # deferred: torch (loaded in the background)
 
         pref = self._device_pref
         if pref == "auto":
@@ -131,7 +146,7 @@ class AppContext(QObject):
     def is_torch_ready(self) -> bool:
         return self._torch_ready
 
-    def torch_error(self) -> str | None:
+    def torch_error(self) -> BaseException | None:
         return self._torch_error
 
     def load_torch(self) -> None:
@@ -147,14 +162,13 @@ class AppContext(QObject):
         def work():
             t0 = time.perf_counter()
             try:
-                import torch  # noqa: F401
-                import torchvision  # noqa: F401
+                import torch  # noqa: F401  # deferred: torch, loaded here on purpose
+                import torchvision  # noqa: F401  # deferred: torchvision, loaded here on purpose
 
-                from augstudio.core import ops  # noqa: F401
-
-                ops.load_all()
-            except Exception as e:  # noqa: BLE001
-                bridge.fail.emit(f"{type(e).__name__}: {e}")
+                load_all()
+            except Exception as e:  # noqa: BLE001 - browsing goes on without torch; the window says why
+                log.error("the augmentation engine (torch) failed to load", exc_info=e)
+                bridge.fail.emit(e)
                 return
             bridge.ok.emit(time.perf_counter() - t0)
 
@@ -167,14 +181,14 @@ class AppContext(QObject):
         self._resolve_device()
         self.torch_ready.emit()
 
-    def _on_torch_fail(self, msg: str) -> None:
-        self._torch_error = msg
-        self.torch_failed.emit(msg)
+    def _on_torch_fail(self, error: BaseException) -> None:
+        self._torch_error = error
+        self.torch_failed.emit(error)
 
     # -- jobs ---------------------------------------------------------------------------------------
     def run_job(self, title: str, make_job: Callable, on_result: Callable[[Any], None] | None = None,
                 on_progress: Callable[[Any], None] | None = None,
-                on_error: Callable[[str], None] | None = None) -> JobHandle:
+                on_error: Callable[[BaseException], None] | None = None) -> JobHandle:
         handle = JobHandle(title, self)
         if on_result is not None:
             handle.finished.connect(on_result)
@@ -182,25 +196,36 @@ class AppContext(QObject):
             handle.progress.connect(on_progress)
         if on_error is not None:
             handle.failed.connect(on_error)
+        self._publish(handle)
+        self.pool.start(JobRunnable(make_job, handle))
+        return handle
+
+    def latest(self, listed: bool = False) -> LatestWins:
+        """A latest-wins runner on the shared pool (cancelled at shutdown); ``listed``: its tasks show in the
+        Jobs panel (longer work the user may want to watch or cancel)."""
+        runner = LatestWins(self.pool, self, publish=self._publish if listed else None)
+        self._runners.append(runner)
+        return runner
+
+    def _publish(self, handle: JobHandle) -> None:
         self.jobs.append(handle)
         self.job_started.emit(handle)
         if self._closing:
             handle.cancel()
-        self.pool.start(JobRunnable(make_job, handle))
-        return handle
 
     def running_jobs(self) -> list[JobHandle]:
         return [j for j in self.jobs if j.is_running()]
 
     def shutdown(self, timeout_ms: int = 2000) -> bool:
-        """Cancel every job and the preview, then wait for the pool (True when all threads ended)."""
+        """Cancel every job and latest-wins runner, then wait for the pool (True when all threads ended)."""
         self._closing = True
         for j in self.jobs:
             j.cancel()
-        self.preview_runner.cancel()
+        for r in self._runners:
+            r.cancel()
         return self.pool.waitForDone(timeout_ms)
 
 
 class _TorchBridge(QObject):
     ok = Signal(float)
-    fail = Signal(str)
+    fail = Signal(object)

@@ -4,8 +4,12 @@
   signals (delivered on the GUI thread because the handle lives there).
 * ``JobRunnable`` drives the generator on a pool thread; progress is throttled so a fast job cannot flood
   the event loop.
-* ``LatestWins`` runs one small task at a time for live views (the preview): a new request replaces the
-  pending one and cancels the running one; only the newest result is delivered.
+* ``LatestWins`` runs one task at a time where a newer request supersedes older ones (the preview, saliency
+  maps, mixes, TTA views): a new request replaces the pending one and cancels the running one; only the
+  newest result is delivered. Its tasks run as ``JobRunnable``s too, optionally listed in the Jobs panel.
+
+Errors cross to the GUI thread as exception objects: the user sees ``error_message(e)`` (an
+``AugstudioError``'s message is written for users), the log gets the traceback.
 
 Nothing here knows about torch; grad mode is thread-local, so jobs that need gradients wrap their work in
 ``torch.enable_grad()`` themselves.
@@ -14,9 +18,8 @@ Nothing here knows about torch; grad mode is thread-local, so jobs that need gra
 from __future__ import annotations
 
 import inspect
-import threading
+import logging
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +29,15 @@ from augstudio.core.base.errors import AugstudioError, JobCancelled
 from augstudio.core.base.jobs import CancelToken, Progress
 
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
+log = logging.getLogger(__name__)
+
+
+def error_message(error: BaseException) -> str:
+    """What the user reads: an AugstudioError's own message (written for users), else the exception's type
+    and message (a bug; the traceback is in the log)."""
+    if isinstance(error, AugstudioError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 class _Bridge(QObject):
@@ -33,7 +45,7 @@ class _Bridge(QObject):
 
     progress = Signal(object)
     result = Signal(object)
-    error = Signal(str)
+    error = Signal(object)  # the exception
     cancelled = Signal(str)
 
 
@@ -42,7 +54,7 @@ class JobHandle(QObject):
 
     progress = Signal(object)  # Progress
     finished = Signal(object)  # the job's result
-    failed = Signal(str)  # a message for the user
+    failed = Signal(object)  # the exception; error_message(e) is what the user reads
     cancelled = Signal(str)
     state_changed = Signal(str)
     ended = Signal()  # always emitted once, after finished / failed / cancelled
@@ -53,6 +65,7 @@ class JobHandle(QObject):
         self.token = CancelToken()
         self.state = RUNNING
         self.result: Any = None
+        self.error: BaseException | None = None
         self.message = ""
         self.last: Progress | None = None
         self.started = time.monotonic()
@@ -101,10 +114,11 @@ class JobHandle(QObject):
         self.finished.emit(result)
         self.ended.emit()
 
-    def _on_error(self, msg: str) -> None:
-        self.message = msg
+    def _on_error(self, error: BaseException) -> None:
+        self.error = error
+        self.message = error_message(error)
         self._end(FAILED)
-        self.failed.emit(msg)
+        self.failed.emit(error)
         self.ended.emit()
 
     def _on_cancelled(self, msg: str) -> None:
@@ -155,6 +169,7 @@ class JobRunnable(QRunnable):
         super().__init__()
         self.setAutoDelete(True)
         self.make_job = make_job
+        self.title = handle.title
         self.bridge = handle._bridge
         self.token = handle.token
 
@@ -168,10 +183,11 @@ class JobRunnable(QRunnable):
             if self.token.cancelled:
                 b.cancelled.emit(str(e))
             else:
-                b.error.emit(str(e))
+                log.warning("%s: %s", self.title, e, exc_info=e)
+                b.error.emit(e)
         except Exception as e:  # noqa: BLE001 - a bug in a job must reach the user, not kill the thread
-            tb = traceback.format_exc(limit=4)
-            b.error.emit(f"{type(e).__name__}: {e}\n\n{tb}")
+            log.error("%s failed", self.title, exc_info=e)
+            b.error.emit(e)
         else:
             if self.token.cancelled and getattr(result, "cancelled", False):
                 b.cancelled.emit(getattr(result, "line", lambda: "cancelled")())
@@ -179,38 +195,33 @@ class JobRunnable(QRunnable):
                 b.result.emit(result)
 
 
-class _LatestBridge(QObject):
-    done = Signal(int, object, object)  # request id, result, error message (or None)
-
-
 class LatestWins(QObject):
     """Run ``fn(token)`` off the GUI thread, one at a time; a new request supersedes older ones.
 
-    ``submit(fn, on_result, on_error)``: if a task is running, its token is cancelled and the new request
-    waits until it ends (only the newest waiting request is kept). Results of superseded requests are
-    dropped. ``fn`` may call ``token.check()`` to stop early.
+    ``submit(fn, on_result, on_error, title)``: if a task is running, its token is cancelled and the new
+    request waits until it ends (only the newest waiting request is kept). Results of superseded requests
+    are dropped; ``on_error`` gets the exception of a failed newest request. ``fn`` is a plain function or
+    a job (a generator of ``Progress``) and may call ``token.check()`` to stop early. With ``publish`` (the
+    context's), every task that starts is handed over as its ``JobHandle`` (so it shows in the Jobs panel).
     """
 
-    def __init__(self, pool: QThreadPool, parent=None):
+    def __init__(self, pool: QThreadPool, parent=None, publish: Callable[[JobHandle], None] | None = None):
         super().__init__(parent)
         self.pool = pool
-        self._bridge = _LatestBridge()
-        self._bridge.done.connect(self._on_done)
+        self.publish = publish
         self._seq = 0
-        self._running: tuple[int, CancelToken] | None = None
+        self._running: JobHandle | None = None
         self._pending: tuple | None = None
-        self._callbacks: dict[int, tuple] = {}
-        self._lock = threading.Lock()
 
     def busy(self) -> bool:
         return self._running is not None or self._pending is not None
 
     def submit(self, fn: Callable[[CancelToken], Any], on_result: Callable[[Any], None],
-               on_error: Callable[[str], None] | None = None) -> int:
+               on_error: Callable[[BaseException], None] | None = None, title: str = "") -> int:
         self._seq += 1
-        req = (self._seq, fn, on_result, on_error)
+        req = (self._seq, fn, on_result, on_error, title)
         if self._running is not None:
-            self._running[1].cancel()
+            self._running.cancel()
             self._pending = req
         else:
             self._start(req)
@@ -219,43 +230,29 @@ class LatestWins(QObject):
     def cancel(self) -> None:
         self._pending = None
         if self._running is not None:
-            self._running[1].cancel()
+            self._running.cancel()
 
     def _start(self, req) -> None:
-        rid, fn, on_result, on_error = req
-        token = CancelToken()
-        self._running = (rid, token)
-        self._callbacks[rid] = (on_result, on_error)
-        bridge = self._bridge
+        rid, fn, on_result, on_error, title = req
+        handle = JobHandle(title or "update", self)
+        self._running = handle
+        handle.ended.connect(lambda: self._ended(rid, handle, on_result, on_error))
+        if self.publish is not None:
+            self.publish(handle)
+        self.pool.start(JobRunnable(fn, handle))
 
-        class _R(QRunnable):
-            def run(self_inner):  # noqa: N805
-                try:
-                    res = fn(token)
-                    bridge.done.emit(rid, res, None)
-                except JobCancelled:
-                    bridge.done.emit(rid, None, "")
-                except AugstudioError as e:
-                    bridge.done.emit(rid, None, str(e))
-                except Exception as e:  # noqa: BLE001
-                    bridge.done.emit(rid, None, f"{type(e).__name__}: {e}")
-
-        r = _R()
-        r.setAutoDelete(True)
-        self.pool.start(r)
-
-    def _on_done(self, rid: int, result, error) -> None:
-        on_result, on_error = self._callbacks.pop(rid, (None, None))
-        if self._running is not None and self._running[0] == rid:
+    def _ended(self, rid: int, handle: JobHandle, on_result, on_error) -> None:
+        if self._running is handle:
             self._running = None
+        if self.publish is None:
+            handle.deleteLater()  # nobody else keeps it (the preview makes one per render)
         if self._pending is not None:
             req, self._pending = self._pending, None
             self._start(req)
             return  # a newer request is on its way: this result is stale
         if rid != self._seq:
             return
-        if error is None:
-            if on_result is not None:
-                on_result(result)
-        elif error and on_error is not None:
-            on_error(error)
+        if handle.state == DONE and on_result is not None:
+            on_result(handle.result)
+        elif handle.state == FAILED and on_error is not None:
+            on_error(handle.error)

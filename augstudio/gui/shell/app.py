@@ -6,6 +6,7 @@ bundled example recipe; ``augstudio gui PATH [--recipe FILE]`` opens a folder.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
+from augstudio.core.base.errors import DatasetError, RecipeError
+from augstudio.core.io.samples import samples_dir
 from augstudio.gui.shell.main_window import MainWindow
 
 STYLE = """
@@ -87,8 +90,6 @@ def create_window(path=None, recipe_path=None, load_torch: bool = True):
     apply_theme(app)
     win = MainWindow(lazy_preview=True)
     if path is None:
-        from augstudio.core.io.samples import samples_dir
-
         path = samples_dir() / "shapes"
     win.show()
 
@@ -106,9 +107,8 @@ def create_window(path=None, recipe_path=None, load_torch: bool = True):
 
 def run_app(path=None, recipe_path=None) -> int:
     """Run the app until its window closes. A folder or recipe that does not exist is refused before any
-    window opens (DatasetError / RecipeError: the CLI prints them and exits with code 2)."""
-    from augstudio.core.base.errors import DatasetError, RecipeError
-
+    window opens (DatasetError / RecipeError: the CLI prints them and exits with code 2). Errors the
+    user is shown go to the log with their traceback (stderr, unless logging is set up already)."""
     if path is not None:
         p = Path(path)
         if not p.exists():
@@ -117,6 +117,7 @@ def run_app(path=None, recipe_path=None) -> int:
             raise DatasetError(f"{p}: is a file, not a folder; open the folder that holds the images")
     if recipe_path is not None and not Path(recipe_path).is_file():
         raise RecipeError(f"{recipe_path}: recipe file not found (expected a .yaml or .json file)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = get_app()
     win = create_window(path, recipe_path)
     code = app.exec()

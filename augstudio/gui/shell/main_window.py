@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import importlib
 import time
-import traceback
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
@@ -22,25 +20,20 @@ from PySide6.QtWidgets import (
 )
 
 from augstudio.core.base.errors import AugstudioError
+from augstudio.core.io.dataset import scan
+from augstudio.core.io.images import read_header
+from augstudio.core.io.samples import samples_dir
 from augstudio.gui.panels.browser import BrowserWidget
 from augstudio.gui.panels.chain.editor import ChainEditor
 from augstudio.gui.panels.jobs import ExportDialog, JobsPanel
 from augstudio.gui.qt.context import AppContext
 from augstudio.gui.qt.settings import Settings
-
-PANELS = [
-    ("Saliency", "augstudio.gui.panels.saliency:SaliencyPanel"),
-    ("Mix", "augstudio.gui.panels.mix:MixPanel"),
-    ("Style", "augstudio.gui.panels.style:StylePanel"),
-    ("TTA", "augstudio.gui.panels.tta:TTAPanel"),
-    ("Evaluate", "augstudio.gui.panels.evaluate:EvaluatePanel"),
-]
+from augstudio.gui.qt.workers import error_message
+from augstudio.gui.shell.panel_host import PANELS, PanelHost
 
 
 def default_recipe_for(root: Path) -> Path | None:
     """The bundled example recipe when the bundled samples are opened."""
-    from augstudio.core.io.samples import samples_dir
-
     try:
         samples = samples_dir().resolve()
         r = root.resolve()
@@ -55,48 +48,6 @@ def default_recipe_for(root: Path) -> Path | None:
     return cand if cand.is_file() else None
 
 
-class PanelHost(QWidget):
-    """A tab that imports its panel only when first shown after torch is ready; an import or
-    construction failure shows the error text instead of breaking the app."""
-
-    def __init__(self, ctx, title: str, target: str, parent=None):
-        super().__init__(parent)
-        self.ctx, self.title, self.target = ctx, title, target
-        self.panel: QWidget | None = None
-        self.error: str | None = None
-        self.lay = QVBoxLayout(self)
-        self.lay.setContentsMargins(0, 0, 0, 0)
-        self.note = QLabel(f"{title} loads once the augmentation engine (torch) is ready…")
-        self.note.setObjectName("previewMessage")
-        self.note.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.note.setWordWrap(True)
-        self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.lay.addWidget(self.note)
-
-    def build(self) -> None:
-        if self.panel is not None or self.error is not None or not self.ctx.is_torch_ready():
-            return
-        mod_name, _, cls_name = self.target.partition(":")
-        try:
-            mod = importlib.import_module(mod_name)
-            cls = getattr(mod, cls_name)
-            self.panel = cls(self.ctx, self)
-        except ModuleNotFoundError as e:
-            if e.name == mod_name:
-                self.error = f"The {self.title} panel is not available in this build ({mod_name} is missing)."
-            else:
-                self.error = f"The {self.title} panel could not be loaded: {e}"
-        except Exception as e:  # noqa: BLE001 - a broken panel must not break the app
-            tb = traceback.format_exc(limit=3)
-            self.error = f"The {self.title} panel failed to start: {type(e).__name__}: {e}\n\n{tb}"
-        if self.panel is not None:
-            self.note.hide()
-            self.lay.addWidget(self.panel)
-        else:
-            self.note.setText(self.error)
-            self.note.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-
-
 class MainWindow(QMainWindow):
     dataset_opened = Signal(object)
 
@@ -106,7 +57,9 @@ class MainWindow(QMainWindow):
         the app calls right after the first paint, so the thumbnails show sooner."""
         super().__init__()
         self.ctx = ctx or AppContext(self)
-        self.settings = settings or Settings()
+        if settings is not None:
+            self.ctx.settings = settings
+        self.settings: Settings = self.ctx.settings
         self.setObjectName("mainWindow")
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
@@ -164,9 +117,7 @@ class MainWindow(QMainWindow):
 
     def ensure_preview(self):
         if self.preview is None:
-            from augstudio.gui.panels.preview import (
-                PreviewWidget,  # deferred: pyqtgraph, after the first paint
-            )
+            from augstudio.gui.panels.preview import PreviewWidget  # deferred: pyqtgraph
 
             self.preview = PreviewWidget(self.ctx)
             self.preview_host.layout().addWidget(self.preview)
@@ -257,8 +208,6 @@ class MainWindow(QMainWindow):
             self.open_folder(d)
 
     def open_folder(self, path) -> bool:
-        from augstudio.core.io.dataset import scan
-
         path = Path(path)
         try:
             ds = scan(path)
@@ -298,8 +247,6 @@ class MainWindow(QMainWindow):
         if item is None:
             self.size_label.setText("")
             return
-        from augstudio.core.io.images import read_header
-
         try:
             w, h, mode = read_header(self.ctx.current_path())
             self.size_label.setText(f"{w}×{h} {mode}")
@@ -347,8 +294,6 @@ class MainWindow(QMainWindow):
 
     @staticmethod
     def _is_bundled(path: Path) -> bool:
-        from augstudio.core.io.samples import samples_dir
-
         try:
             return path.resolve().parent == (samples_dir().parent / "recipes").resolve()
         except OSError:
@@ -403,10 +348,10 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("augmentation engine ready", 4000)
         self._tab_changed(self.tabs.currentIndex())
 
-    def _torch_failed(self, msg: str) -> None:
+    def _torch_failed(self, error: BaseException) -> None:
         self.engine_label.setText("⚠ torch failed to load")
-        self.ensure_preview()._show_message(f"The augmentation engine could not load: {msg}. Browsing still works; "
-                                   "reinstall torch / torchvision (pip install -e .).")
+        self.ensure_preview().show_message(f"The augmentation engine could not load: {error_message(error)}. "
+                                           "Browsing still works; reinstall torch / torchvision (pip install -e .).")
 
     def set_device(self, key: str) -> None:
         for k, a in self.device_actions.items():

@@ -78,22 +78,10 @@ def style_job(method: str, settings: StyleSettings = StyleSettings(), content=No
               device=None, cancel: CancelToken | None = None):
     """Run one style method (see the module docstring). ``content`` and ``styles`` are anything
     ``read_image`` / ``to_float`` take: a path, a ``Picture``, a PIL image or a uint8 tensor."""
-    if method not in METHODS:
-        raise ParamError(f"style method must be one of {', '.join(METHODS)}; got {method!r}")
+    check_inputs(method, settings, content, styles)
     s = settings
     cancel = cancel or CancelToken()
     styles = list(styles)
-    needs = {"texture": ("style",), "transfer": ("content", "style"), "adain": ("content", "style", "model"),
-             "fast": ("content", "model")}.get(method, ("content",))
-    if "content" in needs and content is None:
-        raise ParamError(f"style {method}: choose a content image")
-    if "style" in needs and not styles:
-        raise ParamError(f"style {method}: choose a style image")
-    if "model" in needs and not s.model:
-        raise ParamError(f"style {method}: choose a model file: AdaIN needs decoder.pth (train one with "
-                         "`augstudio style adain-train`), fast style a model from `augstudio style fast-train`")
-    if method not in ("texture", "transfer") and not 0 <= s.alpha <= 1:
-        raise ParamError(f"style {method}: alpha must be within 0 .. 1, got {s.alpha}")
     optim = dict(features=s.features, weights=s.weights, iterations=s.iterations, optimizer=s.optimizer,
                  lr=s.lr, pyramid=s.pyramid, seed=s.seed, device=device, preview_every=s.preview_every,
                  token=cancel)
@@ -103,12 +91,31 @@ def style_job(method: str, settings: StyleSettings = StyleSettings(), content=No
         return (yield from nst_job(content, styles[0], style_layers=s.style_layers, content_layer=s.content_layer,
                                    alpha=s.alpha, beta=s.beta, init=s.init, max_size=s.max_size, **optim))
     if method == "adain":
-        if s.mix is not None and len(s.mix) != len(styles):
-            raise ParamError(f"style adain: give one mix weight per style image ({len(styles)}), got {len(s.mix)}")
         model = load_adain(s.model, s.encoder, device)
         return (yield from adain_job(model, content, styles, s.alpha, list(s.mix) if s.mix else None,
                                      s.preserve_color, s.max_size, token=cancel))
     return (yield from _pixel_job(method, s, content, device, cancel))
+
+
+def check_inputs(method: str, settings: StyleSettings, content=None, styles: Sequence = ()) -> None:
+    """Refuse, before any work, a method that does not exist or inputs it lacks (``ParamError`` saying what
+    to give)."""
+    if method not in METHODS:
+        raise ParamError(f"style method must be one of {', '.join(METHODS)}; got {method!r}")
+    needs = {"texture": ("style",), "transfer": ("content", "style"), "adain": ("content", "style", "model"),
+             "fast": ("content", "model")}.get(method, ("content",))
+    if "content" in needs and content is None:
+        raise ParamError(f"style {method}: choose a content image")
+    if "style" in needs and not styles:
+        raise ParamError(f"style {method}: choose a style image")
+    if "model" in needs and not settings.model:
+        raise ParamError(f"style {method}: choose a model file: AdaIN needs decoder.pth (train one with "
+                         "`augstudio style adain-train`), fast style a model from `augstudio style fast-train`")
+    if method not in ("texture", "transfer") and not 0 <= settings.alpha <= 1:
+        raise ParamError(f"style {method}: alpha must be within 0 .. 1, got {settings.alpha}")
+    if method == "adain" and settings.mix is not None and len(settings.mix) != len(styles):
+        raise ParamError(f"style adain: give one mix weight per style image ({len(styles)}), "
+                         f"got {len(settings.mix)}")
 
 
 def _pixel_job(method, s: StyleSettings, content, device, cancel):
