@@ -160,6 +160,7 @@ class MixPanel(QWidget):
         """A new form from the op's declarations; values of parameters the methods share (alpha) stay."""
         form = ParamForm(get_batch_op(method).params, self.form.values)
         self.controls.replaceWidget(self.form, form)
+        self.form.hide()  # at once; deleted when the event loop next runs
         self.form.deleteLater()
         self.form = form
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import QLabel, QSizePolicy
+from PySide6.QtWidgets import QLabel
 
 from augstudio.gui.qt.images import to_qimage
 
@@ -62,8 +62,13 @@ class ImageLabel(QLabel):
     def __init__(self, text: str = "", parent=None):
         super().__init__(text, parent)
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self._pixmap: QPixmap | None = None
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - not the pixmap's size: the picture fits whatever it is given
+        return QSize(128, 128)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return QSize(16, 16)
 
     def set_image(self, image) -> None:
         """Show ``image`` (a QImage, or anything ``to_qimage`` takes); None clears the view to a dash."""

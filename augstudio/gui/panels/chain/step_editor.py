@@ -50,6 +50,7 @@ class StepEditor(QWidget):
         cls = get_op(steps[row].op) if valid else None
         form = ParamForm(cls.params if valid else (), steps[row].values if valid else None)
         self.lay.replaceWidget(self.param_form, form)
+        self.param_form.hide()  # at once; deleted when the event loop next runs
         self.param_form.deleteLater()
         self.param_form = form
         self.fields = form.fields
