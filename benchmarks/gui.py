@@ -165,7 +165,7 @@ def measure_in_app(folder: Path, export_src: Path) -> dict:
     from augstudio.core.engine.recipe import load_recipe
     from augstudio.core.io.images import pil_to_picture
     from augstudio.gui.panels.jobs import start_export
-    from augstudio.gui.panels.preview import display_array, to_qimage
+    from augstudio.gui.qt.images import display_array, to_qimage
     from augstudio.gui.shell.app import create_window, get_app
 
     app = get_app()

@@ -58,6 +58,43 @@ def test_pure_chain_model_move_and_events():
     assert seen[0] == ("before", "move", (0, 2)) and seen[1] == ("after", "move", (0, 2))
 
 
+def test_chain_model_runs_with_qt_blocked():
+    """The chain model is plain Python: insert / move / remove / a validated parameter edit, with Qt
+    imports refused."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import importlib.abc, sys
+        class BlockQt(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("PySide6", "shiboken6", "pyqtgraph"):
+                    raise ImportError(name)
+        sys.meta_path.insert(0, BlockQt())
+        from augstudio.core.base.errors import ParamError
+        from augstudio.core.ops.step import parse_step
+        from augstudio.gui.panels.chain.model import ChainModel
+        m = ChainModel([parse_step({"op": "hflip"})])
+        m.insert(1, parse_step({"op": "rotate"}))
+        m.move(1, 0)
+        new = m.with_param(0, "degrees", [-5, 20])
+        assert new.values["degrees"] == [-5.0, 20.0] and m.steps[0].values["degrees"] != [-5.0, 20.0]
+        m.replace(0, new)
+        assert m.with_param(0, "degrees", [-5, 20]) is None  # nothing changes
+        try:
+            m.with_param(0, "degrees", [10, 5])
+            raise SystemExit("a refused value was accepted")
+        except ParamError as e:
+            assert "step 1" in str(e) and "degrees" in str(e)
+        m.remove(1)
+        print([s.op for s in m.steps], sorted(k for k in sys.modules if k.split(".")[0] == "PySide6"))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "['rotate'] []"
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Qt 6's drag event constructors
 def test_add_reorder_remove_with_undo_redo(make_window, qtbot, samples_root):
     win = make_window(samples_root / "shapes")

@@ -89,3 +89,54 @@ def test_mix_panel_methods_slider_reroll(qtbot, tmp_path, samples_root):
     res = _run(qtbot, panel, panel.random_pair)
     assert panel.path_a != panel.path_b and panel.path_a.parent.parent == root
     assert ctx.shutdown()
+
+
+def test_mix_form_is_made_from_the_ops_param_declarations(qtbot):
+    from augstudio.core.ops.registry import get_batch_op
+    from augstudio.gui.widgets.params import ParamField
+
+    ctx = AppContext(max_threads=2)
+    panel = MixPanel(ctx)
+    qtbot.addWidget(panel)
+    params = get_batch_op("puzzlemix").params
+    assert [p.name for p in params] == list(panel.form.fields)  # n_labels and neigh_size included
+    for p in params:
+        field = panel.form.fields[p.name]
+        assert isinstance(field, ParamField) and field.param is p
+    assert panel.form.values == {p.name: None if p.default is None else p.validate(p.default) for p in params}
+    # editing a field is what the mix gets
+    panel.form.fields["n_labels"].parts[0].spin.setValue(2)
+    panel.form.fields["alpha"].parts[0].spin.setValue(0.4)
+    panel.form.fields["transport"].parts[0].setChecked(False)
+    values = panel.settings()["values"]
+    assert values["n_labels"] == 2 and values["alpha"] == pytest.approx(0.4) and values["transport"] is False
+    assert "model" not in values  # the saliency model goes through the model-loading job, not to the op
+    # another method: its own declarations; the shared alpha keeps its value
+    panel.method.setCurrentText("mixup")
+    assert list(panel.form.fields) == [p.name for p in get_batch_op("mixup").params] == ["alpha"]
+    assert panel.settings()["values"] == {"alpha": pytest.approx(0.4)}
+    assert ctx.shutdown()
+
+
+def test_mix_latest_request_wins_and_stale_results_are_dropped(qtbot, samples_root, monkeypatch):
+    ctx = AppContext(max_threads=2)
+    panel = MixPanel(ctx)
+    qtbot.addWidget(panel)
+    shown = []
+    real_show = panel._show
+    monkeypatch.setattr(panel, "_show", lambda res: shown.append(res) or real_show(res))
+    started = []
+    ctx.job_started.connect(started.append)
+    panel.method.setCurrentText("cutmix")
+    a, b = sorted((samples_root / "shapes" / "circle").glob("*.jpg"))[:2]
+    panel.set_pair(a, b)  # request 1 runs ...
+    for _ in range(4):
+        panel.reroll()  # ... and each reroll supersedes the one before
+    qtbot.waitUntil(lambda: not panel.runner.busy(), timeout=30000)
+    qtbot.wait(20)
+    assert len(shown) == 1 and shown[0]["settings"]["seed"] == panel.seed == 4
+    assert panel.last_result is shown[0]
+    assert len(started) == 2  # the first (cancelled or dropped) and the newest; the rest never ran
+    xa, xb = mixable(read_image(a)), mixable(read_image(b))
+    assert shown[0]["params"]["box"] == mix_pair(xa, xb, "cutmix", seed=4)["params"]["box"]
+    assert ctx.shutdown()

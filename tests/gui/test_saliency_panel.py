@@ -118,3 +118,33 @@ def test_saliency_panel_probe_compute_and_controls(qtbot, tmp_path, samples_root
     qtbot.addWidget(other)
     assert other.model is not None and other.model.meta.get("probe_for") == str(root)
     ctx.shutdown()
+
+
+def test_saliency_latest_request_wins_and_stale_maps_are_dropped(qtbot, tmp_path, samples_root, monkeypatch):
+    from augstudio.core.models.loading import PROBE_ARCH, save_checkpoint
+    from augstudio.core.models.networks import ProbeNet
+
+    ckpt = save_checkpoint(tmp_path / "net.pt", ProbeNet(2, width=4, depth=1), PROBE_ARCH, ["circle", "square"],
+                           arch_kwargs={"width": 4, "depth": 1})
+    ctx = AppContext(max_threads=2)
+    panel = SaliencyPanel(ctx)
+    qtbot.addWidget(panel)
+    panel.set_model_file(ckpt)
+    qtbot.waitUntil(lambda: panel.model is not None, timeout=30000)
+    delivered = []
+    real = panel._on_result
+    monkeypatch.setattr(panel, "_on_result", lambda res: delivered.append(res) or real(res))
+    picture = next((samples_root / "shapes" / "circle").glob("*.jpg"))
+    panel.multiscale.setChecked(False)
+    panel.set_image(picture)  # request 1 runs ...
+    for method in ("smoothgrad", "gradxinput", "vanilla"):  # ... and every change supersedes the last
+        panel.method.setCurrentText(method)
+    panel.views.setChecked(False)
+    qtbot.waitUntil(lambda: not panel.runner.busy(), timeout=30000)
+    qtbot.wait(20)
+    assert len(delivered) == 1 and panel.last_result is delivered[0]
+    res = delivered[0]
+    assert (res["method"], res["views"], res["scales"]) == ("vanilla", "none", (1.0,))
+    ref = compute_saliency(panel.model, [read_image(picture)], method="vanilla")
+    assert torch.allclose(res["map"], ref.maps[0], atol=1e-5)
+    ctx.shutdown()
