@@ -14,7 +14,7 @@ from augstudio.core.base.errors import RecipeError
 from augstudio.core.engine.pipeline import Pipeline
 from augstudio.core.io.images import Picture
 from augstudio.core.ops import get_op
-from augstudio.core.ops.noise import standard_normal
+from augstudio.core.kernels import noise as N
 from augstudio.core.ops.step import parse_steps
 
 
@@ -30,11 +30,35 @@ def op(name, **kw):
     return get_op(name)(**kw)
 
 
-def test_standard_normal_table_has_unit_moments_and_follows_the_generator():
-    n = standard_normal((200_000,), torch.Generator().manual_seed(3))
+def test_standard_normal_table_has_unit_moments_and_follows_the_seed():
+    n = N.standard_normal([3], (200_000,), "cpu")[0]
     assert abs(float(n.mean())) < 0.01 and abs(float(n.std()) - 1.0) < 0.01
     assert float((n.abs() > 1.96).float().mean()) == pytest.approx(0.05, abs=0.004)
-    assert torch.equal(n, standard_normal((200_000,), torch.Generator().manual_seed(3)))
+    assert torch.equal(n, N.standard_normal([3], (200_000,), "cpu")[0])
+    other = N.standard_normal([4], (200_000,), "cpu")[0]
+    assert abs(float(torch.corrcoef(torch.stack([n, other]))[0, 1])) < 0.01, "another seed, independent noise"
+
+
+def _lowbias32(v: int) -> int:
+    v ^= v >> 16
+    v = (v * 0x7FEB352D) & 0xFFFFFFFF
+    v ^= v >> 15
+    v = (v * 0x846CA68B) & 0xFFFFFFFF
+    return v ^ (v >> 16)
+
+
+def test_noise_bits_are_integer_arithmetic_any_device_repeats():
+    """The draws are a pure function of (seed, index) computed with wrapping 32-bit integer operations: a
+    plain-Python reference (no torch kernel) gives the same bits, so CUDA and MPS, whose integer products
+    wrap the same way, give the same noise as the CPU."""
+    seed = 123456789012345
+    got = N.bits32([seed], 50, "cpu")[0].tolist()
+    mixed = N._splitmix64(seed)
+    k0, k1 = mixed & 0xFFFFFFFF, mixed >> 32
+    want = [_lowbias32(_lowbias32(i ^ k0) ^ k1) for i in range(50)]
+    assert [v & 0xFFFFFFFF for v in got] == want
+    rows = N.bits32([seed, 7], 50, "cpu")
+    assert rows[0].tolist() == got, "a row of a batch equals the draw alone"
 
 
 def test_gaussian_noise_std_is_in_units_of_the_unit_range():
@@ -104,13 +128,21 @@ def test_batch_equals_per_image(gravel, name):
 
 
 def test_fast_noise_paths_equal_their_definitions():
-    """The unsigned-index table and the int16 scaled path give exactly table[int16 draw + 32768]."""
-    from augstudio.core.ops.noise import _normal_indices, _table, scaled_normal_int16
-
-    ref = _table().index_select(0, _normal_indices(3 * 37 * 41, torch.Generator().manual_seed(11)))
-    fast = standard_normal((3, 37, 41), torch.Generator().manual_seed(11))
-    assert torch.equal(fast.reshape(-1), ref)
+    """The int16 path gives exactly round(scale * N(0, 1)) of the same draws, one scale per batch row."""
+    ref = N.standard_normal([11, 12], (3, 37, 41), "cpu")
     for scale in (0.0, 7.3, 25.5, 255.0):
-        s = scaled_normal_int16((3, 37, 41), torch.Generator().manual_seed(11), scale)
+        s = N.scaled_normal_int16([11, 12], (3, 37, 41), "cpu", [scale, 2 * scale])
         assert s.dtype == torch.int16
-        assert torch.equal(s.reshape(-1), (ref * scale).round().to(torch.int16))
+        assert torch.equal(s[0], (ref[0] * scale).round().to(torch.int16))
+        assert torch.equal(s[1], (ref[1] * (2 * scale)).round().to(torch.int16))
+
+
+def test_poisson_draws_follow_the_distribution_at_every_rate():
+    """Exact inverse-CDF draws below POISSON_EXACT, the normal approximation above: mean and variance of
+    Poisson(lam) at low, middle and high rates (photon units)."""
+    for peak, level in ((2.0, 255), (60.0, 128), (900.0, 255), (5e4, 200)):
+        x = torch.full((1, 1, 300, 300), level, dtype=torch.uint8)
+        k = N.poisson_of_levels(x, [9], [peak]).double()
+        lam = level / 255.0 * peak
+        assert float(k.mean()) == pytest.approx(lam, rel=0.02, abs=0.02), (peak, level)
+        assert float(k.var()) == pytest.approx(lam, rel=0.06), (peak, level)

@@ -30,19 +30,19 @@ def uniform(gen: torch.Generator, low: float, high: float) -> float:
     """One float in [low, high) drawn from ``gen``."""
     if high <= low:
         return float(low)
-    return float(low + (high - low) * torch.rand((), generator=gen, dtype=torch.float64).item())
+    return float(low + (high - low) * torch.rand((), generator=gen, dtype=torch.float64, device=gen.device).item())
 
 
 def randint(gen: torch.Generator, low: int, high: int) -> int:
     """One int in [low, high] (inclusive) drawn from ``gen``."""
     if high <= low:
         return int(low)
-    return int(torch.randint(int(low), int(high) + 1, (), generator=gen).item())
+    return int(torch.randint(int(low), int(high) + 1, (), generator=gen, device=gen.device).item())
 
 
 def coin(gen: torch.Generator, p: float) -> bool:
     """True with probability ``p``. Always consumes one draw, so later draws do not depend on ``p``."""
-    r = torch.rand((), generator=gen, dtype=torch.float64).item()
+    r = torch.rand((), generator=gen, dtype=torch.float64, device=gen.device).item()
     return r < p
 
 

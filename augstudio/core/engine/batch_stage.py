@@ -120,7 +120,8 @@ class BatchStage:
         int, a string, or a tuple / list of ints and strings naming the batch (e.g. ``(epoch, step)``):
         the draws then come from the recipe seed and the key only, so the batch is reproducible."""
         key_text = None if key is None else batch_key(key)
-        images = torch.as_tensor(images)
+        if not isinstance(images, torch.Tensor):
+            images = torch.as_tensor(images, device=self.device or "cpu")
         if self.device is not None:
             images = images.to(self.device)
         if images.dim() != 4:

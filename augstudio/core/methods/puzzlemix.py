@@ -30,8 +30,10 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from augstudio.core.base.device import device_of
+from augstudio.core.base.errors import RecipeError
 from augstudio.core.kernels.graphcut import solve_grid
-from augstudio.core.models.loading import preprocess
+from augstudio.core.models.loading import model_dtype, preprocess
 
 DEFAULTS = {"alpha": 1.0, "n_labels": 3, "beta": 1.2, "gamma": 0.5, "eta": 0.2, "neigh_size": 4,
             "transport": True, "t_eps": 0.8}
@@ -51,18 +53,27 @@ def forward_fn(model):
 
 
 def saliency(model, images, labels):
-    """PuzzleMix's saliency ``sqrt(mean_c (d loss / d x)^2)`` -> ``N x H x W`` (detached, float).
+    """PuzzleMix's saliency ``sqrt(mean_c (d loss / d x)^2)`` -> ``N x H x W`` (detached, float32, on the
+    images' device).
 
-    ``labels``: class indices (N,) or soft labels (N, K). The model runs in eval mode (restored after) and
-    its parameter gradients are left untouched (``torch.autograd.grad`` w.r.t. the input only).
+    ``labels``: class indices (N,) or soft labels (N, K). The model runs in eval mode (restored after), on
+    its own device and in its own dtype (a ``.half()`` model gets half inputs), and its parameter gradients
+    are left untouched (``torch.autograd.grad`` w.r.t. the input only).
     """
+    if torch.is_inference_mode_enabled():
+        raise RecipeError("PuzzleMix with a model needs input gradients for its saliency, which "
+                          "torch.inference_mode() forbids; run the batch transform outside inference_mode "
+                          "(torch.no_grad() is fine), or use it without a model")
     fn, module = forward_fn(model)
+    dev = device_of(module, default=images.device)
+    # a LoadedModel's preprocessing casts to the model's dtype itself; a plain module gets its dtype here
+    dtype = model_dtype(module) if module is model else torch.float32
     was_training = getattr(module, "training", False)
     if hasattr(module, "eval"):
         module.eval()
     try:
         with torch.enable_grad():
-            x = images.detach().float().clone().requires_grad_(True)
+            x = images.detach().to(dev, dtype).clone().requires_grad_(True)
             out = fn(x).float()
             if labels.dim() == 2:
                 loss = -(labels.to(out) * F.log_softmax(out, dim=1)).sum(1).mean()
@@ -72,7 +83,7 @@ def saliency(model, images, labels):
     finally:
         if was_training and hasattr(module, "train"):
             module.train()
-    return grad.pow(2).mean(1).sqrt().detach()
+    return grad.float().pow(2).mean(1).sqrt().detach().to(images.device)
 
 
 def image_saliency(images):

@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from augstudio.core.base import seeding
 from augstudio.core.base.errors import ModelError
 from augstudio.core.io.images import Picture
+from augstudio.core.kernels import noise as N
 from augstudio.core.models.loading import LoadedModel, picture_channels, preprocess
 
 from .saliency_options import COLORMAPS, DEFAULT_BLUR, DEFAULT_THRESHOLD, LOCALISE, METHODS, SCORES, VIEWS  # noqa: F401 (part of this module's API)
@@ -68,7 +69,7 @@ def saliency_maps(module, x: torch.Tensor, method: str = "vanilla", target=None,
     if method not in METHODS:
         raise ModelError(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")
     if target is not None and not isinstance(target, torch.Tensor):
-        target = torch.as_tensor(target, dtype=torch.long).view(-1).expand(x.shape[0])
+        target = torch.as_tensor(target, dtype=torch.long, device=x.device).view(-1).expand(x.shape[0])
     if score not in SCORES:
         raise ModelError(f"unknown saliency score {score!r}; choose one of {', '.join(SCORES)}")
     grad, logits = input_gradients(module, x, target, score)
@@ -78,13 +79,13 @@ def saliency_maps(module, x: torch.Tensor, method: str = "vanilla", target=None,
         return grad.abs().amax(1), logits
     if method == "gradxinput":
         return (grad * x).sum(1).abs(), logits
-    gen = seeding.generator(seed, "smoothgrad")
     span = (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))).view(-1, 1, 1, 1)
     sigma = noise * span
     acc = torch.zeros_like(x)
-    for _ in range(max(1, int(samples))):
-        eps = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
-        g, _ = input_gradients(module, x + sigma * eps, target, score)
+    for k in range(max(1, int(samples))):
+        # the noise of sample k is made on the batch's device from the seed path (the same on any device)
+        eps = N.standard_normal([seeding.derive_seed(seed, "smoothgrad", k)], tuple(x.shape), x.device)[0]
+        g, _ = input_gradients(module, x + sigma * eps.to(x.dtype), target, score)
         acc += g
     return (acc / max(1, int(samples))).abs().amax(1), logits
 

@@ -44,6 +44,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from augstudio.core.base.device import resolve_device
 from augstudio.core.base.errors import ModelError
 from augstudio.core.io.images import Picture, atomic_write_bytes
 from augstudio.core.models.networks import ProbeNet
@@ -85,13 +86,6 @@ class LoadedModel:
     @property
     def in_channels(self) -> int:
         return {"rgb": 3, "gray": 1}.get(self.input_mode, self.num_categories)
-
-
-def default_device(device=None) -> torch.device:
-    """``device`` as given, else CUDA when available, else CPU."""
-    if device is None or device == "":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 # -- saving ------------------------------------------------------------------------------------------------
@@ -138,7 +132,7 @@ def load_model(spec, num_classes: int | None = None, device=None, allow_code: bo
     ``arch``: the architecture of a bare state-dict file. ``allow_code``: permit TorchScript (it runs
     code from the file). Raises ``ModelError`` with the file and the fix.
     """
-    dev = default_device(device)
+    dev = resolve_device(device)
     if isinstance(spec, Path) or _looks_like_path(str(spec)):
         path = Path(spec).expanduser()
         if not path.exists():
@@ -382,7 +376,8 @@ def picture_channels(pic: Picture, input_mode: str, num_categories: int = 0) -> 
     if pic.kind == "categorical":
         pal = pic.palette or [v for i in range(256) for v in (i, i, i)]
         step = 4 if pic.palette_mode == "RGBA" else 3
-        lut = torch.tensor(pal[: 256 * step] + [0] * max(0, 256 * step - len(pal)), dtype=torch.uint8)
+        lut = torch.tensor(pal[: 256 * step] + [0] * max(0, 256 * step - len(pal)), dtype=torch.uint8,
+                           device=x.device)
         lut = lut.view(256, step)[:, :3]
         x = lut[x[0].long()].permute(2, 0, 1)
     elif x.shape[0] == 4:
@@ -392,7 +387,7 @@ def picture_channels(pic: Picture, input_mode: str, num_categories: int = 0) -> 
         return x.expand(3, -1, -1) if x.shape[0] == 1 else x
     if input_mode == "gray":
         if x.shape[0] == 3:
-            w = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+            w = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(3, 1, 1)
             return (x * w).sum(0, keepdim=True)
         return x
     raise ModelError(f"unknown input mode {input_mode!r}; expected one of {', '.join(INPUT_MODES)}")
@@ -439,10 +434,18 @@ def preprocess(images, loaded: LoadedModel, size: tuple[int, int] | None = None)
     if batch.shape[1] != loaded.in_channels and mode != "onehot":
         raise ModelError(f"preprocess: model {loaded.name} takes {loaded.in_channels} channels, got {batch.shape[1]}")
     if mode != "onehot":
-        mean = torch.tensor(loaded.mean, dtype=batch.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(loaded.std, dtype=batch.dtype).view(1, -1, 1, 1)
+        mean = torch.tensor(loaded.mean, dtype=batch.dtype, device=batch.device).view(1, -1, 1, 1)
+        std = torch.tensor(loaded.std, dtype=batch.dtype, device=batch.device).view(1, -1, 1, 1)
         batch = (batch - mean) / std
-    return batch.to(loaded.device)
+    return batch.to(loaded.device, dtype=model_dtype(loaded.module))
+
+
+def model_dtype(module) -> torch.dtype:
+    """The floating dtype a model computes in (float32 for a model without floating parameters)."""
+    for t in module.parameters():
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ from torchvision.transforms.v2 import functional as F
 
 from augstudio.core.base import seeding
 from augstudio.core.kernels import warp as W
+from augstudio.core.kernels.color import adjust_hue, apply_lut, levels
 
 from .base import Op, PointwiseOp
 from .params import Param
@@ -41,12 +42,6 @@ def split_alpha(x, kind):
 
 def join_alpha(x, alpha):
     return x if alpha is None else torch.cat([x, alpha], dim=-3)
-
-
-def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-    """``lut[x]`` for a uint8 tensor and a 256-entry uint8 table (any shape, any device)."""
-    lut = lut.to(x.device)
-    return lut.index_select(0, x.reshape(-1).to(torch.int32)).reshape(x.shape)
 
 
 def _gray_float(x: torch.Tensor) -> torch.Tensor:
@@ -71,15 +66,14 @@ class ColorOp(Op):
 class LutOp(PointwiseOp, ColorOp):
     """A pointwise op that is one lookup table: ``lut(params) -> 256 uint8 values``."""
 
-    def lut(self, params) -> torch.Tensor:
+    def lut(self, params, device) -> torch.Tensor:
         raise NotImplementedError
 
     def apply(self, x, params, kind, stats=None):
         x, alpha = split_alpha(x, kind)
-        return join_alpha(apply_lut(x, self.lut(params)), alpha)
+        return join_alpha(apply_lut(x, self.lut(params, x.device)), alpha)
 
 
-_LEVELS = torch.arange(256, dtype=torch.float32)
 
 
 # -- the float32 kernels of colour jitter (torchvision uint8 semantics: truncate after each step) ------------
@@ -101,7 +95,7 @@ def _k_saturation(x, f):
 def _k_hue(x, h):
     if x.shape[-3] != 3:
         return x
-    return F.adjust_hue(x.to(torch.uint8), h).to(torch.float32)
+    return adjust_hue(x.to(torch.uint8), h).to(torch.float32)
 
 
 def _float_mean_gray(x) -> float:
@@ -226,7 +220,7 @@ class Brightness(_SingleAdjust):
 
     def apply(self, x, params, kind, stats=None):  # a lookup table: exact and fast
         x, alpha = split_alpha(x, kind)
-        lut = (_LEVELS * params["factor"]).clamp_(0, 255).floor_().to(torch.uint8)
+        lut = (levels(x.device) * params["factor"]).clamp_(0, 255).floor_().to(torch.uint8)
         return join_alpha(apply_lut(x, lut), alpha)
 
 
@@ -242,7 +236,7 @@ class Contrast(_SingleAdjust):
         x, alpha = split_alpha(x, kind)
         m = stats["means"][0] if stats else mean_gray(x)
         f = params["factor"]
-        lut = (_LEVELS * f).add_(m * (1.0 - f)).clamp_(0, 255).floor_().to(torch.uint8)
+        lut = (levels(x.device) * f).add_(m * (1.0 - f)).clamp_(0, 255).floor_().to(torch.uint8)
         return join_alpha(apply_lut(x, lut), alpha)
 
 
@@ -280,7 +274,7 @@ class ColorJitter(SequenceOp):
     )
 
     def sample(self, gen, size):
-        order = torch.randperm(4, generator=gen).tolist()
+        order = torch.randperm(4, generator=gen, device=gen.device).tolist()
         out = {"order": order}
         for name in ("brightness", "contrast", "saturation"):
             v = getattr(self, name)
@@ -302,8 +296,8 @@ class Gamma(LutOp):
     def sample(self, gen, size):
         return {"gamma": round(seeding.uniform(gen, *self.gamma), 6)}
 
-    def lut(self, params):
-        return (_LEVELS / 255.0).pow_(params["gamma"]).clamp_(0, 1).mul_(255.999).to(torch.uint8)
+    def lut(self, params, device):
+        return (levels(device) / 255.0).pow_(params["gamma"]).clamp_(0, 1).mul_(255.999).to(torch.uint8)
 
 
 @register
@@ -327,8 +321,8 @@ class Invert(LutOp):
     name = "invert"
     summary = "Invert the colours: x -> 255 - x."
 
-    def lut(self, params):
-        return (255 - torch.arange(256)).to(torch.uint8)
+    def lut(self, params, device):
+        return (255 - torch.arange(256, device=device)).to(torch.uint8)
 
 
 @register
@@ -340,9 +334,9 @@ class Posterize(LutOp):
     def sample(self, gen, size):
         return {"bits": seeding.randint(gen, *self.bits)}
 
-    def lut(self, params):
+    def lut(self, params, device):
         mask = (0xFF << (8 - params["bits"])) & 0xFF
-        return (torch.arange(256) & mask).to(torch.uint8)
+        return (torch.arange(256, device=device) & mask).to(torch.uint8)
 
 
 @register
@@ -355,8 +349,8 @@ class Solarize(LutOp):
     def sample(self, gen, size):
         return {"threshold": round(seeding.uniform(gen, *self.threshold), 4)}
 
-    def lut(self, params):
-        v = torch.arange(256)
+    def lut(self, params, device):
+        v = torch.arange(256, device=device)
         return torch.where(v >= params["threshold"], 255 - v, v).to(torch.uint8)
 
 
@@ -390,7 +384,7 @@ def autocontrast_lut(ch):
     lo, hi = int(ch.min()), int(ch.max())
     if hi == lo:
         return None
-    return ((_LEVELS - lo) * (255.0 / (hi - lo))).clamp_(0, 255).to(torch.uint8)
+    return ((levels(ch.device) - lo) * (255.0 / (hi - lo))).clamp_(0, 255).to(torch.uint8)
 
 
 @register
@@ -448,4 +442,4 @@ class GaussianBlur(ColorOp):
         return join_alpha(F.gaussian_blur(x, [k, k], [s, s]), alpha)
 
 
-__all__ = ["ColorOp", "LutOp", "SequenceOp", "split_alpha", "join_alpha", "apply_lut", "mean_gray"]
+__all__ = ["ColorOp", "LutOp", "SequenceOp", "split_alpha", "join_alpha", "mean_gray"]

@@ -90,7 +90,7 @@ class SomeOf(ContainerOp):
 
     def order(self, gen):
         k = min(seeding.randint(gen, *self.n), len(self.steps))
-        picked = torch.randperm(len(self.steps), generator=gen)[:k].tolist()
+        picked = torch.randperm(len(self.steps), generator=gen, device=gen.device)[:k].tolist()
         return sorted(picked)
 
 
@@ -101,7 +101,7 @@ class RandomOrder(ContainerOp):
     params = (STEPS,)
 
     def order(self, gen):
-        return torch.randperm(len(self.steps), generator=gen).tolist()
+        return torch.randperm(len(self.steps), generator=gen, device=gen.device).tolist()
 
 
 __all__ = ["ContainerOp", "OneOf", "SomeOf", "RandomOrder"]

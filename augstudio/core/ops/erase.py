@@ -13,6 +13,7 @@ import torch
 
 from augstudio.core.base import seeding
 from augstudio.core.base.errors import RecipeError
+from augstudio.core.kernels import noise
 
 from .base import Op
 from .params import Param
@@ -33,22 +34,19 @@ class EraseOp(Op):
     def apply(self, x, params, kind):
         out = x.clone()
         c = x.shape[-3]
-        random = getattr(self, "value", "fill") == "random"
+        random = self.values.get("value", "fill") == "random"
         if random and kind == "categorical":
             raise RecipeError(f"op '{self.name}': value 'random' would invent categories on a categorical "
                               "image; use value: fill with a category (e.g. fill: 0)")
         fills = self.fill if isinstance(self.fill, list) else [self.fill]
         fills = (fills + [fills[-1]] * c)[:c]
         fill_t = torch.tensor([int(round(v)) for v in fills], dtype=torch.uint8, device=x.device).view(c, 1, 1)
-        g = torch.Generator().manual_seed(int(params.get("seed", 0))) if random else None
-        for top, left, h, w in self.boxes(params):
-            if h <= 0 or w <= 0:
-                continue
-            if random:
-                out[..., top:top + h, left:left + w] = torch.randint(0, 256, (c, h, w), generator=g,
-                                                                     dtype=torch.uint8).to(x.device)
-            else:
-                out[..., top:top + h, left:left + w] = fill_t
+        boxes = [b for b in self.boxes(params) if b[2] > 0 and b[3] > 0]
+        if random and boxes:  # one field of random bytes for the image, made on its device; boxes show it
+            fill_t = noise.random_bytes([int(params.get("seed", 0))], tuple(x.shape[-3:]), x.device)[0]
+        for top, left, h, w in boxes:
+            region = (..., slice(top, top + h), slice(left, left + w))
+            out[region] = fill_t[region] if random else fill_t
         return out
 
 
@@ -119,7 +117,7 @@ class HideAndSeek(EraseOp):
     def sample(self, gen, size):
         h, w = size
         n = seeding.randint(gen, *self.grid)
-        hide = (torch.rand(n * n, generator=gen, dtype=torch.float64) < self.p_hide).tolist()
+        hide = (torch.rand(n * n, generator=gen, dtype=torch.float64, device=gen.device) < self.p_hide).tolist()
         ys = [round(i * h / n) for i in range(n + 1)]
         xs = [round(j * w / n) for j in range(n + 1)]
         boxes = [[ys[i], xs[j], ys[i + 1] - ys[i], xs[j + 1] - xs[j]]

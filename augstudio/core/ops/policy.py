@@ -115,12 +115,12 @@ def magnitude_table(space: dict, num_bins: int, size: tuple[int, int]) -> dict[s
             out[name] = (None, signed)
         elif kind == "post":
             top, span = rng  # e.g. 8 - round(i / ((bins - 1) / 4))
-            out[name] = ([float(v) for v in (top - (torch.arange(num_bins) / ((num_bins - 1) / span)).round().int())],
+            out[name] = ([float(v) for v in (top - (torch.arange(num_bins, device="cpu") / ((num_bins - 1) / span)).round().int())],
                          signed)
         else:
             lo, hi = rng
             scale = w if kind == "lin_w" else h if kind == "lin_h" else 1.0
-            out[name] = ([float(v) for v in torch.linspace(lo, hi * scale if scale != 1.0 else hi, num_bins)], signed)
+            out[name] = ([float(v) for v in torch.linspace(lo, hi * scale if scale != 1.0 else hi, num_bins, device="cpu")], signed)
     return out
 
 
@@ -345,7 +345,7 @@ def _gamma(gen, a: float) -> float:
     d = a - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
     while True:
-        x = float(torch.randn((), generator=gen, dtype=torch.float64))
+        x = float(torch.randn((), generator=gen, dtype=torch.float64, device=gen.device))
         v = (1.0 + c * x) ** 3
         if v <= 0:
             continue

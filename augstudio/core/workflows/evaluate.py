@@ -67,7 +67,7 @@ def stratified_split(labels: list[int], val_fraction: float, seed: int) -> tuple
     for y in sorted(by_class):
         idx = by_class[y]
         g = seeding.generator(seed, "split", 0, f"class{y}")
-        perm = [idx[j] for j in torch.randperm(len(idx), generator=g).tolist()]
+        perm = [idx[j] for j in torch.randperm(len(idx), generator=g, device=g.device).tolist()]
         n_val = int(round(len(idx) * val_fraction))
         if len(idx) >= 2:
             n_val = min(max(n_val, 1), len(idx) - 1)
@@ -326,7 +326,8 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
                 for epoch in range(epochs):
                     token.check(f"seed {seed}, {name}, epoch {epoch + 1}")
                     # the same order for every arm of this seed
-                    order = torch.randperm(len(train_idx), generator=seeding.generator(seed, "evaluate", epoch, "order"))
+                    g_order = seeding.generator(seed, "evaluate", epoch, "order")
+                    order = torch.randperm(len(train_idx), generator=g_order, device=g_order.device)
                     if pipe is None and plain_train is None:
                         plain_train = torch.stack([inputs(pics[i]) for i in train_idx])
                     net.train()

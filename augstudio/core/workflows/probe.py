@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from augstudio.core.base import seeding
+from augstudio.core.base.device import resolve_device
 from augstudio.core.base.errors import DatasetError, ImageError, ModelError
 from augstudio.core.base.jobs import CancelToken, Progress, run_job
 from augstudio.core.base.settings import settings_dir
@@ -40,7 +41,6 @@ from augstudio.core.io.images import read_image
 from augstudio.core.models.loading import (
     PROBE_ARCH,
     LoadedModel,
-    default_device,
     load_model,
     picture_channels,
     save_checkpoint,
@@ -129,7 +129,7 @@ def _split(labels: list[int], val_fraction: float, gen: torch.Generator) -> tupl
     train, val = [], []
     for c in sorted(set(labels)):
         idx = [i for i, y in enumerate(labels) if y == c]
-        order = torch.randperm(len(idx), generator=gen).tolist()
+        order = torch.randperm(len(idx), generator=gen, device=gen.device).tolist()
         idx = [idx[i] for i in order]
         k = 0 if len(idx) < 2 or val_fraction <= 0 else max(1, round(len(idx) * val_fraction))
         val += idx[:k]
@@ -142,11 +142,11 @@ def _augment(x: torch.Tensor, gen: torch.Generator, color: float = 0.0) -> torch
     ``color`` > 0 (normalised RGB only) also random channel order, channel sign and gain 1 +- ``color``
     (colour-blind features: the probe must use shape and texture, not hue)."""
     n, c, h, w = x.shape
-    flips = torch.rand(n, generator=gen) < 0.5
-    turns = torch.randint(0, 4, (n,), generator=gen)
+    flips = torch.rand(n, generator=gen, device=gen.device) < 0.5
+    turns = torch.randint(0, 4, (n,), generator=gen, device=gen.device)
     pad = max(1, min(h, w) // 8)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device)
     xp = F.pad(x, (pad, pad, pad, pad), mode="replicate")
     out = torch.empty_like(x)
     for i in range(n):
@@ -157,9 +157,9 @@ def _augment(x: torch.Tensor, gen: torch.Generator, color: float = 0.0) -> torch
             xi = torch.rot90(xi, int(turns[i]), dims=(-2, -1))
         out[i] = xi
     if color > 0:
-        perm = torch.argsort(torch.rand(n, c, generator=gen), dim=1)
-        sign = torch.where(torch.rand(n, c, generator=gen) < 0.5, -1.0, 1.0)
-        gain = 1.0 + color * (2 * torch.rand(n, c, generator=gen) - 1)
+        perm = torch.argsort(torch.rand(n, c, generator=gen, device=gen.device), dim=1)
+        sign = torch.where(torch.rand(n, c, generator=gen, device=gen.device) < 0.5, -1.0, 1.0)
+        gain = 1.0 + color * (2 * torch.rand(n, c, generator=gen, device=gen.device) - 1)
         out = torch.gather(out, 1, perm.view(n, c, 1, 1).expand(-1, -1, h, w)) * (sign * gain).view(n, c, 1, 1)
     return out
 
@@ -190,7 +190,7 @@ def train_probe_job(data, device=None, cancel: CancelToken | None = None, reuse:
                                                     st["color_aug"], st["net"])
 
     cancel = cancel or CancelToken()
-    dev = default_device(device)
+    dev = resolve_device(device)
     ds = _as_dataset(data)
     size = int(size)
     if size < 8:
@@ -270,7 +270,7 @@ def train_probe_job(data, device=None, cancel: CancelToken | None = None, reuse:
     step = 0
     for epoch in range(epochs):
         model.train()
-        order = torch.randperm(len(tr), generator=g_train)
+        order = torch.randperm(len(tr), generator=g_train, device=g_train.device)
         run_loss = 0.0
         for b in range(steps_per_epoch):
             cancel.check(f"training the probe, epoch {epoch + 1} of {epochs}")

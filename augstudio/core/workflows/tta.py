@@ -52,14 +52,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as F
 
+from augstudio.core.base.device import resolve_device
 from augstudio.core.base.errors import AugstudioError, DatasetError, ImageError, ModelError, RecipeError
 from augstudio.core.base.jobs import CancelToken, Progress, run_job
 from augstudio.core.engine.recipe import _read_text, parse_text
 from augstudio.core.io.dataset import Dataset, require_images, scan
 from augstudio.core.io.images import Picture, atomic_write_bytes, read_image
 from augstudio.core.models import loading as models
+from augstudio.core.models.loading import model_dtype
 
 from . import probe
 
@@ -108,7 +113,6 @@ def _crop_size(size, h: int, w: int) -> tuple[int, int]:
 
 
 def _apply_step(x, kind: str, arg, pic_kind: str):
-    import torch  # deferred: torch
 
     if kind == "hflip":
         return x.flip(-1)
@@ -127,8 +131,6 @@ def _apply_step(x, kind: str, arg, pic_kind: str):
         left = {"tl": 0, "tr": w - cw, "bl": 0, "br": w - cw, "c": int(round((w - cw) / 2.0))}[pos]
         return x[..., top:top + ch, left:left + cw]
     if kind == "zoom":
-        from torchvision.transforms import InterpolationMode  # deferred: torch
-        from torchvision.transforms.v2 import functional as F  # deferred: torch
 
         s = float(arg)
         if s == 1.0:
@@ -326,7 +328,6 @@ def load_tta(source) -> TTARecipe:
 # -- merging ----------------------------------------------------------------------------------------------
 def merge_probs(p, rule: str = "mean", temperature: float = 0.5):
     """Merge per-view probabilities ``p`` (``... x V x C``) into ``... x C`` by ``rule`` (see module doc)."""
-    import torch  # deferred: torch
 
     p = p.double()
     if rule == "mean":
@@ -369,14 +370,6 @@ class Classifier:
     name: str = "model"
 
 
-def resolve_device(device=None) -> str:
-    import torch  # deferred: torch
-
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
-
-
 def classifier_from_spec(spec: str, data=None, device=None, allow_code: bool = False, on_progress=None,
                          cancel: CancelToken | None = None) -> Classifier:
     """Load ``spec`` (a checkpoint / TorchScript file / torchvision name, or ``probe``) through
@@ -388,7 +381,8 @@ def classifier_from_spec(spec: str, data=None, device=None, allow_code: bool = F
 def load_classifier_job(spec: str, data=None, device=None, allow_code: bool = False,
                         cancel: CancelToken | None = None):
     """Job form of ``classifier_from_spec`` (probe training yields its progress)."""
-    device = resolve_device(device)
+
+    device = str(resolve_device(device))
     spec = str(spec).strip()
     if not spec:
         raise ModelError("no model given: name a checkpoint file, a torchvision architecture, or probe")
@@ -408,6 +402,7 @@ def load_classifier_job(spec: str, data=None, device=None, allow_code: bool = Fa
 
 def classifier_from_loaded(lm, device=None) -> Classifier:
     """Wrap a ``models.LoadedModel`` (module, classes, input_size, mean, std) as a Classifier."""
+
     device = str(getattr(lm, "device", None) or resolve_device(device))
     classes = list(lm.classes) if getattr(lm, "classes", None) else None
     if not classes:
@@ -423,10 +418,9 @@ def classifier_from_loaded(lm, device=None) -> Classifier:
 def forward_probs(clf: Classifier, inputs: Sequence, batch_size: int = 64):
     """Softmax probabilities ``N x C`` for a list of prepared tensors (any mix of shapes; grouped by shape
     into batches of at most ``batch_size``)."""
-    import torch  # deferred: torch
 
     n = len(inputs)
-    out = torch.empty(n, len(clf.classes), dtype=torch.float64)
+    out = torch.empty(n, len(clf.classes), dtype=torch.float64, device="cpu")  # probabilities end on the CPU
     groups: dict[tuple, list[int]] = {}
     for i, t in enumerate(inputs):
         groups.setdefault(tuple(t.shape), []).append(i)
@@ -439,7 +433,7 @@ def forward_probs(clf: Classifier, inputs: Sequence, batch_size: int = 64):
             for idx in groups.values():
                 for s in range(0, len(idx), batch_size):
                     chunk = idx[s:s + batch_size]
-                    x = torch.stack([inputs[i] for i in chunk]).to(clf.device, torch.float32)
+                    x = torch.stack([inputs[i] for i in chunk]).to(clf.device, model_dtype(module))
                     logits = module(x)
                     if isinstance(logits, (tuple, list)):
                         logits = logits[0]
@@ -576,7 +570,6 @@ def evaluate_job(data, clf: Classifier, tta=None, batch_size: int = 64, cancel: 
     Images are processed in chunks (``batch_size`` forward passes at a time); bad files are skipped and
     listed in ``report.skipped``.
     """
-    import torch  # deferred: torch
 
     tta = load_tta(tta)
     cancel = cancel or CancelToken()
@@ -587,8 +580,8 @@ def evaluate_job(data, clf: Classifier, tta=None, batch_size: int = 64, cancel: 
     lmap = _label_map(ds, clf)
     c = len(clf.classes)
     rep = TTAReport(list(clf.classes), tta.to_dict(), clf.name, tta.names)
-    conf_p = torch.zeros(c, c, dtype=torch.long)
-    conf_t = torch.zeros(c, c, dtype=torch.long)
+    conf_p = torch.zeros(c, c, dtype=torch.long, device="cpu")
+    conf_t = torch.zeros(c, c, dtype=torch.long, device="cpu")
     per_image = max(1, batch_size // len(tta.views))
     total = len(ds.items)
     yield Progress(0, total, "starting")

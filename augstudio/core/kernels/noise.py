@@ -1,0 +1,164 @@
+"""Counter-based random numbers for noise tensors: value ``i`` of a noise tensor is a hash of (seed, i), made
+with integer tensor arithmetic on the tensor's own device. No generator state is involved, so
+
+* the same seed gives the same noise on the CPU, on CUDA or on MPS (bit for bit: only integer operations
+  decide the draws);
+* the noise is made where the image is: a GPU batch draws its noise on the GPU, no CPU round trip;
+* a batch of N items draws all its noise in one pass, each item from its own seed, and every item equals
+  the noise it gets alone.
+
+The hash is Chris Wellons' ``lowbias32`` (two rounds keyed by a splitmix64 of the seed) on int32 lanes, whose
+products wrap mod 2^32 on every device. The 16-bit halves of each hash index a 65536-level table of normal
+quantiles (exact quantiles at (u + 0.5) / 65536; tails end at +-4.3 sigma); Poisson draws invert the CDF
+exactly with 31-bit integer uniforms for rates up to ``POISSON_EXACT`` and use a normal approximation above.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+MASK32 = 0xFFFFFFFF
+POISSON_EXACT = 600.0  # rates above this draw from N(lam, lam) (skew below 0.04)
+_TABLES: dict = {}
+
+
+def _signed32(c: int) -> int:
+    return c - (1 << 32) if c >= (1 << 31) else c
+
+
+_M1, _M2 = _signed32(0x7FEB352D), _signed32(0x846CA68B)
+
+
+def _lowbias32_(x: torch.Tensor) -> torch.Tensor:
+    """Wellons' lowbias32 on int32 bit patterns, in place (two's-complement products wrap mod 2^32, the
+    same on every device; shifts are made logical by masking)."""
+    x ^= (x >> 16) & 0xFFFF
+    x *= _M1
+    x ^= (x >> 15) & 0x1FFFF
+    x *= _M2
+    x ^= (x >> 16) & 0xFFFF
+    return x
+
+
+def _splitmix64(v: int) -> int:
+    v = (v + 0x9E3779B97F4A7C15) & ((1 << 64) - 1)
+    v = ((v ^ (v >> 30)) * 0xBF58476D1CE4E5B9) & ((1 << 64) - 1)
+    v = ((v ^ (v >> 27)) * 0x94D049BB133111EB) & ((1 << 64) - 1)
+    return v ^ (v >> 31)
+
+
+def _keys(seeds, device) -> tuple[torch.Tensor, torch.Tensor]:
+    mixed = [_splitmix64(int(v)) for v in seeds]
+    k0 = torch.tensor([_signed32(m & MASK32) for m in mixed], dtype=torch.int32, device=device)
+    k1 = torch.tensor([_signed32(m >> 32) for m in mixed], dtype=torch.int32, device=device)
+    return k0.view(-1, 1), k1.view(-1, 1)
+
+
+def bits32(seeds: list[int], n: int, device) -> torch.Tensor:
+    """``len(seeds) x n`` int32 tensor of uniform 32-bit patterns: row j from seed j (two keyed rounds of
+    the hash over the counter)."""
+    k0, k1 = _keys(seeds, device)
+    x = torch.arange(n, dtype=torch.int32, device=device).view(1, -1) ^ k0
+    x = _lowbias32_(x)
+    x ^= k1
+    return _lowbias32_(x)
+
+
+def bits16(seeds: list[int], n: int, device) -> torch.Tensor:
+    """``len(seeds) x n`` int32 tensor of uniform 16-bit values (two per hash)."""
+    h = bits32(seeds, (n + 1) // 2, device)
+    return torch.stack([h & 0xFFFF, (h >> 16) & 0xFFFF], dim=-1).reshape(len(seeds), -1)[:, :n]
+
+
+def uniform(seeds: list[int], shape, device) -> torch.Tensor:
+    """``len(seeds) x *shape`` float32 uniforms in [0, 1) (24 random bits each)."""
+    n = math.prod(int(s) for s in shape)
+    u = ((bits32(seeds, n, device) >> 8) & 0xFFFFFF).to(torch.float32).mul_(1.0 / (1 << 24))
+    return u.view(len(seeds), *shape)
+
+
+def random_bytes(seeds: list[int], shape, device) -> torch.Tensor:
+    """``len(seeds) x *shape`` uint8 uniforms."""
+    n = math.prod(int(s) for s in shape)
+    return (bits32(seeds, n, device) & 0xFF).to(torch.uint8).view(len(seeds), *shape)
+
+
+def normal_table(device) -> torch.Tensor:
+    """The 65536 standard-normal quantiles at (u + 0.5) / 65536, float32, on ``device``."""
+    key = ("normal", str(device))
+    t = _TABLES.get(key)
+    if t is None:
+        q = (torch.arange(65536, dtype=torch.float64, device="cpu") + 0.5) / 65536.0
+        t = _TABLES[key] = torch.special.ndtri(q).to(device=device, dtype=torch.float32)
+    return t
+
+
+def standard_normal(seeds: list[int], shape, device) -> torch.Tensor:
+    """``len(seeds) x *shape`` float32 N(0, 1) values."""
+    n = math.prod(int(s) for s in shape)
+    return normal_table(device).index_select(0, bits16(seeds, n, device).reshape(-1)).view(len(seeds), *shape)
+
+
+def scaled_normal_int16(seeds: list[int], shape, device, scales: list[float]) -> torch.Tensor:
+    """round(scale_j * N(0, 1)) as int16 for row j: the table is scaled and rounded once per row (65536
+    values) instead of at every pixel."""
+    n = math.prod(int(s) for s in shape)
+    table = normal_table(device)
+    rows = []
+    for scale in scales:
+        t = (table * float(scale)).round_()
+        if abs(scale) * 4.5 >= 32767:  # the table ends at +-4.3: smaller scales cannot leave int16
+            t = t.clamp_(-32768, 32767)
+        rows.append(t.to(torch.int16))
+    idx = bits16(seeds, n, device)
+    if len(rows) == 1:
+        return rows[0].index_select(0, idx.reshape(-1)).view(1, *shape)
+    return torch.gather(torch.stack(rows), 1, idx.to(torch.int64)).view(len(seeds), *shape)
+
+
+def poisson_of_levels(x: torch.Tensor, seeds: list[int], peaks: list[float]) -> torch.Tensor:
+    """Shot noise for uint8 ``N x C x H x W``: k ~ Poisson(x / 255 * peak_j) for item j, returned as float32
+    counts. Each item's 256 possible rates get an exact inverse-CDF table (31-bit integer CDF, searched
+    with 31-bit integer uniforms, so every device finds the same k); rates above ``POISSON_EXACT`` use
+    round(lam + sqrt(lam) z)."""
+    n = x.shape[0]
+    device = x.device
+    per = x[0].numel()
+    u = (bits32(seeds, per, device).to(torch.int64) >> 1) & 0x7FFFFFFF  # N x per, 31-bit
+    levels = x.reshape(n, per).to(torch.int64)
+    out = torch.empty((n, per), dtype=torch.float32, device=device)
+    for j, peak in enumerate(peaks):
+        lam = torch.arange(256, dtype=torch.float64, device="cpu") * (float(peak) / 255.0)
+        big = float(lam[-1]) > POISSON_EXACT
+        kmax = int(min(float(lam[-1]), POISSON_EXACT) + 12 * math.sqrt(min(float(lam[-1]), POISSON_EXACT)) + 16)
+        cdf = _poisson_cdf31(lam.clamp(max=POISSON_EXACT), kmax)  # 256 x (kmax + 1), CPU int64
+        keys = (torch.arange(256, dtype=torch.int64, device="cpu").view(-1, 1) << 32) | cdf
+        keys = keys.reshape(-1).to(device)
+        v = levels[j]
+        query = (v << 32) | u[j]
+        k = torch.searchsorted(keys, query, right=True) - v * (kmax + 1)
+        counts = k.clamp_(0, kmax).to(torch.float32)
+        if big:
+            lam_px = v.to(torch.float32) * (float(peak) / 255.0)
+            z = normal_table(device)[(u[j] >> 15) & 0xFFFF]
+            approx = (lam_px + lam_px.sqrt() * z).round_().clamp_(min=0)
+            counts = torch.where(lam_px > POISSON_EXACT, approx, counts)
+        out[j] = counts
+    return out.view(x.shape)
+
+
+def _poisson_cdf31(lam: torch.Tensor, kmax: int) -> torch.Tensor:
+    """floor(CDF(k; lam) * 2^31) for k = 0..kmax, per rate (float64 on the CPU, log-space pmf)."""
+    k = torch.arange(kmax + 1, dtype=torch.float64, device="cpu")
+    lam = lam.view(-1, 1)
+    logp = k * torch.log(lam.clamp(min=1e-300)) - lam - torch.lgamma(k + 1)
+    pmf = torch.where(lam > 0, logp.exp(), (k == 0).to(torch.float64))
+    cdf = pmf.cumsum(1).clamp_(max=1.0)
+    cdf[:, -1] = 1.0
+    return (cdf * float(1 << 31)).floor_().to(torch.int64)
+
+
+__all__ = ["bits32", "bits16", "uniform", "random_bytes", "normal_table", "standard_normal",
+           "scaled_normal_int16", "poisson_of_levels", "POISSON_EXACT"]

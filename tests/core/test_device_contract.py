@@ -1,0 +1,146 @@
+"""The device contract, proven without a GPU: every tensor augstudio makes states its device.
+
+While ``torch.set_default_device("meta")`` is in force and the inputs stay on the CPU, a tensor made
+without an explicit ``device=`` lands on ``meta`` and the first operation that meets a CPU tensor fails
+loudly, exactly as a CPU constant meeting a CUDA batch would on a GPU machine. Every registered op (per
+image and batched), every batch op (with and without a model), saliency, PuzzleMix and TTA run under it;
+the registries are iterated, so a new op is covered without anyone remembering it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from augstudio.core.engine.recipe import Recipe
+from augstudio.core.io.images import as_picture
+from augstudio.core.ops.registry import all_batch_ops, all_ops
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_engine_property import random_step  # noqa: E402
+
+# style methods need weight files for adain / fast; the stylize op's weight-free methods are covered
+OP_VALUES = {"stylize": [{"method": "randconv"}, {"method": "stats"}]}
+
+
+@contextlib.contextmanager
+def meta_default():
+    torch.set_default_device("meta")
+    try:
+        yield
+    finally:
+        torch.set_default_device(None)
+
+
+@pytest.fixture(scope="module")
+def photos():
+    from skimage import data
+
+    pics = [data.astronaut(), data.coffee(), data.chelsea()]
+    return torch.stack([torch.from_numpy(np.asarray(Image.fromarray(a).resize((40, 40)))).permute(2, 0, 1)
+                        for a in pics])
+
+
+@pytest.fixture(scope="module")
+def wafers(samples_root):
+    paths = sorted((samples_root / "wafers").glob("*/*.png"))[::40][:3]
+    return torch.stack([as_picture(Image.open(p))[0].pixels for p in paths])
+
+
+def test_the_harness_catches_a_tensor_made_without_a_device(photos):
+    """Control: code that makes a CPU-meant constant without ``device=`` fails under the harness."""
+    def careless(x):
+        return x + torch.tensor([1], dtype=x.dtype).view(1, 1, 1)
+
+    careless(photos[0])  # fine on a CPU-only run
+    with meta_default(), pytest.raises((RuntimeError, NotImplementedError)):
+        careless(photos[0])
+
+
+def _configs(name):
+    return OP_VALUES.get(name, [{}])
+
+
+@pytest.mark.parametrize("name", sorted(all_ops()))
+def test_every_op_makes_its_tensors_on_the_device_of_its_input(name, photos, wafers):
+    ops = all_ops()
+    cls = ops[name]
+    rng = random.Random(0)
+    # (containers draw nested steps from every family, so they run on photos only)
+    categorical = cls.categorical != "refuse" and cls.family != "container"
+    kinds = [("rgb", photos)] + ([("categorical", wafers)] if categorical else [])
+    for values in _configs(name):
+        steps = [{"op": name, **values}]
+        if cls.family == "container":  # nested steps from every family
+            steps = [{"op": name, "steps": [random_step(rng, 1) for _ in range(3)]}]
+        recipe = Recipe.from_dict({"seed": 1, "steps": steps})
+        for kind, x in kinds:
+            items = [f"i{i}" for i in range(len(x))]
+            ref, _ = recipe.apply_batch(x, items, kind=kind)
+            with meta_default():
+                out, _ = recipe.apply_batch(x, items, kind=kind)  # batched
+                one = recipe.apply(x[0], item=items[0], categorical=kind == "categorical")  # per image
+            assert out.device.type == "cpu" and torch.equal(out, ref)
+            assert torch.equal(one, ref[0])
+
+
+@pytest.mark.parametrize("name", sorted(all_batch_ops()))
+@pytest.mark.parametrize("with_model", [False, True])
+def test_every_batch_op_makes_its_tensors_on_the_device_of_its_input(name, with_model, photos):
+    from augstudio.core.models.networks import ProbeNet
+
+    model = ProbeNet(3, width=4, depth=2, seed=0).eval() if with_model else None
+    recipe = Recipe.from_dict({"seed": 2, "steps": [], "batch": [{"op": name}]})
+    x = photos.float() / 255
+    y = torch.tensor([0, 1, 2])
+    stage = recipe.batch_transform(3, model=model)
+    ref_x, ref_y = stage(x, y, key=0)
+    with meta_default():
+        out_x, out_y = stage(x, y, key=0)
+    assert out_x.device.type == "cpu" and torch.allclose(out_x, ref_x) and torch.allclose(out_y, ref_y)
+
+
+def test_saliency_and_puzzlemix_pair_keep_to_the_device_of_their_inputs(photos):
+    from augstudio.core.engine.mixing import mix_pair
+    from augstudio.core.io.images import Picture
+    from augstudio.core.methods.saliency import compute_saliency
+    from augstudio.core.models.loading import LoadedModel
+    from augstudio.core.models.networks import ProbeNet
+
+    net = ProbeNet(3, width=4, depth=2, seed=0).eval()
+    lm = LoadedModel(module=net, input_size=(32, 32), mean=(0.5,) * 3, std=(0.25,) * 3, classes=["a", "b", "c"],
+                     name="probe")
+    pics = [Picture(photos[i], "rgb") for i in range(2)]
+    ref = compute_saliency(lm, pics, method="smoothgrad", samples=2)
+    xa, xb = photos[0].float() / 255, photos[1].float() / 255
+    ref_pm = mix_pair(xa, xb, "puzzlemix", lam=0.5, seed=0, model=lm, block_num=4)
+    with meta_default():
+        res = compute_saliency(lm, pics, method="smoothgrad", samples=2)
+        pm = mix_pair(xa, xb, "puzzlemix", lam=0.5, seed=0, model=lm, block_num=4)
+    for a, b in zip(res.maps, ref.maps):
+        assert a.device.type == "cpu" and torch.allclose(a, b)
+    assert torch.equal(pm["mask"], ref_pm["mask"]) and torch.allclose(pm["mixed"], ref_pm["mixed"])
+
+
+def test_tta_keeps_to_the_device_of_its_inputs(photos):
+    from augstudio.core.io.images import Picture
+    from augstudio.core.models.loading import LoadedModel
+    from augstudio.core.models.networks import ProbeNet
+    from augstudio.core.workflows.tta import classifier_from_loaded, load_tta, predict_views
+
+    net = ProbeNet(3, width=4, depth=2, seed=0).eval()
+    clf = classifier_from_loaded(LoadedModel(module=net, input_size=(32, 32), mean=(0.5,) * 3, std=(0.25,) * 3,
+                                             classes=["a", "b", "c"], name="probe"), "cpu")
+    pics = [Picture(photos[i], "rgb") for i in range(3)]
+    tta = load_tta("d4")
+    ref = predict_views(clf, pics, tta)
+    with meta_default():
+        got = predict_views(clf, pics, tta)
+    assert torch.allclose(torch.as_tensor(got[0]), torch.as_tensor(ref[0]))
