@@ -135,3 +135,14 @@ def test_histogram_ops_accept_non_contiguous_views(img):
     for name in ("equalize", "autocontrast"):
         out = op(name).apply(view, {}, "rgba")
         assert torch.equal(out[:3], op(name).apply(view[:3].contiguous(), {}, "rgb")) and bool((out[3] == 200).all())
+
+
+def test_own_hue_kernel_equals_torchvision_byte_for_byte(astronaut):
+    """kernels.color.adjust_hue makes its constants on the image's device; the bytes are torchvision's."""
+    from augstudio.core.kernels.color import adjust_hue
+
+    x = torch.from_numpy(np.asarray(astronaut.resize((96, 80)))).permute(2, 0, 1).contiguous()
+    for h in (-0.5, -0.27, -0.01, 0.0, 0.13, 0.5):
+        assert torch.equal(adjust_hue(x, h), TF.adjust_hue(x, h)), h
+    batch = torch.stack([x, x.flip(-1)])
+    assert torch.equal(adjust_hue(batch, 0.2), TF.adjust_hue(batch, 0.2))
