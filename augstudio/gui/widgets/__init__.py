@@ -1,2 +1,2 @@
-"""Widgets shared by the panels: parameter fields built from op ``Param`` declarations, image views and the
-model picker."""
+"""Widgets shared by the panels: parameter fields built from op ``Param`` declarations and image views.
+(Models are picked per panel but all loaded through ``ctx.models``, the one model-loading job.)"""
