@@ -22,6 +22,8 @@ def add_parser(sub) -> str:
     p.add_argument("--workers", "-j", type=int, default=1, help="worker processes (results do not depend on it)")
     p.add_argument("--format", choices=("png", "jpg", "same"), default="png",
                    help="output format; 'same' keeps the source's (palette images are always PNG)")
+    p.add_argument("--device", default="cpu",
+                   help="where the recipe's steps run: cpu (default), cuda, mps or auto (CUDA, else MPS, else CPU)")
     return "export"
 
 
@@ -29,7 +31,7 @@ def run(args) -> int:
     from augstudio.core.workflows.export import export_job  # deferred: torch
 
     job = export_job(args.src, args.recipe, args.out, copies=args.copies, seed=args.seed,
-                     workers=args.workers, fmt=args.format)
+                     workers=args.workers, fmt=args.format, device=args.device)
     last = {"done": 0, "total": 0}
 
     try:

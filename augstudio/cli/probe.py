@@ -18,7 +18,7 @@ def add_parser(sub) -> str:
     p.add_argument("--epochs", type=int, default=None,
                    help="training epochs (default: about 7200 samples' worth, 10 to 150 epochs)")
     p.add_argument("--seed", type=int, default=0, help="seed for the split, init and augmentation (default 0)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps or auto (default auto: CUDA, else MPS, else CPU)")
     p.add_argument("--retrain", action="store_true", help="train again even when a saved probe matches")
     return "probe"
 

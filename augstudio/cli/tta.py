@@ -18,7 +18,7 @@ def add_model_args(p) -> None:
                         "or 'probe' (the probe classifier, trained on --probe-data; for tta by default on --data)")
     p.add_argument("--tta", "-t", default="d4",
                    help="TTA recipe file (.yaml/.json) or a preset: identity, mirror, flips, rotations, d4 (default d4)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps or auto (default auto: CUDA, else MPS, else CPU)")
     p.add_argument("--batch-size", type=int, default=64, help="images through the model per forward pass")
     p.add_argument("--allow-code", action="store_true",
                    help="allow a TorchScript model file (it runs code stored in the file: trusted files only)")

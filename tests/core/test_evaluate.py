@@ -53,7 +53,7 @@ def cli_run(digits_folder, recipes, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "rep"
     rc = main(["evaluate", "--data", str(digits_folder), "--recipes", str(recipes / "rot.yaml"),
                str(recipes / "flip.yaml"), "--epochs", "6", "--seeds", "2", "--batch-size", "16",
-               "--report", str(out)])
+               "--report", str(out), "--device", "cpu"])
     return rc, out
 
 
@@ -131,7 +131,7 @@ def test_split_is_stratified_deterministic_and_shared(digits_folder):
     assert va != stratified_split(labels, 0.2, seed=6)[1]
     # the job holds out the same images whatever the recipes and seeds
     def split_of(recipes, seeds):
-        job = evaluate_job(digits_folder, recipes, epochs=1, seeds=seeds, split_seed=2, image_size=8)
+        job = evaluate_job(digits_folder, recipes, epochs=1, seeds=seeds, split_seed=2, image_size=8, device="cpu")
         return run_job(job)["split"]
 
     a = split_of([], [0])
@@ -142,7 +142,7 @@ def test_split_is_stratified_deterministic_and_shared(digits_folder):
 def test_same_seed_same_numbers_with_or_without_the_picture_cache(digits_folder):
     def once(cache):
         return run_job(evaluate_job(digits_folder, [{"seed": 1, "steps": [{"op": "rotate", "degrees": 20}]}],
-                                    epochs=1, seeds=[7], image_size=12, cache_bytes=cache))
+                                    epochs=1, seeds=[7], image_size=12, cache_bytes=cache, device="cpu"))
 
     r1, r2 = once(2 << 30), once(0)  # the second reads every picture again from disk when used
     for a1, a2 in zip(r1["arms"], r2["arms"]):
@@ -177,7 +177,7 @@ def test_unlabelled_folder_and_unsuitable_recipe_are_explained(tmp_path, wafer_f
     with pytest.raises(RecipeError, match=r"colour.yaml.*color_jitter.*categorical"):
         run_job(evaluate_job(wafer_folder, [str(r)], epochs=1, seeds=1))
     with pytest.raises(RecipeError, match="--epochs"):
-        run_job(evaluate_job(digits_folder, [], epochs=0))
+        run_job(evaluate_job(digits_folder, [], epochs=0, device="cpu"))
     # a report inside the dataset is refused before any training (exit code 2 from the CLI)
     assert main(["evaluate", "--data", str(digits_folder), "--report", str(digits_folder / "0" / "rep")]) == 2
     assert not (digits_folder / "0" / "rep").exists()
@@ -185,7 +185,7 @@ def test_unlabelled_folder_and_unsuitable_recipe_are_explained(tmp_path, wafer_f
 
 def test_cancel_stops_between_epochs(digits_folder):
     token = CancelToken()
-    job = evaluate_job(digits_folder, [], epochs=50, seeds=1, token=token, image_size=8)
+    job = evaluate_job(digits_folder, [], epochs=50, seeds=1, token=token, image_size=8, device="cpu")
     from augstudio.core.base.errors import JobCancelled
 
     seen = 0
@@ -204,7 +204,7 @@ def _probs(res, k):
 def test_batch_stage_and_label_smoothing_train_through_the_recipe(digits_folder):
     recipes = [{"batch": [{"op": "label_smoothing", "eps": 0.0}]},
                {"batch": [{"op": "label_smoothing", "eps": 0.5}]}]
-    res = run_job(evaluate_job(digits_folder, recipes, epochs=2, seeds=[0], image_size=8, batch_size=16))
+    res = run_job(evaluate_job(digits_folder, recipes, epochs=2, seeds=[0], image_size=8, batch_size=16, device="cpu"))
     # eps = 0 is the baseline exactly (same init, order and data); eps = 0.5 makes the model less confident
     np.testing.assert_allclose(_probs(res, 1), _probs(res, 0), atol=1e-6)
     assert _probs(res, 2).max(1).mean() < _probs(res, 0).max(1).mean()
@@ -217,7 +217,7 @@ def test_mixing_arm_is_reproducible_whatever_the_global_seed(digits_folder):
     runs = []
     for global_seed in (0, 123):
         torch.manual_seed(global_seed)
-        runs.append(run_job(evaluate_job(digits_folder, recipes, epochs=1, seeds=[0], image_size=8, batch_size=16)))
+        runs.append(run_job(evaluate_job(digits_folder, recipes, epochs=1, seeds=[0], image_size=8, batch_size=16, device="cpu")))
     np.testing.assert_array_equal(_probs(runs[0], 1), _probs(runs[1], 1))
     assert np.abs(_probs(runs[0], 1) - _probs(runs[0], 0)).max() > 1e-4  # mixup did change the training
 
@@ -225,7 +225,7 @@ def test_mixing_arm_is_reproducible_whatever_the_global_seed(digits_folder):
 def test_augmix_jensen_shannon_option_changes_the_loss_only_by_its_term(digits_folder):
     recipes = [{"steps": [{"op": "augmix", "jsd": True, "jsd_weight": 0.0}]},
                {"steps": [{"op": "augmix", "jsd": True}]}]
-    res = run_job(evaluate_job(digits_folder, recipes, epochs=1, seeds=[0], image_size=8, batch_size=16))
+    res = run_job(evaluate_job(digits_folder, recipes, epochs=1, seeds=[0], image_size=8, batch_size=16, device="cpu"))
     # with weight 0 the loss is cross-entropy on the clean images: the baseline's training exactly
     np.testing.assert_allclose(_probs(res, 1), _probs(res, 0), atol=1e-5)
     assert np.abs(_probs(res, 2) - _probs(res, 0)).max() > 1e-4
@@ -235,7 +235,7 @@ def test_bad_model_and_device_are_explained(digits_folder):
     from augstudio.core.base.errors import ModelError, ParamError
 
     with pytest.raises(ModelError, match="resnet18"):
-        run_job(evaluate_job(digits_folder, [], model="resnet81", epochs=1, seeds=1))
+        run_job(evaluate_job(digits_folder, [], model="resnet81", epochs=1, seeds=1, device="cpu"))
     if not torch.cuda.is_available():
         with pytest.raises(ParamError, match="CUDA is not available"):
             run_job(evaluate_job(digits_folder, [], epochs=1, seeds=1, device="cuda"))
@@ -244,7 +244,7 @@ def test_bad_model_and_device_are_explained(digits_folder):
 def test_results_json_reads_back_into_the_same_table_and_report(digits_folder, tmp_path):
     from augstudio.core.workflows.report import format_table, results_json, write_report
 
-    res = run_job(evaluate_job(digits_folder, [{"steps": [{"op": "vflip"}]}], epochs=1, seeds=1, image_size=8))
+    res = run_job(evaluate_job(digits_folder, [{"steps": [{"op": "vflip"}]}], epochs=1, seeds=1, image_size=8, device="cpu"))
     back = json.loads(results_json(res))  # one seed: p is NaN in memory, null in the file
     assert back["comparisons"][0]["accuracy"]["p"] is None
     assert format_table(back) == format_table(res)

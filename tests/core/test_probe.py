@@ -16,6 +16,7 @@ from augstudio.core.models.loading import load_model, predict
 from augstudio.core.workflows.probe import find_probe, load_or_train_probe, train_probe_job
 
 FAST = dict(size=32, epochs=12, batch_size=16, width=8)
+TRAIN = dict(FAST, device="cpu")  # bit-identical training is promised on the CPU
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def test_settings_dir_env_and_platform_default(tmp_path, monkeypatch):
 def test_probe_learns_wafer_maps_deterministically_and_is_reused(wafer_folder, settings):
     torch.set_num_threads(1)
     progress = []
-    model, res = load_or_train_probe(wafer_folder, on_progress=progress.append, **FAST)
+    model, res = load_or_train_probe(wafer_folder, on_progress=progress.append, **TRAIN)
     assert not res.reused and res.path.parent == settings / "probes" and res.path.is_file()
     assert res.classes == ["Center", "Donut", "none"] and res.input_mode == "onehot"
     assert res.n_val == 9 and res.n_train == 36
@@ -60,12 +61,12 @@ def test_probe_learns_wafer_maps_deterministically_and_is_reused(wafer_folder, s
     assert torch.allclose(predict(pics, model), predict(pics, again), atol=1e-6)
 
     # same data + settings + seed -> reused, no training
-    res2 = run_job(train_probe_job(wafer_folder, **FAST))
+    res2 = run_job(train_probe_job(wafer_folder, **TRAIN))
     assert res2.reused and res2.path == res.path and res2.val_accuracy == pytest.approx(res.val_accuracy)
     assert find_probe(wafer_folder, **FAST) == res.path
 
     # retraining with the same seed gives bit-identical weights
-    res3 = run_job(train_probe_job(wafer_folder, reuse=False, out=settings / "again.pt", **FAST))
+    res3 = run_job(train_probe_job(wafer_folder, reuse=False, out=settings / "again.pt", **TRAIN))
     a = torch.load(res.path, weights_only=True)["state_dict"]
     b = torch.load(res3.path, weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -79,14 +80,14 @@ def test_probe_learns_wafer_maps_deterministically_and_is_reused(wafer_folder, s
 def test_probe_cancel_bad_files_and_unlabelled(wafer_folder, settings, tmp_path):
     (wafer_folder / "Donut" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
     token = CancelToken()
-    job = train_probe_job(wafer_folder, cancel=token, **FAST)
+    job = train_probe_job(wafer_folder, cancel=token, **TRAIN)
     next(job)
     token.cancel()
     with pytest.raises(JobCancelled):
         run_job(job)
     assert not (settings / "probes").exists() or not any((settings / "probes").iterdir())
 
-    res = run_job(train_probe_job(wafer_folder, **dict(FAST, epochs=1)))
+    res = run_job(train_probe_job(wafer_folder, **dict(TRAIN, epochs=1)))
     assert [p for p, _ in res.skipped] == ["Donut/broken.png"]
     assert res.n_train + res.n_val == 45
 
@@ -95,4 +96,4 @@ def test_probe_cancel_bad_files_and_unlabelled(wafer_folder, settings, tmp_path)
     for f in sorted((wafer_folder / "Center").iterdir())[:3]:
         os.link(f, flat / f.name)
     with pytest.raises(DatasetError, match="class sub-folders"):
-        run_job(train_probe_job(flat, **FAST))
+        run_job(train_probe_job(flat, **TRAIN))

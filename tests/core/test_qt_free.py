@@ -48,13 +48,13 @@ SCRIPT = textwrap.dedent(r"""
     _parser, runners = build_parser()
     report["commands"] = sorted(runners)
     try:
-        importlib.import_module("augstudio.gui.main_window")
+        importlib.import_module("augstudio.gui.shell.main_window")
         report["gui_blocked"] = False
     except ImportError:
         report["gui_blocked"] = True
     report["qt_loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     report["gui_loaded"] = sorted(m for m in sys.modules if m.startswith("augstudio.gui.")
-                                  and m != "augstudio.gui.main_window")
+                                  and m != "augstudio.gui.shell.main_window")
     print(json.dumps(report))
 """)
 

@@ -22,6 +22,7 @@ recomputed from ``results.json``. ``report.write_report`` turns it into a folder
 
 from __future__ import annotations
 
+import contextlib
 import copy as _copy
 import time
 from pathlib import Path
@@ -32,11 +33,12 @@ import torch
 import torch.nn.functional as F
 
 from augstudio.core.base import seeding
+from augstudio.core.base.device import deterministic as deterministic_on
+from augstudio.core.base.device import resolve_device
 from augstudio.core.base.errors import (
     AugstudioError,
     DatasetError,
     JobCancelled,
-    ParamError,
     RecipeError,
 )
 from augstudio.core.base.jobs import CancelToken, Progress
@@ -187,12 +189,14 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
                  image_size=None, batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 5e-4,
                  split_seed: int = 0, device=None, token: CancelToken | None = None, report=None,
                  recipe_names: list[str] | None = None, threads: int | None = None,
-                 cache_bytes: int = 2 << 30):
+                 cache_bytes: int = 2 << 30, deterministic: bool = True):
     """The experiment job. ``recipes``: paths, dicts or ``Recipe`` objects (no-augmentation is added as the
     first arm). ``seeds``: a count N (seeds 0..N-1) or a list. ``image_size``: model input (h, w) or one int;
     default: the dataset's common size when all images share one and it is at most 128, else 64.
     ``report``: a folder to write the report into (results.json, PNG plots, report.html).
-    ``cache_bytes``: decoded pictures kept in memory; beyond it, pictures are read again when used."""
+    ``cache_bytes``: decoded pictures kept in memory; beyond it, pictures are read again when used.
+    ``device``: cpu, cuda, mps or auto; ``deterministic``: deterministic algorithms where the device needs
+    them (CUDA), so the same seeds give the same numbers on the same machine."""
 
     token = token or CancelToken()
     t_start = time.time()
@@ -264,12 +268,9 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
     train_idx, val_idx = stratified_split(labels, val_fraction, split_seed)
     if not val_idx:
         raise DatasetError(f"{ds.root}: no class has two or more images, so nothing can be held out for validation.")
-    try:
-        dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    except (RuntimeError, TypeError):
-        raise ParamError(f"--device {device!r} is not a device name; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ParamError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    dev = resolve_device(device)
+    settled = contextlib.ExitStack()
+    settled.enter_context(deterministic_on(dev, deterministic))
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -398,6 +399,7 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
                 runs[name].append({"seed": seed, "metrics": m, "curves": curves, "probs": probs.tolist(),
                                    "skipped_items": sorted(skipped)})
     finally:
+        settled.close()
         if threads:
             torch.set_num_threads(old_threads)
 

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 
 import torch
 
+from augstudio.core.base.device import resolve_device
 from augstudio.core.base.errors import JobCancelled, RecipeError, WriteError
 from augstudio.core.base.jobs import CancelToken, Progress
 from augstudio.core.base.version import __version__
@@ -119,18 +120,24 @@ def _read_manifest(path: Path) -> dict[str, dict]:
     return done
 
 
-def _fingerprint(recipe: Recipe, copies: int, fmt: str, src: Path) -> dict:
+def _fingerprint(recipe: Recipe, copies: int, fmt: str, src: Path, device) -> dict:
     """What decides the bytes of an export; a resume is allowed only into a folder made with the same."""
     fp = {"augstudio_export": 1, "augstudio": __version__, "source": str(Path(src).resolve()),
           "copies": copies, "format": fmt, "recipe": recipe.to_dict()}
+    if device.type != "cpu":  # another device rounds differently (within a grey level): not resumable across
+        fp["device"] = device.type
     return json.loads(json.dumps(fp))
 
 
 def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, workers: int = 1,
-               fmt: str = "png", cancel: CancelToken | None = None):
+               fmt: str = "png", cancel: CancelToken | None = None, device: str = "cpu",
+               deterministic: bool = True):
     """Generator job: yields Progress per source image; returns an ExportSummary.
 
-    Raises OutputError / DatasetError / RecipeError / ModelError before any work when the arguments are bad.
+    ``device``: where the recipe's steps run (``cpu``, ``cuda``, ``auto``); images are decoded and encoded
+    on the CPU. ``deterministic``: deterministic algorithms where the device needs them (CUDA), so a
+    re-run repeats the bytes. Raises OutputError / DatasetError / RecipeError / ModelError before any work
+    when the arguments are bad.
     """
     src = Path(src)
     out = Path(out)
@@ -144,6 +151,7 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
     if fmt not in FORMATS:
         raise RecipeError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     recipe.pipeline()  # validate ops before any output exists
+    dev = resolve_device(device)
     if recipe.batch:
         load_stage_model(recipe)  # a model that cannot load stops the export before it starts
     ds = require_images(scan(src, check_files=False))
@@ -156,7 +164,7 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
 
     plan = plan_outputs(ds.items, copies, fmt)
     partial_path = out_r / PARTIAL
-    claim_output_folder(out_r, STATE, _fingerprint(recipe, copies, fmt, ds.root))
+    claim_output_folder(out_r, STATE, _fingerprint(recipe, copies, fmt, ds.root, dev))
     done = _read_manifest(out_r / "manifest.jsonl")  # a finished export run again: nothing to redo
     done.update(read_journal(partial_path, require=("records",)))
     summary = ExportSummary(str(out))
@@ -186,8 +194,8 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
     try:
         with open_journal(partial_path) as partial:
             # one torch thread per worker: small images gain nothing from more, and busy cores lose a lot
-            for res in ordered_results(tasks, workers, ItemWorker, (recipe.to_dict(), 1, batch), holder,
-                                       preload=[__name__]):
+            worker_args = (recipe.to_dict(), 1, batch, str(dev), deterministic)
+            for res in ordered_results(tasks, workers, ItemWorker, worker_args, holder, preload=[__name__]):
                 if "fatal" in res:
                     raise WriteError(res["fatal"])
                 if "error" in res:

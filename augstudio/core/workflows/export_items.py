@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 import torch
 
 from augstudio.core.base import seeding
+from augstudio.core.base.device import deterministic, resolve_device
 from augstudio.core.base.errors import AugstudioError, ImageError, OutputError, RecipeError
 from augstudio.core.engine.batch_stage import apply_batch_ops, build_batch_ops, to_soft
 from augstudio.core.engine.mixing import mixable
@@ -57,9 +58,12 @@ def load_stage_model(recipe: Recipe):
 class ItemWorker:
     """Turns one ``ItemTask`` into written files and manifest records (one per worker process)."""
 
-    def __init__(self, recipe_dict: dict, threads: int | None, batch: BatchContext | None):
+    def __init__(self, recipe_dict: dict, threads: int | None, batch: BatchContext | None, device: str = "cpu",
+                 deterministic: bool = True):
         if threads is not None:
             torch.set_num_threads(threads)
+        self.device = resolve_device(device)
+        self.deterministic = deterministic
         self.recipe = Recipe.from_dict(recipe_dict)
         self.pipeline = self.recipe.pipeline()
         self.batch = batch
@@ -68,6 +72,10 @@ class ItemWorker:
 
     def process(self, task: ItemTask) -> dict:
         """Decode one source, write its copies; returns records or an error. Never raises for bad input."""
+        with deterministic(self.device, self.deterministic):
+            return self._process(task)
+
+    def _process(self, task: ItemTask) -> dict:
         try:
             pic = read_image(Path(task.src_root) / task.rel)
         except ImageError as e:
@@ -102,7 +110,7 @@ class ItemWorker:
 
     def output(self, task: ItemTask, pic: Picture, copy: int) -> tuple[Picture, dict]:
         """The picture for one (item, copy) and what its manifest record says about how it was made."""
-        out, steps = self.pipeline.run(pic, self.recipe.seed, task.rel, copy)
+        out, steps = self.run(pic, task.rel, copy)
         if self.batch is None:
             return out, {"steps": steps}
         xa = mixable(out)
@@ -124,6 +132,14 @@ class ItemWorker:
                                      "steps_partner": steps_b, "label": [round(float(v), 6) for v in soft_out[0]],
                                      "batch": batch_records}
 
+    def run(self, pic: Picture, rel: str, copy: int) -> tuple[Picture, list]:
+        """The recipe's per-image steps on the export's device; the result comes back to the CPU to be
+        encoded."""
+        if self.device.type == "cpu":
+            return self.pipeline.run(pic, self.recipe.seed, rel, copy)
+        out, steps = self.pipeline.run(pic.with_pixels(pic.pixels.to(self.device)), self.recipe.seed, rel, copy)
+        return out.with_pixels(out.pixels.cpu()), steps
+
     def partner(self, task: ItemTask, copy: int):
         """The partner of (item, copy), drawn from the seed path; unreadable partners give way to the next
         draw (each is reported by its own item)."""
@@ -135,7 +151,7 @@ class ItemWorker:
                 continue
             rel = self.batch.items[j][0]
             try:
-                out, steps = self.pipeline.run(read_image(Path(task.src_root) / rel), self.recipe.seed, rel, copy)
+                out, steps = self.run(read_image(Path(task.src_root) / rel), rel, copy)
                 return j, mixable(out), steps
             except (ImageError, RecipeError):
                 continue
