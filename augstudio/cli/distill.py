@@ -27,7 +27,7 @@ def add_parser(sub) -> str:
 
 def run(args) -> int:
     from augstudio.core.workflows.distill import distill_job  # deferred: torch
-    from augstudio.core.workflows.tta import load_tta  # deferred: torch
+    from augstudio.core.workflows.tta_views import load_tta  # deferred: torch
 
     check_batch_size(args)
     tta = load_tta(args.tta)

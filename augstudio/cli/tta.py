@@ -53,7 +53,8 @@ def check_batch_size(args) -> None:
 
 
 def run(args) -> int:
-    from augstudio.core.workflows.tta import evaluate_job, load_tta  # deferred: torch
+    from augstudio.core.workflows.tta import evaluate_job  # deferred: torch
+    from augstudio.core.workflows.tta_views import load_tta  # deferred: torch
 
     check_batch_size(args)
     tta = load_tta(args.tta)  # bad recipes fail before the model loads

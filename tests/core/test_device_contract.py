@@ -133,7 +133,8 @@ def test_tta_keeps_to_the_device_of_its_inputs(photos):
     from augstudio.core.io.images import Picture
     from augstudio.core.models.loading import LoadedModel
     from augstudio.core.models.networks import ProbeNet
-    from augstudio.core.workflows.tta import classifier_from_loaded, load_tta, predict_views
+    from augstudio.core.workflows.tta import classifier_from_loaded, predict_views
+    from augstudio.core.workflows.tta_views import load_tta
 
     net = ProbeNet(3, width=4, depth=2, seed=0).eval()
     clf = classifier_from_loaded(LoadedModel(module=net, input_size=(32, 32), mean=(0.5,) * 3, std=(0.25,) * 3,

@@ -113,3 +113,21 @@ def test_recipe_equality_and_copy_are_deep():
     c.steps[0].p = 0.1
     assert r.steps[0].p == 0.5 and c != r
     assert isinstance(Recipe.from_dict({"steps": []}), Recipe)
+
+
+def test_slider_ranges_are_typical_spans_inside_the_legal_range():
+    """Editors' sliders cover where the useful values are (rotate +-45, not +-360); typed values may use the
+    whole legal range, which validation still checks."""
+    from augstudio.core.ops.registry import all_batch_ops, all_ops
+
+    ops = {**all_ops(), **all_batch_ops()}
+    rotate = {p.name: p for p in ops["rotate"].params}["degrees"]
+    assert rotate.slider_range() == (-45.0, 45.0) and (rotate.low, rotate.high) == (-360, 360)
+    assert rotate.validate([-300, 300]) == [-300.0, 300.0]
+    for name, cls in ops.items():
+        for p in cls.params:
+            r = p.slider_range()
+            if p.kind in ("float", "int", "range", "int_range") and r is not None:
+                lo = -float("inf") if p.low is None else p.low
+                hi = float("inf") if p.high is None else p.high
+                assert lo <= r[0] < r[1] <= hi, (name, p.name, r)

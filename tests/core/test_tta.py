@@ -18,13 +18,12 @@ from augstudio.core.io.images import Picture, pil_to_picture, read_image
 from augstudio.core.models import loading as models
 from augstudio.core.workflows.tta import (
     Classifier,
-    TTARecipe,
     classifier_from_loaded,
     evaluate_job,
-    load_tta,
     merge_probs,
     predict_one,
 )
+from augstudio.core.workflows.tta_views import TTARecipe, load_tta
 
 ROOT = Path(__file__).resolve().parents[2]
 WAFERS = ROOT / "resources" / "samples" / "wafers"

@@ -12,7 +12,8 @@ from augstudio.core.base.jobs import run_job
 from augstudio.core.io.dataset import scan
 from augstudio.core.io.images import read_image
 from augstudio.core.models import loading as models
-from augstudio.core.workflows.tta import classifier_from_loaded, evaluate_job, load_tta, predict_one
+from augstudio.core.workflows.tta import classifier_from_loaded, evaluate_job, predict_one
+from augstudio.core.workflows.tta_views import load_tta
 from augstudio.gui.panels.tta import TTAPanel
 from augstudio.gui.qt.context import AppContext
 

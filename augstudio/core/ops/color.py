@@ -197,7 +197,7 @@ class SequenceOp(PointwiseOp, ColorOp):
 
 def _factor_param(name, what, default=0.2):
     return Param(name, "range", [max(0.0, 1 - default), 1 + default], low=0.0, high=100.0, scalar="factor",
-                 help=f"{what} factor range; one number x means [max(0, 1-x), 1+x]")
+                 typical=(0.0, 3.0), help=f"{what} factor range; one number x means [max(0, 1-x), 1+x]")
 
 
 class _SingleAdjust(SequenceOp):
@@ -267,9 +267,9 @@ class ColorJitter(SequenceOp):
     name = "color_jitter"
     summary = "Random brightness, contrast, saturation and hue, applied in a random order (torchvision semantics)."
     params = (
-        Param("brightness", "float", 0.0, low=0.0, high=10.0, help="factor drawn from [max(0, 1-b), 1+b]"),
-        Param("contrast", "float", 0.0, low=0.0, high=10.0, help="factor drawn from [max(0, 1-c), 1+c]"),
-        Param("saturation", "float", 0.0, low=0.0, high=10.0, help="factor drawn from [max(0, 1-s), 1+s]"),
+        Param("brightness", "float", 0.0, low=0.0, high=10.0, typical=(0.0, 1.0), help="factor drawn from [max(0, 1-b), 1+b]"),
+        Param("contrast", "float", 0.0, low=0.0, high=10.0, typical=(0.0, 1.0), help="factor drawn from [max(0, 1-c), 1+c]"),
+        Param("saturation", "float", 0.0, low=0.0, high=10.0, typical=(0.0, 1.0), help="factor drawn from [max(0, 1-s), 1+s]"),
         Param("hue", "float", 0.0, low=0.0, high=0.5, help="hue shift drawn from [-h, h] (fraction of a turn)"),
     )
 
@@ -291,7 +291,7 @@ class ColorJitter(SequenceOp):
 class Gamma(LutOp):
     name = "gamma"
     summary = "Gamma curve: x -> 255 (x / 255)^g (torchvision adjust_gamma); g < 1 brightens shadows."
-    params = (Param("gamma", "range", [0.8, 1.25], low=0.01, high=100.0, scalar="exact", help="exponent range"),)
+    params = (Param("gamma", "range", [0.8, 1.25], low=0.01, high=100.0, typical=(0.3, 3.0), scalar="exact", help="exponent range"),)
 
     def sample(self, gen, size):
         return {"gamma": round(seeding.uniform(gen, *self.gamma), 6)}
@@ -424,8 +424,8 @@ class GaussianBlur(ColorOp):
     name = "gaussian_blur"
     summary = "Blur with a Gaussian of random sigma (reflect border; torchvision gaussian_blur)."
     params = (
-        Param("sigma", "range", [0.1, 2.0], low=0.01, high=50.0, scalar="upto", help="sigma range in pixels"),
-        Param("kernel_size", "int", 0, low=0, high=201, help="odd kernel side; 0 picks 2 ceil(3 sigma) + 1"),
+        Param("sigma", "range", [0.1, 2.0], low=0.01, high=50.0, typical=(0.1, 5.0), scalar="upto", help="sigma range in pixels"),
+        Param("kernel_size", "int", 0, low=0, high=201, typical=(0, 31), help="odd kernel side; 0 picks 2 ceil(3 sigma) + 1"),
     )
 
     def sample(self, gen, size):

@@ -86,7 +86,7 @@ class OneOf(ContainerOp):
 class SomeOf(ContainerOp):
     name = "some_of"
     summary = "Apply n of the nested steps (n drawn from a range), picked without replacement, in recipe order."
-    params = (STEPS, Param("n", "int_range", [1, 2], low=0, high=100, scalar="exact", help="how many steps to apply"))
+    params = (STEPS, Param("n", "int_range", [1, 2], low=0, high=100, typical=(0, 5), scalar="exact", help="how many steps to apply"))
 
     def order(self, gen):
         k = min(seeding.randint(gen, *self.n), len(self.steps))

@@ -61,7 +61,7 @@ class Cutout(EraseOp):
     name = "cutout"
     summary = "Erase square holes of a random side (a fraction of the shorter image side) at random centres (DeVries & Taylor); holes may cross the border."
     params = (
-        Param("holes", "int", 1, low=1, high=100, help="number of holes"),
+        Param("holes", "int", 1, low=1, high=100, typical=(1, 10), help="number of holes"),
         Param("side", "range", [0.1, 0.3], low=0.0, high=1.0, scalar="upto", help="hole side as a fraction of the shorter side"),
         FILL,
         VALUE,
@@ -82,8 +82,8 @@ class RandomErasing(EraseOp):
     name = "random_erasing"
     summary = "Erase one rectangle of random area and aspect ratio, fully inside the image (Zhong et al. 2020)."
     params = (
-        Param("scale", "range", [0.02, 0.33], low=0.0001, high=1.0, help="erased area as a fraction of the image"),
-        Param("ratio", "range", [0.3, 3.3], low=0.01, high=100.0, help="aspect ratio (height / width) range"),
+        Param("scale", "range", [0.02, 0.33], low=0.0001, high=1.0, typical=(0.01, 0.5), help="erased area as a fraction of the image"),
+        Param("ratio", "range", [0.3, 3.3], low=0.01, high=100.0, typical=(0.2, 5.0), help="aspect ratio (height / width) range"),
         FILL,
         VALUE,
     )
@@ -108,7 +108,7 @@ class HideAndSeek(EraseOp):
     name = "hide_and_seek"
     summary = "Split the image into a grid of patches and hide each with probability p_hide (Singh & Lee 2017)."
     params = (
-        Param("grid", "int_range", [4, 4], low=1, high=64, scalar="exact", help="patches per side, drawn from [low, high]"),
+        Param("grid", "int_range", [4, 4], low=1, high=64, typical=(2, 16), scalar="exact", help="patches per side, drawn from [low, high]"),
         Param("p_hide", "float", 0.5, low=0.0, high=1.0, help="probability of hiding each patch"),
         FILL,
         VALUE,

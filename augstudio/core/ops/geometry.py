@@ -138,7 +138,7 @@ class Rotate(GeometricOp):
     name = "rotate"
     summary = "Rotate by a random angle (degrees, counter-clockwise) about the centre; the size is kept."
     params = (
-        Param("degrees", "range", [-15.0, 15.0], low=-360, high=360, scalar="symmetric",
+        Param("degrees", "range", [-15.0, 15.0], low=-360, high=360, scalar="symmetric", typical=(-45.0, 45.0),
               help="angle range in degrees; one number x means [-x, x]"),
         INTERP,
         FILL,
@@ -157,8 +157,8 @@ class Translate(GeometricOp):
     name = "translate"
     summary = "Shift by a random fraction of the width and height."
     params = (
-        Param("x", "range", [-0.1, 0.1], low=-1, high=1, scalar="symmetric", help="shift as a fraction of the width"),
-        Param("y", "range", [-0.1, 0.1], low=-1, high=1, scalar="symmetric", help="shift as a fraction of the height"),
+        Param("x", "range", [-0.1, 0.1], low=-1, high=1, typical=(-0.3, 0.3), scalar="symmetric", help="shift as a fraction of the width"),
+        Param("y", "range", [-0.1, 0.1], low=-1, high=1, typical=(-0.3, 0.3), scalar="symmetric", help="shift as a fraction of the height"),
         INTERP,
         FILL,
         PAD_MODE,
@@ -177,7 +177,7 @@ class Scale(GeometricOp):
     name = "scale"
     summary = "Zoom in or out about the centre by a random factor; the size is kept."
     params = (
-        Param("factor", "range", [0.9, 1.1], low=0.01, high=100, scalar="factor",
+        Param("factor", "range", [0.9, 1.1], low=0.01, high=100, typical=(0.5, 2.0), scalar="factor",
               help="zoom factor range; one number x means [1-x, 1+x]"),
         Param("keep_aspect", "bool", True, help="one factor for both axes"),
         INTERP,
@@ -199,8 +199,8 @@ class Shear(GeometricOp):
     name = "shear"
     summary = "Shear by random angles about the centre: x' = x + tan(sx) (y - cy), y' = y + tan(sy) (x - cx)."
     params = (
-        Param("x", "range", [-10.0, 10.0], low=-80, high=80, scalar="symmetric", help="horizontal shear angle (degrees)"),
-        Param("y", "range", [0.0, 0.0], low=-80, high=80, scalar="symmetric", help="vertical shear angle (degrees)"),
+        Param("x", "range", [-10.0, 10.0], low=-80, high=80, typical=(-30.0, 30.0), scalar="symmetric", help="horizontal shear angle (degrees)"),
+        Param("y", "range", [0.0, 0.0], low=-80, high=80, typical=(-30.0, 30.0), scalar="symmetric", help="vertical shear angle (degrees)"),
         INTERP,
         FILL,
         PAD_MODE,
@@ -220,10 +220,10 @@ class Affine(GeometricOp):
                "shear, scale, rotate, then translate.")
     params = (
         Param("degrees", "range", [-15.0, 15.0], low=-360, high=360, scalar="symmetric", help="rotation (degrees, CCW)"),
-        Param("translate", "range", [-0.1, 0.1], low=-1, high=1, scalar="symmetric",
+        Param("translate", "range", [-0.1, 0.1], low=-1, high=1, typical=(-0.3, 0.3), scalar="symmetric",
               help="shift as a fraction of the side (x and y drawn independently)"),
-        Param("scale", "range", [0.9, 1.1], low=0.01, high=100, scalar="factor", help="zoom factor"),
-        Param("shear", "range", [-5.0, 5.0], low=-80, high=80, scalar="symmetric", help="horizontal shear (degrees)"),
+        Param("scale", "range", [0.9, 1.1], low=0.01, high=100, typical=(0.5, 2.0), scalar="factor", help="zoom factor"),
+        Param("shear", "range", [-5.0, 5.0], low=-80, high=80, typical=(-30.0, 30.0), scalar="symmetric", help="horizontal shear (degrees)"),
         INTERP,
         FILL,
         PAD_MODE,
@@ -279,8 +279,8 @@ class RandomResizedCrop(GeometricOp):
     samples_outside = False
     params = (
         Param("size", "size", [224, 224], help="output [height, width]"),
-        Param("scale", "range", [0.08, 1.0], low=0.0001, high=1.0, help="crop area as a fraction of the image"),
-        Param("ratio", "range", [3 / 4, 4 / 3], low=0.01, high=100.0, help="crop aspect ratio (width / height)"),
+        Param("scale", "range", [0.08, 1.0], low=0.0001, high=1.0, typical=(0.02, 1.0), help="crop area as a fraction of the image"),
+        Param("ratio", "range", [3 / 4, 4 / 3], low=0.01, high=100.0, typical=(0.33, 3.0), help="crop aspect ratio (width / height)"),
         INTERP,
     )
 
@@ -348,7 +348,7 @@ class Resize(GeometricOp):
 class Pad(GeometricOp):
     name = "pad"
     summary = "Add a border of `padding` pixels on every side (constant fill, reflect or edge)."
-    params = (Param("padding", "int", 4, low=0, high=4096, help="pixels added on each side"), FILL, PAD_MODE)
+    params = (Param("padding", "int", 4, low=0, high=4096, typical=(0, 64), help="pixels added on each side"), FILL, PAD_MODE)
 
     def affine(self, params, size):
         h, w = size

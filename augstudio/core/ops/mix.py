@@ -56,7 +56,7 @@ def _perm(params: dict, n: int, device):
     return torch.as_tensor(perm, dtype=torch.long, device=device)
 
 
-_ALPHA = Param("alpha", "float", 1.0, low=1e-3, high=100.0,
+_ALPHA = Param("alpha", "float", 1.0, low=1e-3, high=100.0, typical=(0.05, 4.0),
                help="lambda ~ Beta(alpha, alpha); 1 = uniform, small = mostly one image")
 
 
@@ -135,12 +135,12 @@ class PuzzleMix(BatchOp):
     params = (
         _ALPHA,
         Param("n_labels", "int", 3, low=2, high=4, help="mask levels: 2 = {0, 1}, 3 = {0, 0.5, 1}"),
-        Param("beta", "float", 1.2, low=0.0, high=100.0, help="label smoothness"),
-        Param("gamma", "float", 0.5, low=0.0, high=100.0, help="data-dependent smoothness"),
-        Param("eta", "float", 0.2, low=0.0, high=100.0, help="weight of the lambda prior"),
-        Param("neigh_size", "int", 4, low=1, high=64, help="pooling for neighbouring pixel differences"),
+        Param("beta", "float", 1.2, low=0.0, high=100.0, typical=(0.0, 4.0), help="label smoothness"),
+        Param("gamma", "float", 0.5, low=0.0, high=100.0, typical=(0.0, 4.0), help="data-dependent smoothness"),
+        Param("eta", "float", 0.2, low=0.0, high=100.0, typical=(0.0, 1.0), help="weight of the lambda prior"),
+        Param("neigh_size", "int", 4, low=1, high=64, typical=(1, 8), help="pooling for neighbouring pixel differences"),
         Param("transport", "bool", True, help="move salient blocks towards the mask (optimal transport)"),
-        Param("t_eps", "float", 0.8, low=0.0, high=100.0, help="transport cost coefficient"),
+        Param("t_eps", "float", 0.8, low=0.0, high=100.0, typical=(0.0, 2.0), help="transport cost coefficient"),
         Param("block_num", "choice", "random", choices=("random", 2, 4, 8, 16),
               help="blocks per side; random = 2^k, k uniform in 1..4 (official)"),
         Param("model", "path", None, optional=True,

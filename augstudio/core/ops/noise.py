@@ -56,7 +56,7 @@ class GaussianNoise(NoiseOp):
     name = "gaussian_noise"
     summary = "Add Gaussian noise; std in units of the 0..1 range (0.1 = 25.5 grey levels)."
     params = (
-        Param("std", "range", [0.0, 0.1], low=0.0, high=1.0, scalar="upto", help="std range; one number x means [0, x]"),
+        Param("std", "range", [0.0, 0.1], low=0.0, high=1.0, typical=(0.0, 0.3), scalar="upto", help="std range; one number x means [0, x]"),
         Param("mean", "float", 0.0, low=-1.0, high=1.0, help="mean of the noise (0..1 units)"),
         Param("per_channel", "bool", True, help="independent noise per channel (false: the same for all)"),
     )
@@ -79,7 +79,7 @@ class GaussianNoise(NoiseOp):
 class SpeckleNoise(NoiseOp):
     name = "speckle_noise"
     summary = "Multiplicative noise: x -> x (1 + n), n ~ N(0, std^2) (brighter pixels get more noise)."
-    params = (Param("std", "range", [0.0, 0.1], low=0.0, high=2.0, scalar="upto", help="std range of n"),)
+    params = (Param("std", "range", [0.0, 0.1], low=0.0, high=2.0, typical=(0.0, 0.5), scalar="upto", help="std range of n"),)
 
     def sample_more(self, gen, size):
         return {"std": round(seeding.uniform(gen, *self.std), 6)}
@@ -96,7 +96,7 @@ class PoissonNoise(NoiseOp):
     name = "poisson_noise"
     summary = ("Shot noise: x -> Poisson(x / 255 * peak) / peak * 255; a lower peak (photons at white) is "
                "noisier.")
-    params = (Param("peak", "range", [30.0, 300.0], low=0.1, high=1e6, scalar="exact",
+    params = (Param("peak", "range", [30.0, 300.0], low=0.1, high=1e6, typical=(5.0, 1000.0), scalar="exact",
                     help="photon count of a white pixel, drawn from [low, high]"),)
 
     def sample_more(self, gen, size):
@@ -117,7 +117,7 @@ class SaltPepper(NoiseOp):
                "present in the image (e.g. pass <-> fail on a wafer map).")
     categorical = "custom"
     params = (
-        Param("amount", "range", [0.0, 0.05], low=0.0, high=1.0, scalar="upto", help="fraction of pixels hit"),
+        Param("amount", "range", [0.0, 0.05], low=0.0, high=1.0, typical=(0.0, 0.2), scalar="upto", help="fraction of pixels hit"),
         Param("salt", "float", 0.5, low=0.0, high=1.0, help="share of hits that become white (the rest black)"),
         Param("background", "int", 0, low=0, high=255, help="categorical only: the category never touched (off-wafer)"),
     )

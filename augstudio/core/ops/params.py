@@ -29,6 +29,9 @@ class Param:
       fill             a fill value 0..255: one number for all channels, or one per channel
       str / path       free text / a file or folder path
       steps            a list of nested steps (containers such as one_of)
+
+    ``typical`` is the span an editor's slider covers (where the useful values are); typed values and
+    recipes may use the whole legal range [low, high].
     """
 
     name: str
@@ -40,10 +43,20 @@ class Param:
     help: str = ""
     scalar: str = "exact"
     optional: bool = False  # None is a valid value ("not set")
+    typical: tuple | None = None  # (low, high) of a slider; None: the legal range
 
     def __post_init__(self):
         if self.kind not in PARAM_KINDS:
             raise ValueError(f"unknown param kind {self.kind!r}")
+
+    def slider_range(self) -> tuple[float, float] | None:
+        """The span of a slider for this parameter (numbers only): ``typical``, else the legal range, else
+        None (unbounded)."""
+        if self.typical is not None:
+            return float(self.typical[0]), float(self.typical[1])
+        if self.low is not None and self.high is not None:
+            return float(self.low), float(self.high)
+        return None
 
     # -- description (CLI help, README, GUI tooltips) -------------------------------------------
     def describe_range(self) -> str:

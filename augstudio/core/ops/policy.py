@@ -213,7 +213,7 @@ class RandAugment(_PolicyOp):
                "num_magnitude_bins (torchvision's space), each signed at random.")
     params = (
         Param("num_ops", "int", 2, low=1, high=10, help="N: sub-ops applied in sequence"),
-        Param("magnitude", "int", 9, low=0, high=100, help="M: magnitude bin (0 .. num_magnitude_bins - 1)"),
+        Param("magnitude", "int", 9, low=0, high=100, typical=(0, 30), help="M: magnitude bin (0 .. num_magnitude_bins - 1)"),
         Param("num_magnitude_bins", "int", 31, low=2, high=101, help="number of magnitude bins"),
         _INTERP,
         _FILL,
@@ -369,11 +369,11 @@ class AugMix(_PolicyOp):
         Param("severity", "int", 3, low=1, high=10, help="magnitudes are drawn from the first `severity` of 10 bins"),
         Param("width", "int", 3, low=1, high=10, help="number of augmentation chains mixed"),
         Param("depth", "int", -1, low=-1, high=10, help="sub-ops per chain; -1 draws 1..3 per chain"),
-        Param("alpha", "float", 1.0, low=0.01, high=100.0, help="Dirichlet / Beta concentration"),
+        Param("alpha", "float", 1.0, low=0.01, high=100.0, typical=(0.1, 5.0), help="Dirichlet / Beta concentration"),
         Param("all_ops", "bool", True, help="include brightness, colour, contrast and sharpness"),
         Param("jsd", "bool", False,
               help="Jensen-Shannon consistency: training makes two AugMix views per image and adds the JS loss"),
-        Param("jsd_weight", "float", 12.0, low=0.0, high=1000.0, help="weight of the JS consistency loss"),
+        Param("jsd_weight", "float", 12.0, low=0.0, high=1000.0, typical=(0.0, 50.0), help="weight of the JS consistency loss"),
         Param("interpolation", "choice", "bilinear", choices=("nearest", "bilinear"),
               help="resampling of the geometric sub-ops"),
         _FILL,

@@ -75,7 +75,7 @@ class Stylize(Op):
         Param("alpha", "float", 1.0, low=0.0, high=1.0,
               help="style strength: 1 = fully stylised, 0 = the input (randconv: mix drawn from [1-alpha, 1])"),
         Param("strength", "float", 0.5, low=0.0, high=3.0, help="stats: spread of the random statistics"),
-        Param("max_size", "int", 512, low=32, high=4096,
+        Param("max_size", "int", 512, low=32, high=4096, typical=(64, 1024),
               help="stylise at most this many pixels on the longer side, then resize back"),
     )
 

@@ -34,7 +34,8 @@ from augstudio.core.io.images import atomic_write_bytes, remove_temp_files
 from augstudio.core.io.journal import read_journal
 from augstudio.core.io.outputs import check_output_folder, check_writable, safe_rel
 
-from .tta import Classifier, load_tta, predict_views, read_pictures
+from .tta import Classifier, predict_views, read_pictures
+from .tta_views import load_tta
 
 JOURNAL = "distill.journal.jsonl"
 SETTINGS = "distill.json"

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 from augstudio.core.base.errors import AugstudioError, ModelError
 from augstudio.core.io.images import atomic_write_bytes, read_image
 from augstudio.core.workflows import tta as T
+from augstudio.core.workflows import tta_views as V
 from augstudio.gui.qt.images import to_qimage
 from augstudio.gui.qt.models import PROBE, ModelRequest
 from augstudio.gui.qt.workers import error_message
@@ -70,7 +71,7 @@ class TTAPanel(QWidget):
         mrow.addWidget(self.load_btn)
 
         self.views_combo = QComboBox()
-        for name, help_ in T.PRESET_HELP.items():
+        for name, help_ in V.PRESET_HELP.items():
             self.views_combo.addItem(f"{name} — {help_}", name)
         self.views_combo.addItem("five crops (87.5%)", {"five_crop": 0.875})
         self.views_combo.addItem("ten crops (87.5%, AlexNet / ResNet)", {"ten_crop": 0.875})
@@ -78,7 +79,7 @@ class TTAPanel(QWidget):
         self.views_combo.setCurrentIndex(self.views_combo.findData("d4"))
         self.recipe_btn = QPushButton("TTA file…")
         self.merge_combo = QComboBox()
-        self.merge_combo.addItems(list(T.MERGES))
+        self.merge_combo.addItems(list(V.MERGES))
         self.temp_spin = QDoubleSpinBox()
         self.temp_spin.setRange(0.05, 10.0)
         self.temp_spin.setSingleStep(0.05)
@@ -161,15 +162,15 @@ class TTAPanel(QWidget):
         self._update_buttons()
 
     # -- state ---------------------------------------------------------------------------------------
-    def tta_recipe(self) -> T.TTARecipe:
+    def tta_recipe(self) -> V.TTARecipe:
         """The TTA recipe the controls describe (a loaded file's views, or the chosen preset)."""
         if self.recipe_file:
-            base = T.load_tta(self.recipe_file)
+            base = V.load_tta(self.recipe_file)
             views = base.views_spec
         else:
             data = self.views_combo.currentData()
             views = data if isinstance(data, str) else [data]
-        return T.TTARecipe.from_dict({"views": views, "merge": self.merge_combo.currentText(),
+        return V.TTARecipe.from_dict({"views": views, "merge": self.merge_combo.currentText(),
                                       "temperature": float(self.temp_spin.value())})
 
     def set_classifier(self, clf: T.Classifier | None) -> None:
@@ -212,7 +213,7 @@ class TTAPanel(QWidget):
 
     def load_recipe_file(self, path) -> bool:
         try:
-            r = T.load_tta(str(path))
+            r = V.load_tta(str(path))
         except AugstudioError as e:
             self._fail(e)
             return False
