@@ -31,7 +31,7 @@ def add_parser(sub) -> str:
                    help="model input side in pixels (default: the images' size when all share one, up to 128; "
                         "else 64)")
     p.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
-    p.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (default 0.002)")
+    p.add_argument("--lr", type=float, default=5e-3, help="peak AdamW learning rate of the one-cycle schedule (default 0.005)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps or auto (default auto: CUDA, else MPS, else CPU)")
     p.add_argument("--report", "-o", default=None,
                    help="write the report folder here (results.json, PNG plots, report.html)")

@@ -77,15 +77,30 @@ def small_cnn(in_channels: int, num_classes: int):
     )
 
 
-def build_model(name: str, in_channels: int, num_classes: int):
-    """``probe`` (``small_cnn``) or a torchvision architecture name (random init, 3 channels)."""
+class Standardize(nn.Module):
+    """``(x - mean) / std`` per channel, with the statistics stored as buffers (they travel with the model)."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32, device="cpu").view(1, -1, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32, device="cpu").view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+def build_model(name: str, in_channels: int, num_classes: int, mean=None, std=None):
+    """``probe`` (``small_cnn``) or a torchvision architecture name (random init, 3 channels). With ``mean``
+    and ``std`` (per channel, of the training images in 0..1) the model standardises its own input, so batch
+    ops and saliency still see images in 0..1."""
     if name == "probe":
-        return small_cnn(in_channels, num_classes)
+        net = small_cnn(in_channels, num_classes)
+    else:
+        check_model_name(name)
+        import torchvision  # deferred: torchvision
 
-    check_model_name(name)
-    import torchvision  # deferred: torchvision
-
-    return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        net = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    return net if mean is None else nn.Sequential(Standardize(mean, std), net)
 
 
 def check_model_name(name: str) -> None:
@@ -124,4 +139,4 @@ def init_weights(model, gen) -> None:
                     m.reset_running_stats()
 
 
-__all__ = ["ProbeNet", "small_cnn", "build_model", "check_model_name", "init_weights"]
+__all__ = ["ProbeNet", "small_cnn", "Standardize", "build_model", "check_model_name", "init_weights"]

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import copy as _copy
+import functools
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -186,7 +188,7 @@ def _smoothing_only(batch_steps) -> float | None:
 
 # -- the job -------------------------------------------------------------------------------------------------
 def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2, val_fraction: float = 0.2,
-                 image_size=None, batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 5e-4,
+                 image_size=None, batch_size: int = 32, lr: float = 5e-3, weight_decay: float = 5e-4,
                  split_seed: int = 0, device=None, token: CancelToken | None = None, report=None,
                  recipe_names: list[str] | None = None, threads: int | None = None,
                  cache_bytes: int = 2 << 30, deterministic: bool = True):
@@ -277,6 +279,7 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
 
     try:
         val_x = torch.stack([inputs(pics[i]) for i in val_idx]).to(dev)
+        norm = _channel_stats([inputs(pics[i]) for i in train_idx]) if inputs.mode != "onehot" else (None, None)
         val_y = torch.tensor([labels[i] for i in val_idx], device=dev)
         plain_train = None  # the no-augmentation inputs, made once
 
@@ -299,7 +302,7 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
                 rec_s = rec.copy()
                 rec_s.seed = seeding.derive_seed(rec.seed, "evaluate", seed)
                 pipe = rec_s.pipeline() if rec_s.steps else None
-                net = build_model(model, inputs.channels, num_classes)
+                net = build_model(model, inputs.channels, num_classes, *norm)
                 init_weights(net, seeding.generator(seed, "evaluate", 0, "init"))
                 net.to(dev)
                 batch_tf, smoothing = None, 0.0
@@ -322,6 +325,9 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
                 if jsd is not None and plain_train is None:
                     plain_train = torch.stack([inputs(pics[i]) for i in train_idx])
                 opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+                # one cycle (warm up, then anneal to ~0): short runs end at a settled minimum
+                steps = epochs * max(1, -(-len(train_idx) // batch_size))
+                sched = torch.optim.lr_scheduler.LambdaLR(opt, functools.partial(one_cycle, steps=steps))
                 curves = {"epoch": [], "train_loss": [], "train_accuracy": [], "val_accuracy": [], "val_nll": []}
                 skipped: set[str] = set()
                 for epoch in range(epochs):
@@ -382,6 +388,7 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
                             opt.zero_grad(set_to_none=True)
                             loss.backward()
                             opt.step()
+                            sched.step()
                         tot_loss += float(loss.detach()) * len(ys)
                         tot_correct += float((logits.argmax(1) == y).sum())
                         tot_n += len(ys)
@@ -423,6 +430,23 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
         write_report(result, report)
         result["report"] = str(Path(report))
     return result
+
+
+def one_cycle(step: int, steps: int, warmup: float = 0.25) -> float:
+    """The learning-rate factor at ``step`` of ``steps``: linear warm-up from 0.1 over the first quarter,
+    then a cosine down to 0 (a one-cycle schedule; any number of steps, even one)."""
+    w = max(1, round(warmup * steps))
+    if step < w:
+        return 0.1 + 0.9 * step / w
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - w) / max(1, steps - w))))
+
+
+def _channel_stats(tensors: list) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the training images (0..1), for the model's input standardisation."""
+    x = torch.stack(tensors).double()
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
 
 
 def _predict(net, x, batch: int = 256):
