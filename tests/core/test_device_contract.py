@@ -145,3 +145,64 @@ def test_tta_keeps_to_the_device_of_its_inputs(photos):
     with meta_default():
         got = predict_views(clf, pics, tta)
     assert torch.allclose(torch.as_tensor(got[0]), torch.as_tensor(ref[0]))
+
+
+@pytest.mark.parametrize("method", ["texture", "transfer", "randconv", "stats"])
+def test_style_methods_keep_to_the_device_they_are_given(method, photos):
+    """Texture synthesis and transfer (random multi-scale features: no weights needed) and the weight-free
+    randomisers, through the one style dispatcher, with nothing made on the default device."""
+    from augstudio.core.base.jobs import run_job
+    from augstudio.core.methods.style.dispatch import StyleSettings, style_job
+
+    settings = StyleSettings(iterations=2, size=(24, 24), max_size=32, preview_every=1, seed=3)
+    content, style = photos[0], photos[1]
+    ref = run_job(style_job(method, settings, content, [style], device="cpu"))
+    with meta_default():
+        got = run_job(style_job(method, settings, content, [style], device="cpu"))
+    a, b = torch.as_tensor(np.asarray(ref.image)), torch.as_tensor(np.asarray(got.image))
+    assert torch.equal(a, b)
+
+
+def _job_cases(tmp_path, samples_root):
+    """Every long job, small: (name, thunk) pairs run once normally and once under the harness."""
+    import shutil
+
+    from augstudio.core.base.jobs import run_job
+    from augstudio.core.workflows.evaluate import evaluate_job
+    from augstudio.core.workflows.export import export_job
+    from augstudio.core.workflows.probe import train_probe_job
+
+    data = tmp_path / "wafers"
+    for cls in ("Center", "Donut"):
+        shutil.copytree(samples_root / "wafers" / cls, data / cls)
+    recipe = {"seed": 1, "steps": [{"op": "rot90"}, {"op": "rotate", "degrees": 20, "interpolation": "nearest"}]}
+    counter = iter(range(100))
+    from augstudio.core.models.loading import LoadedModel
+    from augstudio.core.models.networks import ProbeNet
+    from augstudio.core.workflows.distill import distill_job
+    from augstudio.core.workflows.tta import classifier_from_loaded
+    from augstudio.core.workflows.tta import evaluate_job as tta_job
+
+    clf = classifier_from_loaded(LoadedModel(module=ProbeNet(2, width=4, depth=2, seed=0).eval(), input_size=(32, 32),
+                                             mean=(0.5,) * 3, std=(0.25,) * 3, classes=["Center", "Donut"],
+                                             name="probe"), "cpu")
+    return {
+        "tta": lambda: (lambda r: (r.correct_plain, r.correct_tta, r.confusion_tta))(run_job(tta_job(data, clf, "d4"))),
+        "distill": lambda: run_job(distill_job(data / "Donut", clf, tmp_path / f"dist{next(counter)}", "flips",
+                                               threshold=0.0)).kept,
+        "export": lambda: run_job(export_job(data, recipe, tmp_path / f"out{next(counter)}", copies=1)).written,
+        "evaluate": lambda: run_job(evaluate_job(data, [recipe], epochs=1, seeds=[0], device="cpu"))["arms"][1][
+            "runs"][0]["probs"],
+        "probe": lambda: run_job(train_probe_job(data, device="cpu", epochs=1, size=16, width=4, reuse=False,
+                                                 out=tmp_path / f"probe{next(counter)}.pt")).val_accuracy,
+    }
+
+
+@pytest.mark.parametrize("job", ["export", "evaluate", "probe", "tta", "distill"])
+def test_jobs_keep_to_their_device(job, tmp_path, samples_root, monkeypatch):
+    monkeypatch.setenv("AUGSTUDIO_SETTINGS_DIR", str(tmp_path / "settings"))
+    run = _job_cases(tmp_path, samples_root)[job]
+    ref = run()
+    with meta_default():
+        got = run()
+    assert got == ref

@@ -93,13 +93,17 @@ def build_model(name: str, in_channels: int, num_classes: int, mean=None, std=No
     """``probe`` (``small_cnn``) or a torchvision architecture name (random init, 3 channels). With ``mean``
     and ``std`` (per channel, of the training images in 0..1) the model standardises its own input, so batch
     ops and saliency still see images in 0..1."""
-    if name == "probe":
-        net = small_cnn(in_channels, num_classes)
-    else:
-        check_model_name(name)
-        import torchvision  # deferred: torchvision
+    # built on the meta device (no global-RNG draws, no memory), then given CPU storage and seeded weights
+    with torch.device("meta"):
+        if name == "probe":
+            net = small_cnn(in_channels, num_classes)
+        else:
+            check_model_name(name)
+            import torchvision  # deferred: torchvision
 
-        net = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+            net = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    net = net.to_empty(device="cpu")
+    init_weights(net, seeding.generator(0, "build-model", 0, name))
     return net if mean is None else nn.Sequential(Standardize(mean, std), net)
 
 
@@ -118,18 +122,23 @@ def check_model_name(name: str) -> None:
 def init_weights(model, gen) -> None:
     """Re-draw every weight from ``gen`` (PyTorch's default schemes), so initialisation is seeded without
     touching the global RNG: conv / linear weights kaiming-uniform(a=sqrt(5)), biases uniform(+-1/sqrt(fan_in)),
-    normalisation layers weight 1 and bias 0."""
+    normalisation layers weight 1 and bias 0; any other parameter (class tokens, position embeddings ...)
+    normal(0, 0.02)."""
+    seen: set[int] = set()
     with torch.no_grad():
         for m in model.modules():
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.ConvTranspose2d,
+                              nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
+                seen.update(id(p) for p in m.parameters(recurse=False))
             if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.ConvTranspose2d)):
                 w = m.weight
-                cpu = torch.empty(w.shape)
+                cpu = torch.empty(w.shape, device="cpu")
                 nn.init.kaiming_uniform_(cpu, a=math.sqrt(5), generator=gen)
                 w.copy_(cpu)
                 if m.bias is not None:
                     fan_in = w[0].numel()
                     bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-                    m.bias.copy_(torch.empty(m.bias.shape).uniform_(-bound, bound, generator=gen))
+                    m.bias.copy_(torch.empty(m.bias.shape, device="cpu").uniform_(-bound, bound, generator=gen))
             elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
                 if getattr(m, "weight", None) is not None:
                     m.weight.fill_(1.0)
@@ -137,6 +146,9 @@ def init_weights(model, gen) -> None:
                     m.bias.zero_()
                 if hasattr(m, "reset_running_stats"):
                     m.reset_running_stats()
+        for p in model.parameters():
+            if id(p) not in seen:
+                p.copy_(torch.empty(p.shape, device="cpu").normal_(0.0, 0.02, generator=gen))
 
 
 __all__ = ["ProbeNet", "small_cnn", "Standardize", "build_model", "check_model_name", "init_weights"]

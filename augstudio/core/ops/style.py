@@ -25,7 +25,6 @@ from augstudio.core.io.images import IMAGE_EXTENSIONS
 from augstudio.core.methods.style.common import stylize_pixels, to_float
 from augstudio.core.methods.style.dispatch import adain_model, fast_model, file_stamp
 from augstudio.core.methods.style.fast import fast_stylize
-from augstudio.core.methods.style.features import resolve_device
 from augstudio.core.methods.style.randomize import RANDOMIZERS, draw_randconv, draw_stats, randomize
 
 from .base import Op
@@ -113,7 +112,7 @@ class Stylize(Op):
         return {"model": None, "alpha": self.alpha}
 
     def apply(self, x, params, kind):
-        dev = resolve_device(None)
+        dev = x.device  # the device of the input, as every op: nothing picks CUDA behind the caller's back
         return stylize_pixels(x, kind, self.max_size, dev, functools.partial(self._run, params=params, dev=dev))
 
     def _run(self, x, params, dev):

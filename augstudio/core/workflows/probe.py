@@ -243,7 +243,7 @@ def train_probe_job(data, device=None, cancel: CancelToken | None = None, reuse:
         xs.append(x)
     del pics
     x_all = torch.stack(xs)
-    y_all = torch.tensor(labels, dtype=torch.long)
+    y_all = torch.tensor(labels, dtype=torch.long, device="cpu")
     g_split = seeding.generator(seed, "probe-split")
     tr, va = _split(labels, val_fraction, g_split)
     if mode == "rgb":

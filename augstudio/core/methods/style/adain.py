@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from augstudio.core.base import seeding
+from augstudio.core.base.device import resolve_device
 from augstudio.core.base.errors import AugstudioError, DatasetError, JobCancelled, ModelError
 from augstudio.core.base.jobs import CancelToken, Progress
 from augstudio.core.io.dataset import is_image_name
@@ -37,7 +38,6 @@ from .features import (
     build_uninitialised,
     init_random_,
     load_vgg19_features,
-    resolve_device,
 )
 
 ENCODER_FILE = "vgg_normalised.pth"
@@ -83,7 +83,7 @@ def _decoder_modules() -> nn.Sequential:
 
 def set_input_normalisation_(conv: nn.Conv2d) -> None:
     """Make the first 1x1 conv compute (x - mean) / std with ImageNet statistics (RGB in 0..1)."""
-    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    mean, std = torch.tensor(IMAGENET_MEAN, device="cpu"), torch.tensor(IMAGENET_STD, device="cpu")
     with torch.no_grad():
         conv.weight.copy_(torch.diag(1.0 / std).view(3, 3, 1, 1))
         conv.bias.copy_(-mean / std)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from augstudio.core.base import seeding
+from augstudio.core.base.device import resolve_device
 from augstudio.core.base.errors import ImageError, ParamError
 from augstudio.core.base.jobs import CancelToken, Progress
 from augstudio.core.io.images import as_picture, read_image
@@ -36,7 +37,6 @@ from augstudio.core.io.images import as_picture, read_image
 from .adain import DECODER_FILE, ENCODER_FILE, adain_job, load_adain
 from .common import StyleResult, stylize_pixels
 from .fast import fast_stylize, load_fast
-from .features import resolve_device
 from .optimize import nst_job, texture_job
 from .randomize import draw_randconv, draw_stats, randomize
 

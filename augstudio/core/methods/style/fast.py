@@ -20,13 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from augstudio.core.base import seeding
+from augstudio.core.base.device import resolve_device
 from augstudio.core.base.errors import JobCancelled, ModelError
 from augstudio.core.base.jobs import CancelToken, Progress
 from augstudio.core.io.images import atomic_write_bytes
 
 from .adain import _Crops, list_images
 from .common import StyleResult, resize, to_float, to_uint8
-from .features import GATYS_STYLE_LAYERS, build_uninitialised, init_random_, make_features, resolve_device
+from .features import GATYS_STYLE_LAYERS, build_uninitialised, init_random_, make_features
 from .losses import fused_style_loss, scaled_gram
 
 FORMAT = "augstudio-fast-style"

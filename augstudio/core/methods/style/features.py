@@ -25,16 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from augstudio.core.base import seeding
+from augstudio.core.base.device import resolve_device
 from augstudio.core.base.errors import ModelError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def resolve_device(device=None) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _vgg19_layer_names() -> dict[str, int]:
@@ -57,7 +52,7 @@ def kaiming_(weight: torch.Tensor, gen: torch.Generator) -> None:
     """He-normal init from an explicit generator (nn.init would use the global RNG)."""
     fan_in = weight.shape[1] * weight.shape[2] * weight.shape[3]
     with torch.no_grad():
-        weight.copy_(torch.randn(weight.shape, generator=gen) * math.sqrt(2.0 / fan_in))
+        weight.copy_(torch.randn(weight.shape, generator=gen, device=gen.device) * math.sqrt(2.0 / fan_in))
 
 
 def imagenet_weights_help() -> tuple[str, str]:
@@ -160,8 +155,8 @@ class VGGFeatures(nn.Module):
             mods = [nn.AvgPool2d(2, 2) if isinstance(m, nn.MaxPool2d) else m for m in mods]
         self.body = nn.Sequential(*mods)
         self._at = {VGG19_LAYERS[n]: n for n in self.layers}
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN, device="cpu").view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD, device="cpu").view(1, 3, 1, 1))
         self.requires_grad_(False)
         self.eval()
 
@@ -193,11 +188,11 @@ class RandomMultiScaleFeatures(nn.Module):
         self._spectra: dict = {}  # (h, w, device, dtype) -> {size: kernel spectrum}; one image size kept
         gen = seeding.generator(seed, stream="random-multiscale-features")
         for s in self.sizes:
-            w = torch.randn(filters, 3, s, s, generator=gen) / math.sqrt(3 * s * s)
+            w = torch.randn(filters, 3, s, s, generator=gen, device=gen.device) / math.sqrt(3 * s * s)
             w = w - w.mean(dim=(1, 2, 3), keepdim=True)
             self.register_buffer(f"w{s}", w)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN, device="cpu").view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD, device="cpu").view(1, 3, 1, 1))
 
     def forward(self, x):
         x = (x - self.mean) / self.std

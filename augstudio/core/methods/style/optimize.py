@@ -19,11 +19,12 @@ import time
 import torch
 
 from augstudio.core.base import seeding
+from augstudio.core.base.device import resolve_device
 from augstudio.core.base.errors import JobCancelled, ParamError
 from augstudio.core.base.jobs import CancelToken, Progress
 
 from .common import StyleResult, resize, to_float, to_uint8
-from .features import GATYS_CONTENT_LAYER, GATYS_STYLE_LAYERS, make_features, resolve_device
+from .features import GATYS_CONTENT_LAYER, GATYS_STYLE_LAYERS, make_features
 from .losses import content_loss, fused_style_loss, style_targets
 
 
@@ -149,7 +150,7 @@ def _run_levels(levels, make_loss, x0, iterations, optimizer, lr, token, preview
 
 def _noise(size, seed, device, like=None):
     gen = seeding.generator(seed, stream="style-noise")
-    n = torch.randn(1, 3, size[0], size[1], generator=gen) * 0.15
+    n = torch.randn(1, 3, size[0], size[1], generator=gen, device=gen.device) * 0.15
     base = 0.5 if like is None else like.mean(dim=(2, 3), keepdim=True).cpu()
     return (base + n).clamp(0, 1).to(device)
 

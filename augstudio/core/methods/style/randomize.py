@@ -58,7 +58,7 @@ def randconv(x: torch.Tensor, k: int, mix: float, seed: int) -> torch.Tensor:
     """``x``: ``N x C x H x W`` float 0..1 -> same, randomly convolved and mixed."""
     c = x.shape[1]
     gen = seeding.generator(seed, stream="randconv")
-    w = torch.randn(c, c, k, k, generator=gen) * (1.0 / (k * k * c)) ** 0.5
+    w = torch.randn(c, c, k, k, generator=gen, device=gen.device) * (1.0 / (k * k * c)) ** 0.5
     w = w.to(x.device, x.dtype)
     y = F.conv2d(F.pad(x, (k // 2,) * 4, mode="reflect") if k > 1 else x, w)
     xm, xs = calc_mean_std(x)
@@ -99,11 +99,11 @@ def random_stats(x: torch.Tensor, seed: int, strength: float = 0.5, levels: int 
     out_bands = []
     for b in bands:
         m, s = calc_mean_std(b)
-        f = torch.exp(torch.randn(n, c, 1, 1, generator=gen) * strength).to(x)
+        f = torch.exp(torch.randn(n, c, 1, 1, generator=gen, device=gen.device) * strength).to(x)
         out_bands.append(adain(b, m, s * f))
     m, s = calc_mean_std(low)
-    shift = (torch.randn(n, c, 1, 1, generator=gen) * 0.25 * strength).to(x)
-    f = torch.exp(torch.randn(n, c, 1, 1, generator=gen) * strength).to(x)
+    shift = (torch.randn(n, c, 1, 1, generator=gen, device=gen.device) * 0.25 * strength).to(x)
+    f = torch.exp(torch.randn(n, c, 1, 1, generator=gen, device=gen.device) * strength).to(x)
     low = adain(low, (m + shift).clamp(0, 1), s * f)
     return collapse(out_bands, low).clamp(0, 1)
 
@@ -116,7 +116,7 @@ def random_feature_stats(model, x: torch.Tensor, seed: int, strength: float = 0.
         fc = model.encode(x)
         m, s = calc_mean_std(fc)
         n, c = m.shape[:2]
-        fm = torch.exp(torch.randn(n, c, 1, 1, generator=gen) * strength).to(x)
-        fs = torch.exp(torch.randn(n, c, 1, 1, generator=gen) * strength).to(x)
+        fm = torch.exp(torch.randn(n, c, 1, 1, generator=gen, device=gen.device) * strength).to(x)
+        fs = torch.exp(torch.randn(n, c, 1, 1, generator=gen, device=gen.device) * strength).to(x)
         out = model.decoder(adain(fc, m * fm, s * fs))
     return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
