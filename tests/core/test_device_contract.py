@@ -206,3 +206,41 @@ def test_jobs_keep_to_their_device(job, tmp_path, samples_root, monkeypatch):
     with meta_default():
         got = run()
     assert got == ref
+
+
+# -- one regression test per bug found by reading (each failed before its fix) ------------------------------
+def test_regression_preprocess_normalises_on_the_batch_device(photos):
+    """models.preprocess made mean/std on the CPU: a batch on the model's GPU failed at ``batch - mean``."""
+    from augstudio.core.io.images import Picture
+    from augstudio.core.models.loading import LoadedModel, preprocess
+    from augstudio.core.models.networks import ProbeNet
+
+    lm = LoadedModel(module=ProbeNet(3, width=4, depth=2, seed=0).eval(), input_size=(24, 24), mean=(0.5,) * 3,
+                     std=(0.25,) * 3, classes=["a", "b", "c"], name="probe")
+    ref = preprocess(photos.float() / 255, lm)
+    with meta_default():
+        got = preprocess(photos.float() / 255, lm)
+        cat = preprocess([Picture(photos[0, :1], "categorical", palette=[0, 0, 0, 255, 0, 0] * 128)], lm)
+    assert torch.equal(got, ref) and cat.device.type == "cpu"
+
+
+def test_regression_stylize_never_picks_cuda_behind_the_callers_back(photos, monkeypatch):
+    """stylize used CUDA whenever it existed, ignoring --device; in a forked DataLoader worker that touched
+    CUDA it failed. Now it runs where its input is: with CUDA 'available' it still never asks for it."""
+    recipe = Recipe.from_dict({"seed": 0, "steps": [{"op": "stylize", "method": "randconv"}]})
+    ref = recipe.apply(photos[0], item="a")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "_lazy_init", lambda: (_ for _ in ()).throw(AssertionError("CUDA touched")))
+    assert torch.equal(recipe.apply(photos[0], item="a"), ref)
+
+
+def test_regression_puzzlemix_takes_a_half_precision_model(photos):
+    """puzzlemix forced float32 inputs: a .half() (or bfloat16) model crashed in its first layer."""
+    from augstudio.core.methods.puzzlemix import saliency
+    from augstudio.core.models.networks import ProbeNet
+
+    x = photos.float() / 255
+    for dtype in (torch.float16, torch.bfloat16):
+        net = ProbeNet(3, width=4, depth=2, seed=0).eval().to(dtype)
+        s = saliency(net, x, torch.tensor([0, 1, 2]))
+        assert s.dtype == torch.float32 and s.shape == (3, 40, 40) and torch.isfinite(s).all()

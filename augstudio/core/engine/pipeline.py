@@ -17,6 +17,7 @@ import torch
 
 from augstudio.core.base import seeding
 from augstudio.core.base.errors import AugstudioError, RecipeError
+from augstudio.core.base.keys import item_key
 from augstudio.core.io.images import Picture
 from augstudio.core.ops.registry import get_op
 from augstudio.core.ops.step import Step, stream_keys
@@ -40,8 +41,10 @@ class Pipeline:
     def sample(self, size: tuple[int, int], seed: int, item, copy: int) -> list[dict]:
         """The records (applied?, params) each step would use for this (seed, item, copy), without pixels.
 
-        The size each step sees follows the chain (a crop changes it for later steps).
+        The size each step sees follows the chain (a crop changes it for later steps). ``item`` is keyed as
+        ``keys.item_key`` spells it (``./a.png`` and ``a.png`` are the same item).
         """
+        item = item_key(item)
         records = []
         for i, (step, op) in enumerate(zip(self.steps, self.ops)):
             if not step.enabled:

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from augstudio.core.base.errors import AugstudioError, RecipeError
+from augstudio.core.base.keys import item_key
 from augstudio.core.io.images import as_picture, atomic_write_bytes, from_picture
 from augstudio.core.ops.step import Step, parse_steps
 
@@ -89,16 +90,18 @@ class Recipe:
 
         return Pipeline(self.steps)
 
-    def apply(self, image, item=0, copy: int = 0, categorical: bool = False, return_params: bool = False):
+    def apply(self, image, item=0, copy: int = 0, categorical: bool = False, return_params: bool = False,
+              root=None):
         """Apply the per-image steps deterministically for (seed, item, copy).
 
         ``image`` is a PIL image, a ``Picture`` or a uint8 ``C x H x W`` tensor; the result is of the same
-        kind. ``item`` is the item's key (its path relative to the dataset root, or an index); export and
-        the GUI use the relative path. With ``return_params=True`` returns ``(result, records)`` where
-        records lists, per step, whether it was applied and with which parameters.
+        kind. ``item`` is the item's key: its path relative to the dataset root (``"cat/001.jpg"``; ``./``,
+        backslashes and an absolute path under ``root`` are normalised to it), or an index; export and the
+        GUI use the relative path. With ``return_params=True`` returns ``(result, records)`` where records
+        lists, per step, whether it was applied and with which parameters.
         """
         pic, tag = as_picture(image, categorical=categorical)
-        out, records = self.pipeline().run(pic, self.seed, item, copy)
+        out, records = self.pipeline().run(pic, self.seed, item_key(item, root), copy)
         result = from_picture(out, tag)
         return (result, records) if return_params else result
 
@@ -149,6 +152,15 @@ class Recipe:
         from .training import BatchTransform  # deferred: torch
 
         return BatchTransform(self, num_classes, model=model, device=device)
+
+    def dataset(self, source, copy: int | None = None, epoch: int = 0, output: str = "tensor"):
+        """A dataset whose item i is this recipe applied to item i, keyed by its relative path and the copy:
+        ``copy=k`` gives ``augstudio export``'s copy k exactly; without it the copy is the epoch
+        (``ds.set_epoch(e)``), fresh draws each epoch. ``source``: a folder, a torchvision ImageFolder, or a
+        dataset with ``item_key(i)``. See ``augstudio.core.engine.training.RecipeDataset``."""
+        from .training import RecipeDataset  # deferred: torch
+
+        return RecipeDataset(self, source, copy=copy, epoch=epoch, output=output)
 
     def jsd_views(self, post=None):
         """``transform=`` giving ``(clean, aug1, aug2)`` for AugMix's Jensen-Shannon consistency loss; see

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import torch
 
 from augstudio.core.base.errors import RecipeError
-from augstudio.core.io.images import as_picture, from_picture
+from augstudio.core.base.keys import item_key
+from augstudio.core.io.dataset import require_images, scan
+from augstudio.core.io.images import as_picture, from_picture, picture_to_pil, read_image
 from augstudio.core.ops.policy import jensen_shannon
 
 from .batch_stage import BatchStage
@@ -38,6 +41,74 @@ class SampleTransform:
         # torch.initial_seed() differs per DataLoader worker and per epoch, and follows torch.manual_seed
         key = f"train:{torch.initial_seed()}:{next(self._counter)}"
         return self.recipe.apply(image, item=key, copy=0)
+
+
+class RecipeDataset(torch.utils.data.Dataset):
+    """Samples keyed by their items, so a ``DataLoader`` with any number of workers (fork or spawn) gives
+    exactly the pixels that the app's preview and ``augstudio export`` give for the same recipe, seed, item
+    and copy, and fresh ones every epoch.
+
+    ``source``: a dataset folder (ImageFolder layout or flat: items keyed by their path relative to it), a
+    torchvision ``ImageFolder`` / ``DatasetFolder`` (its ``samples`` and ``root``; images are decoded as
+    export decodes them, its own transform is not used), or any dataset with ``item_key(i)`` whose items are
+    ``(image, label)``. ``copy=k`` gives export's copy k every time; without it the copy is the epoch
+    (``set_epoch(e)``, as a ``DistributedSampler``), so each epoch draws anew. ``output``: ``"tensor"``
+    (uint8 ``C x H x W``; after ``to_tensor`` steps, what they make) or ``"pil"``. Items are ``(image, label)``.
+    """
+
+    def __init__(self, recipe, source, copy: int | None = None, epoch: int = 0, output: str = "tensor"):
+        if output not in ("tensor", "pil"):
+            raise RecipeError(f"dataset output must be 'tensor' or 'pil', got {output!r}")
+        self.recipe = _recipe(recipe, "RecipeDataset")
+        self.copy = None if copy is None else int(copy)
+        self.epoch = int(epoch)
+        self.output = output
+        self.base = None
+        self.root = None
+        self.samples: list[tuple[str, int]] = []  # (key, label) for folders
+        if isinstance(source, (str, Path)) or hasattr(source, "__fspath__"):
+            ds = require_images(scan(source, check_files=False))
+            self.root = ds.root
+            self.samples = [(it.path, it.label) for it in ds.items]
+            self.classes = list(ds.classes)
+        elif hasattr(source, "samples") and hasattr(source, "root"):  # torchvision DatasetFolder
+            self.root = Path(source.root)
+            self.samples = [(item_key(path, self.root), int(label)) for path, label in source.samples]
+            self.classes = list(getattr(source, "classes", []))
+        elif hasattr(source, "item_key") and hasattr(source, "__getitem__"):
+            self.base = source
+            self.classes = list(getattr(source, "classes", []))
+        else:
+            raise RecipeError("dataset source must be a folder, a torchvision ImageFolder / DatasetFolder, or a "
+                              f"dataset with item_key(i); got {type(source).__name__}")
+        self._pipeline = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_pipeline"] = None  # rebuilt in each worker
+        return state
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base) if self.base is not None else len(self.samples)
+
+    def key(self, i: int):
+        return item_key(self.base.item_key(i)) if self.base is not None else self.samples[i][0]
+
+    def __getitem__(self, i: int):
+        if self._pipeline is None:
+            self._pipeline = self.recipe.pipeline()
+        if self.base is not None:
+            image, label = self.base[i]
+            pic, _ = as_picture(image)
+        else:
+            key, label = self.samples[i]
+            pic = read_image(self.root / key)
+        copy = self.epoch if self.copy is None else self.copy
+        out, _ = self._pipeline.run(pic, self.recipe.seed, self.key(i), copy)
+        return (picture_to_pil(out) if self.output == "pil" else out.pixels), label
 
 
 class BatchTransform:
