@@ -48,8 +48,9 @@ def test_every_op_on_the_device_agrees_with_the_cpu(name, photos):
     values = WEIGHT_FREE.get(name, {})
     container = all_ops()[name].family == "container"
     for trial in range(3):
-        if container:  # nested steps from every family
-            step = {"op": name, "steps": [random_step(rng, 1) for _ in range(2)]}
+        if container:  # nested steps that keep the size (items of one batch must end alike)
+            keep = [n for n, c in all_ops().items() if c.family in ("color", "noise", "erase")]
+            step = {"op": name, "steps": [random_step(rng, 1, names=keep) for _ in range(2)]}
         else:
             step = random_step(rng, names=[name]) if not values else {"op": name, **values}
         step["p"] = 1.0
@@ -88,9 +89,8 @@ def test_style_losses_agree_within_1e_3(photos):
     losses = []
     for dev in ("cpu", DEVICE):
         net = make_features("random", seed=0, device=dev)
-        layers = list(net.layers)
-        targets = style_targets(net(y.to(dev)), layers)
-        losses.append(float(fused_style_loss(net(x.to(dev)), targets, layers)))
+        targets = style_targets(net(y.to(dev)))
+        losses.append(float(fused_style_loss(net(x.to(dev)), targets)))
     assert losses[1] == pytest.approx(losses[0], rel=1e-3)
 
 
