@@ -135,31 +135,46 @@ def test_compute_saliency_on_pictures_any_thread(tmp_path):
         compute_saliency(lm, pics, target=7)
 
 
-@pytest.fixture(scope="module")
-def shapes_probe(tmp_path_factory, samples_root):
+def _probe_for_shapes(samples_root, settings_dir, seed: int):
     import os
 
     from augstudio.core.workflows.probe import load_or_train_probe
 
     torch.set_num_threads(1)
-    d = tmp_path_factory.mktemp("settings")
     old = os.environ.get("AUGSTUDIO_SETTINGS_DIR")
-    os.environ["AUGSTUDIO_SETTINGS_DIR"] = str(d)
+    os.environ["AUGSTUDIO_SETTINGS_DIR"] = str(settings_dir)
     try:
-        lm, res = load_or_train_probe(samples_root / "shapes", **SHAPES_PROBE)
+        return load_or_train_probe(samples_root / "shapes", device="cpu", seed=seed, **SHAPES_PROBE)
     finally:
         if old is None:
             os.environ.pop("AUGSTUDIO_SETTINGS_DIR", None)
         else:
             os.environ["AUGSTUDIO_SETTINGS_DIR"] = old
-    return lm, res, d
 
 
-def test_localisation_on_shapes(shapes_probe, samples_root):
-    """Weakly supervised localisation: box from the probe's saliency vs the true object box."""
+@pytest.fixture(scope="module")
+def probe_settings(tmp_path_factory):
+    return tmp_path_factory.mktemp("settings")
+
+
+@pytest.fixture(scope="module")
+def shapes_probe(samples_root, probe_settings):
+    lm, res = _probe_for_shapes(samples_root, probe_settings, 0)
+    return lm, res, probe_settings
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_localisation_on_shapes(samples_root, probe_settings, seed):
+    """Weakly supervised localisation: box from the probe's saliency vs the true object box.
+
+    The probe is trained, so how good its maps are depends on float rounding (measured: 58-88% of the
+    60 images at IoU >= 0.5, by seed and by CPU kernel set). What holds on any machine, for every seed,
+    is a wide margin: at least 45% of the boxes hit, and at least 25 points more than a box of the same
+    size at the centre of each image (the control: 10-15%). The README's figure, measured out of sample,
+    comes from `make figures`."""
     from augstudio.core.io.dataset import scan
 
-    lm, res, _ = shapes_probe
+    lm, res = _probe_for_shapes(samples_root, probe_settings, seed)
     root = samples_root / "shapes"
     truth = json.loads((root / "boxes.json").read_text())
     ds = scan(root)
@@ -167,16 +182,14 @@ def test_localisation_on_shapes(shapes_probe, samples_root):
     r = compute_saliency(lm, pics, **LOCALISE)
     boxes = [saliency_box(m) for m in r.maps]
     ious = np.array([box_iou(b, truth[it.path]) for b, it in zip(boxes, ds.items)])
-    print(f"probe: {res.line()}; IoU>=0.5 on {np.mean(ious >= 0.5):.0%} of {len(ious)}, "
-          f"mean IoU {ious.mean():.3f}, median {np.median(ious):.3f}")
-    assert len(ious) == 60
-    assert np.mean(ious >= 0.5) >= 0.70
-    # control: a box of the same size at the centre of each image does much worse
     centre = []
     for b, it in zip(boxes, ds.items):
         w, h = b[2] - b[0], b[3] - b[1]
         centre.append(box_iou([64 - w // 2, 64 - h // 2, 64 - w // 2 + w, 64 - h // 2 + h], truth[it.path]))
-    assert np.mean(np.array(centre) >= 0.5) < np.mean(ious >= 0.5) - 0.2
+    hit, control = float(np.mean(ious >= 0.5)), float(np.mean(np.array(centre) >= 0.5))
+    print(f"seed {seed}, probe: {res.line()}; IoU>=0.5 on {hit:.0%} of {len(ious)} (centre boxes {control:.0%})")
+    assert len(ious) == 60
+    assert hit >= 0.45 and hit >= control + 0.25, (hit, control)
 
 
 def test_cli_probe_and_saliency(wafer_folder, samples_root, tmp_path, monkeypatch, capsys, shapes_probe):
