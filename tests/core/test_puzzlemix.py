@@ -45,7 +45,7 @@ def _crops(photos, gen, n, size=32):
 
 def _gco_official(prob, i):
     """GCO called exactly as the official graphcut_multi: int32 costs scaled by 1000 * block_num^2."""
-    gco = pytest.importorskip("gco")
+    import gco  # test-only (gco-wrapper is in the test extras): a missing GCO fails here, never skips
     bn = prob.unary.shape[1]
     large = 1000 * bn ** 2
     labels = gco.cut_grid_graph((large * prob.unary[i].numpy()).astype(np.int32),
@@ -55,15 +55,16 @@ def _gco_official(prob, i):
     return torch.from_numpy(np.asarray(labels).reshape(bn, bn)).long()
 
 
-def test_solver_energy_within_1pct_of_gco_swap_on_240_problems(photos):
+def _energy_gaps(photos, sizes, batches, seed):
+    """Relative energy gaps (ours - GCO) / |GCO| on random PuzzleMix mask problems."""
     torch.set_num_threads(1)
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(seed)
     gaps = []
-    for bn in (2, 4, 8, 16):
-        for _ in range(3):
+    for bn in sizes:
+        for _ in range(batches):
             n = 20
             a, b = _crops(photos, gen, n), _crops(photos, gen, n)
-            # saliency-like maps: sparse peaks, smoothed; one batch with flat (near-constant) saliency
+            # saliency-like maps: sparse peaks, smoothed
             s1 = F.avg_pool2d(torch.rand(n, 1, 32, 32, generator=gen) ** 4, 5, 1, 2)[:, 0]
             s2 = F.avg_pool2d(torch.rand(n, 1, 32, 32, generator=gen) ** 4, 5, 1, 2)[:, 0]
             lam = torch.rand(n, generator=gen)
@@ -73,13 +74,30 @@ def test_solver_energy_within_1pct_of_gco_swap_on_240_problems(photos):
             e_ours = grid_energy(ours, prob.unary, prob.wv, prob.wh, prob.pairwise)
             e_ref = grid_energy(ref, prob.unary, prob.wv, prob.wh, prob.pairwise)
             gaps.append((e_ours - e_ref) / e_ref.abs())
-    gaps = torch.cat(gaps)
-    assert gaps.numel() >= 200
-    within = (gaps <= 0.01).float().mean().item()
-    print(f"\nenergy gap vs gco swap over {gaps.numel()} problems: within 1% on {within:.1%}, "
-          f"median {gaps.median().item():+.2e}, max {gaps.max().item():+.2e}, "
-          f"lower than gco on {(gaps < -1e-6).float().mean().item():.1%}")
-    assert within >= 0.95
+    return torch.cat(gaps)
+
+
+def _summary(gaps) -> str:
+    return (f"{gaps.numel()} problems: within 1% on {(gaps <= 0.01).float().mean().item():.1%}, median "
+            f"{gaps.median().item():+.2e}, max {gaps.max().item():+.2e}, lower than GCO on "
+            f"{(gaps < -1e-6).float().mean().item():.1%}")
+
+
+def test_solver_energy_on_small_grids_is_never_above_gco(photos):
+    """2x2 and 4x4 grids are solved exactly (exhaustive search over rows): never above GCO's swap, which is
+    a local search."""
+    gaps = _energy_gaps(photos, (2, 4), batches=3, seed=1)
+    print(f"\n2x2 and 4x4 vs GCO swap, {_summary(gaps)}")
+    assert gaps.numel() == 120 and gaps.max().item() <= 1e-6
+
+
+def test_solver_energy_on_grids_solved_approximately_is_within_1pct_of_gco(photos):
+    """8x8 and 16x16 grids, where the solver is approximate (as GCO's alpha-beta swap is): reported apart
+    from the small grids, whose exact solutions would flatter the figure."""
+    gaps = _energy_gaps(photos, (8, 16), batches=6, seed=0)
+    print(f"\n8x8 and 16x16 vs GCO swap, {_summary(gaps)}")
+    assert gaps.numel() == 240
+    assert (gaps <= 0.01).float().mean().item() >= 0.95 and gaps.median().item() <= 0.0
 
 
 def test_solver_is_exact_on_tiny_grids():
