@@ -30,8 +30,17 @@ def __getattr__(name):  # heavy, torch-using pieces load on first use
         from augstudio.core.io.softlabels import SoftLabelFolder  # deferred: torch
 
         return SoftLabelFolder
+    if name == "save_model":
+        from augstudio.core.models.exported import save_model  # deferred: torch
+
+        return save_model
+    if name == "load_model":
+        from augstudio.core.models.loading import load_model  # deferred: torch
+
+        return load_model
     raise AttributeError(f"module 'augstudio' has no attribute {name!r}")
 
 
 __all__ = ["load_recipe", "Recipe", "Step", "AugstudioError", "ImageError", "DatasetError", "RecipeError",
-           "ParamError", "JobCancelled", "ModelError", "OutputError", "SoftLabelFolder", "__version__"]
+           "ParamError", "JobCancelled", "ModelError", "OutputError", "SoftLabelFolder", "save_model", "load_model",
+           "__version__"]

@@ -16,6 +16,7 @@ from augstudio.core.base.errors import (
     AugstudioError,
     DatasetError,
     JobCancelled,
+    ModelError,
     OutputError,
     ParamError,
     RecipeError,
@@ -23,7 +24,7 @@ from augstudio.core.base.errors import (
 )
 from augstudio.core.base.version import __version__
 
-BAD_INPUT = (RecipeError, ParamError, DatasetError, OutputError)
+BAD_INPUT = (RecipeError, ParamError, DatasetError, OutputError, ModelError)  # exit code 2
 
 
 def _commands():

@@ -6,8 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-from augstudio.core.base.errors import ImageError, ModelError, OutputError
+from augstudio.core.base.errors import ImageError, OutputError
 from augstudio.core.io.images import Picture, atomic_write_bytes, encode, read_image
+
+from ._models import MODEL_HELP, add_model_args, load_model_arg
 
 ORDER = 40
 
@@ -27,9 +29,8 @@ def add_parser(sub) -> str:
     p.add_argument("--blocks", type=int, choices=(2, 4, 8, 16), default=None,
                    help="PuzzleMix blocks per side (default: 2^k, k uniform in 1..4)")
     p.add_argument("--no-transport", action="store_true", help="PuzzleMix without optimal transport")
-    p.add_argument("--model", default=None, help="classifier for PuzzleMix saliency: torchvision name "
-                                                 "(e.g. resnet18) or checkpoint file; default: image gradient")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    add_model_args(p, model_help="classifier for PuzzleMix saliency (its predicted classes are the labels): "
+                                 + MODEL_HELP + "; default: the image-gradient stand-in", short=False)
     p.add_argument("--out", "-o", required=True, help="output folder (created)")
     return "mix"
 
@@ -52,13 +53,7 @@ def run(args) -> int:
         return 2
     model = None
     if args.model and args.method == "puzzlemix":
-        from augstudio.core.models.loading import load_model  # deferred: torch
-
-        try:
-            model = load_model(args.model, device=args.device)
-        except ModelError as e:
-            print(f"augstudio mix: error: {e}", file=sys.stderr)
-            return 2
+        model = load_model_arg(args)
         xa, xb = xa.to(model.device), xb.to(model.device)
     values = {"alpha": args.alpha}
     if args.method == "puzzlemix":

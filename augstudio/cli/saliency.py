@@ -18,6 +18,8 @@ from augstudio.core.methods.saliency_options import (
     VIEWS,
 )
 
+from ._models import add_model_args, load_model_arg
+
 ORDER = 41
 
 
@@ -28,10 +30,7 @@ def add_parser(sub) -> str:
                                    "for --data is used (trained first when none is saved).")
     p.add_argument("--data", "-d", help="dataset folder (class sub-folders); needed when no --model is given")
     p.add_argument("--image", "-i", nargs="+", required=True, help="image file(s) to explain")
-    p.add_argument("--model", "-m", default=None,
-                   help="torchvision name (resnet18, resnet18:IMAGENET1K_V1) or a checkpoint / TorchScript file")
-    p.add_argument("--arch", default=None, help="architecture of a bare state-dict --model file")
-    p.add_argument("--allow-code", action="store_true", help="allow a TorchScript --model (it runs code)")
+    add_model_args(p)
     p.add_argument("--method", choices=METHODS, default=LOCALISE["method"],
                    help=f"saliency method (default {LOCALISE['method']})")
     p.add_argument("--views", choices=VIEWS, default=LOCALISE["views"],
@@ -48,7 +47,6 @@ def add_parser(sub) -> str:
     p.add_argument("--colormap", choices=COLORMAPS, default="inferno")
     p.add_argument("--opacity", type=float, default=0.5, help="heat-map opacity 0..1 (default 0.5)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
     p.add_argument("--out", "-o", required=True, help="output folder for the overlay PNGs (created)")
     return "saliency"
 
@@ -60,11 +58,7 @@ def run(args) -> int:
     from augstudio.core.models.loading import load_model  # deferred: torch
 
     if args.model:
-        try:
-            lm = load_model(args.model, device=args.device, allow_code=args.allow_code, arch=args.arch)
-        except ModelError as e:
-            print(f"augstudio saliency: error: {e}", file=sys.stderr)
-            return 2
+        lm = load_model_arg(args)
     else:
         if not args.data:
             raise DatasetError("saliency: give --data DIR (to train or reuse the probe classifier) or --model SPEC")

@@ -9,19 +9,18 @@ from augstudio.core.base.errors import RecipeError
 from augstudio.core.base.jobs import run_with_tqdm
 from augstudio.core.io.images import atomic_write_bytes
 
+from ._models import MODEL_HELP
+from ._models import add_model_args as add_shared_model_args
+
 ORDER = 60
 
 
 def add_model_args(p) -> None:
-    p.add_argument("--model", "-m", required=True,
-                   help="checkpoint file (.pt), torchvision name (resnet18), TorchScript file (with --allow-code), "
-                        "or 'probe' (the probe classifier, trained on --probe-data; for tta by default on --data)")
+    add_shared_model_args(p, required=True, model_help=MODEL_HELP + ", or 'probe' (the probe classifier, trained "
+                          "on --probe-data; for tta by default on --data)")
     p.add_argument("--tta", "-t", default="d4",
                    help="TTA recipe file (.yaml/.json) or a preset: identity, mirror, flips, rotations, d4 (default d4)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps or auto (default auto: CUDA, else MPS, else CPU)")
     p.add_argument("--batch-size", type=int, default=64, help="images through the model per forward pass")
-    p.add_argument("--allow-code", action="store_true",
-                   help="allow a TorchScript model file (it runs code stored in the file: trusted files only)")
     p.add_argument("--probe-data", default=None,
                    help="labelled folder to train the probe on with --model probe (tta: default --data; evaluate "
                         "on images the probe did not train on for an honest number)")
@@ -30,7 +29,7 @@ def add_model_args(p) -> None:
 def load_classifier(args, data):
     from augstudio.core.workflows.tta import load_classifier_job  # deferred: torch
 
-    job = load_classifier_job(args.model, data=data, device=args.device, allow_code=args.allow_code)
+    job = load_classifier_job(args.model, data=data, device=args.device, allow_code=args.allow_code, arch=args.arch)
     clf = run_with_tqdm(job, desc="probe" if args.model == "probe" else "model")
     print(f"model: {clf.name} ({len(clf.classes)} classes, {clf.device})")
     return clf

@@ -203,5 +203,5 @@ def test_cli_distill(wafer_model, unlabeled, tmp_path, capsys):
     assert main(["distill", "--model", str(model), "--allow-code", "--unlabeled", str(src), "--out",
                  str(src / "inside")]) == 2
     assert "never writes into the source" in capsys.readouterr().err
-    assert main(["distill", "--model", "probe", "--unlabeled", str(src), "--out", str(tmp_path / "p")]) == 1
+    assert main(["distill", "--model", "probe", "--unlabeled", str(src), "--out", str(tmp_path / "p")]) == 2  # probe without labelled data: a bad argument
     assert "--probe-data" in capsys.readouterr().err

@@ -317,5 +317,5 @@ def test_cli_tta_report_and_json(wafer_model, tmp_path, capsys):
     assert "| **all** | 45 |" in text and "Confusion matrix" in text
     assert main(["tta", "--model", str(model), "--allow-code", "--data", str(root), "--tta", "nope"]) == 2
     assert "neither a TTA preset" in capsys.readouterr().err
-    assert main(["tta", "--model", str(model), "--data", str(root)]) == 1  # TorchScript refused without opt-in
+    assert main(["tta", "--model", str(model), "--data", str(root)]) == 2  # TorchScript refused without opt-in: a bad argument
     assert "allow" in capsys.readouterr().err

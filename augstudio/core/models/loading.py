@@ -31,13 +31,14 @@ so saliency maps line up with the picture.
 from __future__ import annotations
 
 import difflib
+import importlib
+import inspect
 import io
 import json
 import os
 import pickle
 import warnings
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -49,49 +50,17 @@ from augstudio.core.base.errors import ModelError
 from augstudio.core.io.images import Picture, atomic_write_bytes
 from augstudio.core.models.networks import ProbeNet
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .exported import is_exported, load_exported
+from .loaded import IMAGENET_MEAN, IMAGENET_STD, INPUT_MODES, LoadedModel
+
 CHECKPOINT_FORMAT = "augstudio-checkpoint"
 PROBE_ARCH = "augstudio.probe"
-INPUT_MODES = ("rgb", "gray", "onehot")
-
-
-@dataclass
-class LoadedModel:
-    """A classifier ready to use: ``module`` is in eval mode on ``device``."""
-
-    module: torch.nn.Module
-    input_size: tuple[int, int] | None  # (height, width); None = any size
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    classes: list[str] | None
-    name: str
-    input_mode: str = "rgb"
-    num_categories: int = 0  # for input_mode "onehot"
-    source: str = ""  # "torchvision" | "checkpoint" | "torchscript"
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def device(self) -> torch.device:
-        for p in self.module.parameters():
-            return p.device
-        for b in self.module.buffers():
-            return b.device
-        return torch.device("cpu")
-
-    @property
-    def num_classes(self) -> int | None:
-        return len(self.classes) if self.classes else None
-
-    @property
-    def in_channels(self) -> int:
-        return {"rgb": 3, "gray": 1}.get(self.input_mode, self.num_categories)
 
 
 # -- saving ------------------------------------------------------------------------------------------------
-def save_checkpoint(path, module: torch.nn.Module, arch: str, classes=None, input_size=None,
-                    mean=IMAGENET_MEAN, std=IMAGENET_STD, input_mode: str = "rgb", num_categories: int = 0,
-                    arch_kwargs: dict | None = None, extra: dict | None = None) -> Path:
+def save_checkpoint(path, module: torch.nn.Module, arch: str, classes=None, input_size=None, *, mean, std,
+                    input_mode: str = "rgb", num_categories: int = 0, arch_kwargs: dict | None = None,
+                    extra: dict | None = None) -> Path:
     """Write a checkpoint that ``load_model(path)`` reads back with ``weights_only=True``.
 
     ``arch`` is a torchvision architecture name (``"resnet18"``) or ``"augstudio.probe"``; ``arch_kwargs``
@@ -140,10 +109,12 @@ def load_model(spec, num_classes: int | None = None, device=None, allow_code: bo
                              "architecture name such as resnet18)")
         if path.is_dir():
             raise ModelError(f"{path}: is a folder; give the model file inside it (.pt / .pth)")
-        if _is_torchscript(path):
+        if is_exported(path):
+            lm = load_exported(path, dev)
+        elif _is_torchscript(path):
             lm = _load_torchscript(path, allow_code, dev)
         else:
-            lm = _load_checkpoint(path, num_classes, arch, dev)
+            lm = _load_checkpoint(path, num_classes, arch, dev, allow_code)
     else:
         lm = _load_torchvision(str(spec), num_classes, dev, progress)
     lm.module.eval()
@@ -185,9 +156,13 @@ def _load_torchscript(path: Path, allow_code: bool, dev) -> LoadedModel:
             meta = json.loads(extra["augstudio.json"])
         except ValueError:
             meta = {}
+    if meta.get("input_mode", "rgb") != "onehot" and (not meta.get("mean") or not meta.get("std")):
+        raise ModelError(f"{path}: the TorchScript file does not say how its inputs were normalised (no mean and "
+                         "std in its augstudio.json), so it would be fed wrongly; save the model with "
+                         "augstudio.save_model(model, path, classes=..., mean=..., std=...)")
     size = meta.get("input_size")
-    return LoadedModel(module, tuple(size) if size else None, tuple(meta.get("mean", IMAGENET_MEAN)),
-                       tuple(meta.get("std", IMAGENET_STD)), meta.get("classes"), path.name,
+    return LoadedModel(module, tuple(size) if size else None, tuple(meta.get("mean") or (0.0,)),
+                       tuple(meta.get("std") or (1.0,)), meta.get("classes"), path.name,
                        meta.get("input_mode", "rgb"), int(meta.get("num_categories", 0)), "torchscript", meta)
 
 
@@ -218,7 +193,7 @@ def _infer_num_classes(state: dict) -> int | None:
     return int(last.shape[0]) if last is not None else None
 
 
-def _load_checkpoint(path: Path, num_classes, arch, dev) -> LoadedModel:
+def _load_checkpoint(path: Path, num_classes, arch, dev, allow_code: bool = False) -> LoadedModel:
     obj = _torch_load_safe(path)
     meta: dict = {}
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
@@ -246,8 +221,21 @@ def _load_checkpoint(path: Path, num_classes, arch, dev) -> LoadedModel:
             module = ProbeNet(num_classes=n, **kwargs)
         except TypeError as e:
             raise ModelError(f"{path}: probe checkpoint has bad arch_kwargs {kwargs}: {e}") from None
+    elif ":" in arch_name:
+        module = build_user_class(arch_name, n, kwargs, allow_code, where=f"{path}: ")
     else:
         module = _build_torchvision(arch_name, n, kwargs, where=f"{path}: ")
+    mean, std = meta.get("mean"), meta.get("std")
+    if not mean or not std:
+        if ":" in arch_name or arch_name == PROBE_ARCH:
+            raise ModelError(f"{path}: the checkpoint does not say how its inputs were normalised (no mean and "
+                             "std), so it would be fed wrongly; save it with augstudio.save_model(model, path, "
+                             "classes=..., mean=..., std=...)")
+        warnings.warn(f"{path}: the checkpoint does not say how its inputs were normalised; feeding it "
+                      f"ImageNet's mean {IMAGENET_MEAN} and std {IMAGENET_STD}, the torchvision convention for "
+                      f"{arch_name}. If it was trained otherwise, results will be wrong: re-save it with "
+                      "augstudio.save_model(..., mean=..., std=...)", UserWarning, stacklevel=3)
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -258,8 +246,7 @@ def _load_checkpoint(path: Path, num_classes, arch, dev) -> LoadedModel:
     if classes is None and n:
         classes = [str(i) for i in range(n)]
     size = meta.get("input_size")
-    lm = LoadedModel(module.to(dev), tuple(size) if size else None,
-                     tuple(meta.get("mean") or IMAGENET_MEAN), tuple(meta.get("std") or IMAGENET_STD),
+    lm = LoadedModel(module.to(dev), tuple(size) if size else None, tuple(mean), tuple(std),
                      list(classes) if classes else None, f"{arch_name} ({path.name})", input_mode,
                      int(meta.get("num_categories", 0) or 0), "checkpoint", dict(meta.get("extra") or {}))
     lm.meta["path"] = str(path)
@@ -292,6 +279,27 @@ def _build_torchvision(name: str, num_classes, kwargs, where=""):
         return torchvision.models.get_model(name, weights=None, **kw)
     except (TypeError, ValueError) as e:
         raise ModelError(f"{where}cannot build {name!r} with {kw}: {e}") from None
+
+
+def build_user_class(spec: str, num_classes, kwargs: dict, allow_code: bool, where: str = ""):
+    """``package.module:Class`` -> an instance (``num_classes=`` when its constructor takes it). Importing it
+    runs that module's code, so only with ``allow_code``."""
+    if not allow_code:
+        raise ModelError(f"{where}architecture {spec!r} is your own class: building it imports and runs "
+                         "module code, so allow it (allow_code=True, or --allow-code on the command line)")
+    module_name, _, cls_name = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError) as e:
+        raise ModelError(f"{where}cannot import {spec!r} ({type(e).__name__}: {e}); the module must be importable "
+                         "(installed, or on PYTHONPATH)") from None
+    kw = dict(kwargs)
+    if num_classes and "num_classes" in inspect.signature(cls).parameters:
+        kw.setdefault("num_classes", int(num_classes))
+    try:
+        return cls(**kw)
+    except TypeError as e:
+        raise ModelError(f"{where}cannot build {spec} with {kw}: {e}") from None
 
 
 def weights_cache_file(weights) -> Path:

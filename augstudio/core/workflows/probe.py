@@ -299,8 +299,8 @@ def train_probe_job(data, device=None, cancel: CancelToken | None = None, reuse:
              "n_train": len(tr), "n_val": len(va), "dataset": str(Path(ds.root).resolve()), "seed": seed,
              "size": size}
     try:
-        save_checkpoint(path, model, PROBE_ARCH, ds.classes, (size, size), mean_t, std_t, mode, k,
-                        arch_kwargs=net_kw, extra=extra)
+        save_checkpoint(path, model, PROBE_ARCH, ds.classes, (size, size), mean=mean_t, std=std_t, input_mode=mode,
+                        num_categories=k, arch_kwargs=net_kw, extra=extra)
     except OSError as e:
         raise ModelError(f"{path}: cannot save the probe ({e.strerror or e}); set AUGSTUDIO_SETTINGS_DIR to a "
                          "writable folder") from None

@@ -73,15 +73,15 @@ class Classifier:
 
 
 def classifier_from_spec(spec: str, data=None, device=None, allow_code: bool = False, on_progress=None,
-                         cancel: CancelToken | None = None) -> Classifier:
+                         cancel: CancelToken | None = None, arch: str | None = None) -> Classifier:
     """Load ``spec`` (a checkpoint / TorchScript file / torchvision name, or ``probe``) through
     ``augstudio.core.models.loading``. ``probe`` trains (or reuses the saved) probe classifier on the labelled
     folder ``data``."""
-    return run_job(load_classifier_job(spec, data, device, allow_code, cancel), on_progress)
+    return run_job(load_classifier_job(spec, data, device, allow_code, cancel, arch), on_progress)
 
 
 def load_classifier_job(spec: str, data=None, device=None, allow_code: bool = False,
-                        cancel: CancelToken | None = None):
+                        cancel: CancelToken | None = None, arch: str | None = None):
     """Job form of ``classifier_from_spec`` (probe training yields its progress)."""
 
     device = str(resolve_device(device))
@@ -97,7 +97,7 @@ def load_classifier_job(spec: str, data=None, device=None, allow_code: bool = Fa
         lm.name = f"probe ({Path(str(data)).name}, validation accuracy {res.val_accuracy:.1%})"
     else:
         yield Progress(0, 1, f"loading {spec}")
-        lm = models.load_model(spec, device=device, allow_code=allow_code)
+        lm = models.load_model(spec, device=device, allow_code=allow_code, arch=arch)
         yield Progress(1, 1, f"loaded {spec}")
     return classifier_from_loaded(lm, device)
 
