@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -56,7 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     try:
-        return int(runners[args.command](args) or 0)
+        rc = int(runners[args.command](args) or 0)
+        sys.stdout.flush()
+        return rc
+    except BrokenPipeError:  # the reader went away (`augstudio ops | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except WriteError as e:  # the arguments were fine; writing failed part-way (disk full, I/O)
         print(f"augstudio {args.command}: error: {e}", file=sys.stderr)
         return 1

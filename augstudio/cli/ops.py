@@ -1,6 +1,9 @@
-"""augstudio ops [NAME]: list the ops and their parameters (from their declarations)."""
+"""augstudio ops [NAME]: list the ops and their parameters (from their declarations, via the shipped
+catalogue: no torch, so it answers at once)."""
 
 from __future__ import annotations
+
+from augstudio.core.ops import catalogue
 
 ORDER = 90
 
@@ -13,10 +16,6 @@ def add_parser(sub) -> str:
 
 
 def run(args) -> int:
-    from augstudio.core.workflows.docs import op_help, ops_table_markdown  # deferred: torch
-
-    if args.markdown:
-        print(ops_table_markdown())
-    else:
-        print(op_help(args.name))
+    entries = catalogue.load()
+    print(catalogue.table_markdown(entries) if args.markdown else catalogue.help_text(entries, args.name))
     return 0

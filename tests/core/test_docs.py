@@ -28,3 +28,47 @@ def test_readme_ops_table_is_current():
     end = readme.index("<!-- ops-table:end -->")
     assert readme[start:end].strip().split("\n", 1)[1].strip() == ops_table_markdown().strip(), (
         "README ops table is stale: run `python -m augstudio.core.workflows.docs --update-readme`")
+
+
+def test_shipped_catalogue_equals_the_declarations():
+    """`augstudio ops` reads the shipped catalogue (no torch); it must say what the declarations say."""
+    from augstudio.core.ops import catalogue
+
+    assert catalogue.load() == catalogue.build(), (
+        "the ops catalogue is stale: run `python -m augstudio.core.workflows.docs --update-readme`")
+
+
+def test_ops_suggests_the_closest_op_of_either_kind(capsys):
+    assert main(["ops", "rotat"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown op 'rotat'" in err and "Closest: rotate" in err and "batch op" not in err
+    assert main(["ops", "mixup"]) == 0
+    assert "batch op (under 'batch:')" in capsys.readouterr().out
+
+
+def test_cli_starts_without_torch():
+    """`augstudio --version`, `augstudio ops` and every command's --help answer without importing torch
+    (it takes seconds to import): the start-up stays under a second."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom augstudio.cli import main, build_parser\n_, runners = build_parser()\n"
+            "for argv in [['--version'], ['ops'], ['ops', 'rotate'], ['--help']] + "
+            "[[c, '--help'] for c in runners]:\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO TORCH', file=sys.stderr)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.stderr.strip().splitlines()[-1] == "NO TORCH", res.stderr[-2000:]
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`augstudio ops --markdown | head -c 5`: no BrokenPipeError traceback, exit 0."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "augstudio", "ops", "--markdown"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.read(5)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 0 and "Traceback" not in err, err

@@ -131,3 +131,20 @@ def test_slider_ranges_are_typical_spans_inside_the_legal_range():
                 lo = -float("inf") if p.low is None else p.low
                 hi = float("inf") if p.high is None else p.high
                 assert lo <= r[0] < r[1] <= hi, (name, p.name, r)
+
+
+def test_an_unknown_top_level_key_warns_with_the_closest_key_and_strict_refuses():
+    """`step:` instead of `steps:` used to load as an empty recipe: training ran without augmentation."""
+    from augstudio.core.engine.recipe import RecipeWarning
+
+    with pytest.warns(RecipeWarning, match="unknown top-level key 'step'; did you mean 'steps'"):
+        r = load_recipe({"step": [{"op": "hflip"}]})
+    assert r.steps == []
+    with pytest.raises(RecipeError, match="did you mean 'steps'"):
+        load_recipe({"step": [{"op": "hflip"}]}, strict=True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # metadata keys and x- keys are fine
+        load_recipe({"steps": [], "name": "a", "description": "b", "x-team": 1, "augstudio_version": "0.1"},
+                    strict=True)

@@ -13,7 +13,9 @@ File format (YAML or JSON; other top-level keys are kept as they are)::
 from __future__ import annotations
 
 import copy as _copy
+import difflib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,28 @@ from augstudio.core.io.images import as_picture, atomic_write_bytes, from_pictur
 from augstudio.core.ops.step import Step, parse_steps
 
 SCHEMA_VERSION = 1
+KEYS = ("augstudio_recipe", "seed", "steps", "batch")
+# top-level keys that describe a recipe without changing what it does (kept as they are, no warning)
+METADATA_KEYS = ("augstudio_version", "name", "description", "notes", "author", "tags")
+
+
+class RecipeWarning(UserWarning):
+    """Something in a recipe that is probably a mistake but does not stop it (an unknown top-level key)."""
+
+
+def check_top_level_keys(data: dict, where: str = "", strict: bool = False) -> None:
+    """An unknown top-level key is kept as metadata and does nothing, so a typo (``step:``) would silently
+    give a recipe without augmentation: warn with the closest known key, or refuse when ``strict``."""
+    for key in data:
+        if key in KEYS or key in METADATA_KEYS or str(key).startswith(("x-", "x_")):
+            continue
+        close = difflib.get_close_matches(str(key), KEYS, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        text = (f"{where}unknown top-level key {key!r}{hint} It would be kept as metadata and do nothing. Known "
+                f"keys: {', '.join(KEYS)}; for your own notes use {', '.join(METADATA_KEYS[1:])} or an x- prefix")
+        if strict:
+            raise RecipeError(text)
+        warnings.warn(text, RecipeWarning, stacklevel=4)
 @dataclass
 class Recipe:
     steps: list[Step] = field(default_factory=list)
@@ -36,12 +60,14 @@ class Recipe:
 
     # -- construction / serialisation --------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: Any, source: str | None = None) -> Recipe:
+    def from_dict(cls, data: Any, source: str | None = None, strict: bool = False) -> Recipe:
+        """``strict``: refuse unknown top-level keys instead of warning about them."""
         where = f"{source}: " if source else ""
         if not isinstance(data, dict):
             raise RecipeError(f"{where}a recipe must be a mapping with 'steps:' (and optionally 'seed:', "
                               f"'batch:'), got {type(data).__name__}")
         check_plain_data(data, where)
+        check_top_level_keys(data, where, strict)
         version = data.get("augstudio_recipe", SCHEMA_VERSION)
         if isinstance(version, bool) or not isinstance(version, int):
             raise RecipeError(f"{where}'augstudio_recipe' must be the schema version number {SCHEMA_VERSION}, got {version!r}")
@@ -55,7 +81,7 @@ class Recipe:
             raise RecipeError(f"{where}'seed' must be a whole number 0 .. 2^63-1, got {seed!r}")
         steps = parse_steps(data.get("steps", []), where, batch=False)
         batch = parse_steps(data.get("batch", []), where, batch=True)
-        extra = {k: _copy.deepcopy(v) for k, v in data.items() if k not in ("augstudio_recipe", "seed", "steps", "batch")}
+        extra = {k: _copy.deepcopy(v) for k, v in data.items() if k not in KEYS}
         return cls(steps, batch, seed, extra, source)
 
     def to_dict(self) -> dict:
@@ -77,7 +103,9 @@ class Recipe:
         atomic_write_bytes(path, self.dumps(fmt).encode("utf-8"))
 
     def copy(self) -> Recipe:
-        return Recipe.from_dict(self.to_dict(), self.source)
+        with warnings.catch_warnings():  # said when the recipe was loaded; a copy keeps its metadata quietly
+            warnings.simplefilter("ignore", RecipeWarning)
+            return Recipe.from_dict(self.to_dict(), self.source)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Recipe) and self.to_dict() == other.to_dict()
@@ -253,22 +281,26 @@ def parse_text(text: str, source: str = "<text>", fmt: str | None = None) -> Any
         raise RecipeError(f"{source}: cannot parse as YAML: {type(e).__name__}: {e}") from None
 
 
-def loads(text: str, source: str = "<text>", fmt: str | None = None) -> Recipe:
+def loads(text: str, source: str = "<text>", fmt: str | None = None, strict: bool = False) -> Recipe:
     """A recipe from YAML or JSON text. Raises RecipeError, and nothing else, whatever the text."""
     data = parse_text(text, source, fmt)
-    return _guarded(lambda: Recipe.from_dict(data, source), source)
+    return _guarded(lambda: Recipe.from_dict(data, source, strict), source)
 
 
-def load_recipe(source) -> Recipe:
-    """Load and validate a recipe from a path (YAML/JSON), a dict, or a Recipe. Raises RecipeError."""
+def load_recipe(source, strict: bool = False) -> Recipe:
+    """Load and validate a recipe from a path (YAML/JSON), a dict, or a Recipe. Raises RecipeError.
+    ``strict``: an unknown top-level key is an error (``augstudio export`` loads recipes strictly), not a
+    warning."""
     if isinstance(source, Recipe):
+        if strict:
+            check_top_level_keys(source.extra, f"{source.source}: " if source.source else "", strict=True)
         return source.copy()
     if isinstance(source, dict):
-        return _guarded(lambda: Recipe.from_dict(source), "<dict>")
+        return _guarded(lambda: Recipe.from_dict(source, strict=strict), "<dict>")
     if not isinstance(source, (str, Path)):
         raise RecipeError(f"a recipe is a file path, a dict or a Recipe, got {type(source).__name__}")
     path = Path(source)
-    return loads(_read_text(path), str(path))
+    return loads(_read_text(path), str(path), strict=strict)
 
 
 def _guarded(make, source: str) -> Recipe:
