@@ -85,7 +85,7 @@ def test_thumbnail_matches_pillow_and_keeps_wafer_categories(samples_root, astro
     assert {tuple(c) for c in got.reshape(-1, 3)} <= colors
 
 
-def test_pixmap_cache_is_bounded():
+def test_pixmap_cache_is_bounded(qapp):  # a QPixmap needs the application
     from PySide6.QtGui import QPixmap
 
     cache = PixmapCache(budget_bytes=10 * 96 * 96 * 4)

@@ -189,6 +189,7 @@ def test_close_while_a_job_runs_exits_cleanly(make_window, qtbot, photo_folder, 
                       copies=50)
     qtbot.waitUntil(lambda: h1.last is not None, timeout=5000)
     win.close()
+    assert win.quit_asked == [["slow", h2.title]]  # the user was asked, and said yes
     assert win.ctx.pool.activeThreadCount() == 0  # shutdown waited for the workers
     assert h1.token.cancelled and h2.token.cancelled
     qtbot.waitUntil(lambda: not h1.is_running() and not h2.is_running(), timeout=2000)

@@ -188,7 +188,11 @@ def _placeholder(size: int, color: QColor) -> QPixmap:
 
 
 class ThumbnailModel(QAbstractListModel):
-    """Items of the open dataset (optionally filtered by class) with lazily loaded thumbnails."""
+    """Items of the open dataset (optionally filtered by class) with lazily loaded thumbnails. ``bad`` holds
+    every file known to be unreadable (found by the scan, or when its thumbnail failed to decode);
+    ``bad_count_changed`` reports how many of the dataset's items that is."""
+
+    bad_count_changed = Signal(int)
 
     def __init__(self, loader: ThumbnailLoader, cache: PixmapCache, parent=None):
         super().__init__(parent)
@@ -197,6 +201,7 @@ class ThumbnailModel(QAbstractListModel):
         self.dataset: Dataset | None = None
         self.items: list[Item] = []
         self.bad: dict[str, str] = {}
+        self._items_all: set[str] = set()
         self.class_filter: str | None = None
         self._row_of: dict[str, int] = {}
         self._placeholder = _placeholder(THUMB, QColor(58, 60, 66))
@@ -209,9 +214,15 @@ class ThumbnailModel(QAbstractListModel):
         self.cache.clear()
         self.dataset = ds
         self.bad = {p.path: p.reason for p in ds.problems} if ds else {}
+        self._items_all = {it.path for it in ds.items} if ds else set()
         self.class_filter = None
         self._refilter()
         self.endResetModel()
+        self.bad_count_changed.emit(self.bad_count())
+
+    def bad_count(self) -> int:
+        """How many of the dataset's files are known to be unreadable (a thumbnail failing adds one)."""
+        return sum(1 for p in self.bad if p in self._items_all) if self.dataset is not None else 0
 
     def set_class_filter(self, name: str | None) -> None:
         self.beginResetModel()
@@ -270,7 +281,10 @@ class ThumbnailModel(QAbstractListModel):
     def _on_loaded(self, rel: str, img, err: str) -> None:
         row = self._row_of.get(rel)
         if img is None:
+            new = rel not in self.bad
             self.bad[rel] = err or "cannot be decoded"
+            if new:
+                self.bad_count_changed.emit(self.bad_count())
         else:
             self.cache.put(rel, QPixmap.fromImage(img))
         if row is not None:
@@ -316,9 +330,11 @@ class ClassSidebar(QListWidget):
 
 
 class BrowserWidget(QWidget):
-    """Class sidebar + thumbnail grid; the current thumbnail becomes the context's current item."""
+    """Class sidebar + thumbnail grid; the current thumbnail becomes the context's current item. The header
+    counts the unreadable files as the grid finds them (``bad_count_changed``)."""
 
     first_thumbnails = Signal()
+    bad_count_changed = Signal(int)
 
     def __init__(self, ctx, parent=None, cache_mb: int = 48):
         super().__init__(parent)
@@ -348,15 +364,15 @@ class BrowserWidget(QWidget):
         f.setBold(True)
         self.header.setFont(f)
 
-        self.sidebar.setMinimumWidth(110)
-        self.view.setMinimumWidth(2 * (THUMB + 16) + 20)
+        self.sidebar.setMinimumWidth(80)
+        self.view.setMinimumWidth(THUMB + 16 + 24)  # one column and the scroll bar
         split = QSplitter(Qt.Orientation.Horizontal)
         split.setChildrenCollapsible(False)
         split.addWidget(self.sidebar)
         split.addWidget(self.view)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
-        split.setSizes([150, 450])
+        split.setSizes([110, 450])
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         top = QHBoxLayout()
@@ -366,6 +382,7 @@ class BrowserWidget(QWidget):
         lay.addWidget(split, 1)
         self.sidebar.class_selected.connect(self.set_class_filter)
         self.model.loader.loaded.connect(self._first_loaded)
+        self.model.bad_count_changed.connect(self._bad_changed)
         self._got_first = False
         ctx.dataset_changed.connect(self._on_dataset)
 
@@ -373,15 +390,28 @@ class BrowserWidget(QWidget):
         self._got_first = False
         self.model.set_dataset(ds)
         self.sidebar.set_dataset(ds)
-        if ds is None:
-            self.header.setText("No dataset")
-        else:
-            paths = {it.path for it in ds.items}
-            bad = sum(1 for p in ds.problems if p.path in paths)
-            warn = f" · ⚠ {bad} bad" if bad else ""
-            self.header.setText(f"{ds.root.name}  ·  {len(ds)} images  ·  {len(ds.classes)} classes{warn}")
+        self._update_header()
         if ds is not None and len(ds):
             self.view.setCurrentIndex(self.model.index(0))
+
+    def _bad_changed(self, n: int) -> None:
+        self._update_header()
+        self.bad_count_changed.emit(n)
+
+    def _update_header(self) -> None:
+        ds = self.model.dataset
+        if ds is None:
+            self.header.setText("No dataset")
+            self.header.setToolTip("")
+            return
+        if not len(ds):
+            self.header.setText(f"{ds.root.name}  ·  no images")
+            self.header.setToolTip(f"{ds.root}: no image files found (png, jpg, bmp, tif, webp …)")
+            return
+        bad = self.model.bad_count()
+        warn = f"  ·  ⚠ {bad} unreadable" if bad else ""
+        self.header.setText(f"{ds.root.name}  ·  {len(ds)} images  ·  {len(ds.classes)} classes{warn}")
+        self.header.setToolTip(str(ds.root))
 
     def _first_loaded(self, *_):
         if not self._got_first:

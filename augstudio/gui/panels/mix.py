@@ -7,6 +7,10 @@ The parameter form is made from the batch op's own ``Param`` declarations (the c
 factory). PuzzleMix's optional saliency model comes from the shared model-loading job (``ctx.models``).
 Mixing (core ``engine.mixing.mix_pair``) runs on a latest-wins runner listed in the Jobs panel: a newer
 request cancels an older one, whose result is dropped. QImages are built in the worker, QPixmaps here.
+
+Image B keeps its aspect ratio: it is scaled to cover A's size and its centre is cut out (what a
+``random_resized_crop`` to a fixed size does in training), never stretched. The views share the room
+they get (``TileGrid``); the controls scroll when the window is short.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -36,27 +43,43 @@ from augstudio.core.ops.registry import get_batch_op
 from augstudio.gui.qt.images import to_qimage
 from augstudio.gui.qt.models import ModelRequest
 from augstudio.gui.qt.workers import error_message
-from augstudio.gui.widgets.image_view import ImageLabel
+from augstudio.gui.widgets.image_view import TileGrid
 from augstudio.gui.widgets.params import ParamForm
 
 METHODS = ("puzzlemix", "mixup", "cutmix")
 VIEWS = (("a", "Image A"), ("b", "Image B"), ("sal_a", "Saliency A"), ("sal_b", "Saliency B"),
          ("mask", "Mask (A shows)"), ("transported_a", "Transported A"), ("transported_b", "Transported B"),
          ("mixed", "Mixed"))
-SHOW = 150
+CONTROLS_WIDTH = 310
+
+
+def fit_cover(x, size):
+    """``x`` (float C x H x W) scaled to cover ``size`` (h, w) with its aspect ratio kept, then its centre
+    cut to exactly ``size``."""
+    h, w = size
+    xh, xw = x.shape[-2:]
+    if (xh, xw) == (h, w):
+        return x
+    scale = max(h / xh, w / xw)
+    nh, nw = max(h, round(xh * scale)), max(w, round(xw * scale))
+    y = torch.nn.functional.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False,
+                                        antialias=True)[0]
+    top, left = (nh - h) // 2, (nw - w) // 2
+    return y[:, top:top + h, left:left + w].contiguous()
 
 
 def mix_images(path_a: Path, path_b: Path, cfg: dict, model, token) -> dict:
-    """The work of one request (on a pool thread): both images mixed, with QImages of every view."""
+    """The work of one request (on a pool thread): both images mixed, with QImages of every view. B is
+    fitted to A's size keeping its aspect ratio (``fit_cover``)."""
     xa = mixable(read_image(path_a))
     xb = mixable(read_image(path_b))
+    reshaped = xb.shape[-2:] != xa.shape[-2:]
+    xb = fit_cover(xb, tuple(xa.shape[-2:]))
     if model is not None:
         xa, xb = xa.to(model.device), xb.to(model.device)
     token.check("mix")
     res = mix_pair(xa, xb, cfg["method"], lam=cfg["lam"], seed=cfg["seed"], model=model, **cfg["values"])
-    if xb.shape[-2:] != xa.shape[-2:]:
-        xb = torch.nn.functional.interpolate(xb[None], size=xa.shape[-2:], mode="bilinear", align_corners=False,
-                                             antialias=True)[0]
+    res["params"]["b_fitted"] = bool(reshaped)
     images = {"a": to_qimage(xa), "b": to_qimage(xb), "mask": to_qimage(res["mask"]),
               "mixed": to_qimage(res["mixed"])}
     if "sal_a" in res:
@@ -79,14 +102,17 @@ class MixPanel(QWidget):
         self._wanted: dict | None = None  # the settings of the newest request (its model may still be loading)
 
         # -- the pair ------------------------------------------------------------------------------------
-        self.a_btn = QPushButton("A = shown image")
-        self.b_btn = QPushButton("B = shown image")
+        self.a_btn = QPushButton("A = shown")
+        self.a_btn.setToolTip("image A: the image shown in the browser")
+        self.b_btn = QPushButton("B = shown")
+        self.b_btn.setToolTip("image B: the image shown in the browser (fitted to A's size, aspect kept)")
         self.random_btn = QPushButton("Random pair")
         self.pair_label = QLabel("pick two images")
         self.pair_label.setWordWrap(True)
-        prow = QHBoxLayout()
-        for w in (self.a_btn, self.b_btn, self.random_btn):
-            prow.addWidget(w)
+        prow = QGridLayout()
+        prow.addWidget(self.a_btn, 0, 0)
+        prow.addWidget(self.b_btn, 0, 1)
+        prow.addWidget(self.random_btn, 1, 0, 1, 2)
 
         # -- method, lambda and the op's parameters -----------------------------------------------------
         self.method = QComboBox()
@@ -118,31 +144,28 @@ class MixPanel(QWidget):
         self.controls.addWidget(self.form)
         self.controls.addLayout(brow)
         self.controls.addStretch(1)
+        scroll = QScrollArea()  # PuzzleMix has ten parameters: on a short screen they scroll
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(controls)
+        scroll.setFixedWidth(CONTROLS_WIDTH)
+        controls.setMaximumWidth(CONTROLS_WIDTH - 14)
 
         # -- the pictures ---------------------------------------------------------------------------------
-        grid = QGridLayout()
-        self.view_labels: dict[str, ImageLabel] = {}
-        for i, (key, title) in enumerate(VIEWS):
-            box = QVBoxLayout()
-            pic = ImageLabel()
-            pic.setFixedSize(SHOW, SHOW)
-            pic.setStyleSheet("background: #222;")
-            box.addWidget(pic)
-            cap = QLabel(title)
-            cap.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            box.addWidget(cap)
-            grid.addLayout(box, i // 4, i % 4)
-            self.view_labels[key] = pic
+        self.tiles = TileGrid(list(VIEWS))
+        self.view_labels = self.tiles.views
         self.weights_label = QLabel("—")
         self.weights_label.setWordWrap(True)
+        self.weights_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.weights_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         pics = QGroupBox("Result")
         pl = QVBoxLayout(pics)
-        pl.addLayout(grid)
+        pl.addWidget(self.tiles, 1)
         pl.addWidget(self.weights_label)
 
         layout = QHBoxLayout(self)
-        layout.addWidget(controls)
+        layout.addWidget(scroll)
         layout.addWidget(pics, 1)
 
         self.a_btn.clicked.connect(lambda: self._take_shown("a"))
@@ -259,6 +282,7 @@ class MixPanel(QWidget):
             extra = f"; {p['block_num']} x {p['block_num']} blocks"
         if "box" in p:
             extra = f"; box rows {p['box'][0]}..{p['box'][1]}, cols {p['box'][2]}..{p['box'][3]}"
+        fitted = "; B scaled and centre-cropped to A's size" if p.get("b_fitted") else ""
         self.weights_label.setText(
             f"label = {wa:.3f} × {self._name(self.path_a)} + {wb:.3f} × {self._name(self.path_b)} "
-            f"(lambda {p['lam']:.3f}{extra}; seed {result['settings']['seed']})")
+            f"(lambda {p['lam']:.3f}{extra}; seed {result['settings']['seed']}{fitted})")

@@ -1,9 +1,13 @@
-"""Live preview: the original and the augmented image side by side (synchronised zoom/pan), or a grid of
-N samples of the chain for the same image with their copy indices, plus the parameters each step drew.
+"""Live preview: the original and the augmented image side by side (synchronised zoom/pan), a grid of N
+samples of the chain for the same image with their copy indices, or the steps (the image after each step),
+plus the parameters each step drew (for every copy of the grid).
 
 Rendering runs off the GUI thread through the context's latest-wins runner and is debounced: while a
 slider moves only the newest request is rendered. Everything augmentation-related goes through the core
-(``Recipe.pipeline().run``); this module only converts pictures for display.
+(``Recipe.pipeline().run`` / ``replay``); this module only converts pictures for display. A message (no
+image selected, a file that cannot be read, an empty folder) replaces the pictures, so nothing stale
+stays on screen. Fit / 1:1 zoom, and the pixel under the cursor is read out in the tool bar; a click on a
+grid cell shows that copy large, with its parameters.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QStackedWidget,
@@ -34,6 +39,10 @@ from augstudio.core.io.images import read_image
 from augstudio.gui.qt.images import display_array
 from augstudio.gui.qt.workers import error_message
 from augstudio.gui.widgets.image_view import ImagePane
+
+SINGLE, GRID, STEPS = "single", "grid", "steps"
+PAGES = {SINGLE: 0, GRID: 1, STEPS: 2}
+MESSAGE_PAGE = 3
 
 
 class PictureCache:
@@ -71,14 +80,46 @@ def render(pic, recipe, item_key, copies, token=None) -> dict:
             "ms": (time.perf_counter() - t0) * 1000.0}
 
 
+def render_steps(pic, recipe, item_key, copy, token=None) -> dict:
+    """``render`` for one copy, plus the picture after each step: the steps replayed one by one from the
+    copy's records (``Pipeline.replay(..., fuse=False)``), so each frame shows what that step did. The last
+    frame can differ by a grey level from the fused result, which resamples consecutive geometric steps
+    once."""
+    res = render(pic, recipe, item_key, [copy], token)
+    records = res["outputs"][0][2]
+    pipe_cls = type(recipe.pipeline())
+    frames = [(None, res["original"], pic.size)]
+    cur = pic
+    for step, rec in zip(recipe.steps, records):
+        if token is not None:
+            token.check()
+        if rec["applied"]:
+            cur = pipe_cls([step]).replay(cur, [rec], fuse=False)
+        frames.append((rec, display_array(cur), cur.size))
+    res["frames"] = frames
+    return res
+
+
+def fmt_size(size) -> str:
+    """A picture's (height, width) as the user reads it, unambiguously: W 128 × H 96."""
+    h, w = size
+    return f"W {w} × H {h}"
+
+
 def _records_text(params) -> str:
     if params is None:
         return ""
     return json.dumps(params, separators=(", ", ": "), default=str)
 
 
+def _short(params, limit: int = 60) -> str:
+    text = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in (params or {}).items()
+                     if not isinstance(v, (list, dict)))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class PreviewWidget(QWidget):
-    rendered = Signal(dict)  # {"ms", "size", "display_ms"}
+    rendered = Signal(dict)  # {"ms", "size", "display_ms", "total_ms"}
 
     DEBOUNCE_MS = 15
 
@@ -87,48 +128,69 @@ class PreviewWidget(QWidget):
         self.ctx = ctx
         self.pictures = PictureCache()
         self.copy = 0
-        self.grid_mode = False
+        self.mode = SINGLE
         self.last_result: dict | None = None
         self.renders = 0
         self._fitted_size = None
+        self._grid_copy: int | None = None  # the grid's first copy while one of its cells is shown large
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
 
         self.single = ImagePane()
         self.single.set_layout(["original", "augmented"], cols=2)
         self.grid = ImagePane()
-        self.stack = QStackedWidget()
-        self.stack.addWidget(self.single)
-        self.stack.addWidget(self.grid)
+        self.steps = ImagePane()
         self.message = QLabel("Loading the augmentation engine (torch)…")
         self.message.setObjectName("previewMessage")
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.stack = QStackedWidget()
+        for w in (self.single, self.grid, self.steps, self.message):
+            self.stack.addWidget(w)
+        self.stack.setCurrentIndex(MESSAGE_PAGE)
 
         self.mode_btn = QToolButton()
         self.mode_btn.setText("Grid")
         self.mode_btn.setCheckable(True)
-        self.mode_btn.setToolTip("show N samples of the chain for this image (G)")
+        self.mode_btn.setToolTip("N samples of the chain for this image (G); click a cell to see it large")
         self.n_spin = QSpinBox()
         self.n_spin.setRange(2, 36)
         self.n_spin.setValue(8)
         self.n_spin.setPrefix("N = ")
+        self.steps_btn = QToolButton()
+        self.steps_btn.setText("Steps")
+        self.steps_btn.setCheckable(True)
+        self.steps_btn.setToolTip("the image after each step of the chain, for this copy (S)")
         self.reroll_btn = QPushButton("Reroll (R)")
+        self.reroll_btn.setToolTip("the next copy index: new random draws (R, or Ctrl+R anywhere)")
         self.lock = QCheckBox("Lock seed")
         self.lock.setToolTip("keep the copy index fixed: Reroll is off and every image shows the same draw")
         self.copy_label = QLabel("copy 0")
-        self.copy_label.setObjectName("dim")
+        self.fit_btn = QToolButton()
+        self.fit_btn.setText("Fit")
+        self.fit_btn.setToolTip("zoom to fit the pictures (Ctrl+0); the mouse wheel zooms, dragging pans")
+        self.actual_btn = QToolButton()
+        self.actual_btn.setText("1:1")
+        self.actual_btn.setToolTip("one picture pixel per screen pixel (Ctrl+1)")
+        self.pixel_label = QLabel("")
+        self.time_label = QLabel("")
+        for lab in (self.copy_label, self.pixel_label, self.time_label):
+            lab.setObjectName("dim")
+            lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # never widens the window
+        self.pixel_label.setToolTip("the pixel under the cursor: position and value")
 
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 2, 4, 2)
-        bar.addWidget(self.mode_btn)
-        bar.addWidget(self.n_spin)
-        bar.addSpacing(12)
+        for w in (self.mode_btn, self.n_spin, self.steps_btn):
+            bar.addWidget(w)
+        bar.addSpacing(8)
         bar.addWidget(self.reroll_btn)
         bar.addWidget(self.lock)
-        bar.addWidget(self.copy_label)
-        bar.addStretch(1)
-        self.time_label = QLabel("")
-        self.time_label.setObjectName("dim")
-        bar.addWidget(self.time_label)
+        bar.addWidget(self.copy_label, 1)
+        bar.addWidget(self.pixel_label, 2)
+        bar.addWidget(self.fit_btn)
+        bar.addWidget(self.actual_btn)
+        bar.addWidget(self.time_label, 1)
 
         self.params = QTreeWidget()
         self.params.setObjectName("appliedParams")
@@ -142,7 +204,6 @@ class PreviewWidget(QWidget):
         tl.setContentsMargins(0, 0, 0, 0)
         tl.addLayout(bar)
         tl.addWidget(self.stack, 1)
-        tl.addWidget(self.message)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(top)
         split.addWidget(self.params)
@@ -156,37 +217,72 @@ class PreviewWidget(QWidget):
         self._timer.setInterval(self.DEBOUNCE_MS)
         self._timer.timeout.connect(self._submit)
         self.mode_btn.toggled.connect(self.set_grid_mode)
+        self.steps_btn.toggled.connect(self.set_steps_mode)
         self.n_spin.valueChanged.connect(lambda _n: self.request())
         self.reroll_btn.clicked.connect(self.reroll)
         self.lock.toggled.connect(lambda on: self.reroll_btn.setEnabled(not on))
-        QShortcut(QKeySequence("R"), self, activated=self.reroll,
-                  context=Qt.ShortcutContext.WindowShortcut)
-        QShortcut(QKeySequence("G"), self, activated=self.mode_btn.toggle,
-                  context=Qt.ShortcutContext.WindowShortcut)
+        self.fit_btn.clicked.connect(self.fit)
+        self.actual_btn.clicked.connect(self.actual_size)
+        for pane in (self.single, self.grid, self.steps):
+            pane.hovered.connect(self.pixel_label.setText)
+        self.grid.clicked.connect(self.open_cell)
+        # single letters act only while the preview has the focus: typing in a list or a field never rerolls
+        here = Qt.ShortcutContext.WidgetWithChildrenShortcut
+        QShortcut(QKeySequence("R"), self, activated=self.reroll, context=here)
+        QShortcut(QKeySequence("G"), self, activated=self.mode_btn.toggle, context=here)
+        QShortcut(QKeySequence("S"), self, activated=self.steps_btn.toggle, context=here)
         ctx.current_item_changed.connect(lambda _i: self.request())
         ctx.recipe_changed.connect(lambda _r: self.request())
         ctx.torch_ready.connect(self.request)
+
+    @property
+    def grid_mode(self) -> bool:
+        return self.mode == GRID
 
     # -- requests ----------------------------------------------------------------------------------
     def reroll(self) -> None:
         if self.lock.isChecked():
             return
-        self.copy += 1 if not self.grid_mode else self.n_spin.value()
+        self.copy += self.n_spin.value() if self.mode == GRID else 1
+        self._grid_copy = None
+        self.request()
+
+    def _set_mode(self, mode: str) -> None:
+        if mode == self.mode:
+            return
+        if mode == GRID and self._grid_copy is not None:
+            self.copy, self._grid_copy = self._grid_copy, None
+        self.mode = mode
+        for btn, m in ((self.mode_btn, GRID), (self.steps_btn, STEPS)):
+            if btn.isChecked() != (mode == m):
+                btn.setChecked(mode == m)  # the View menu's actions follow its toggled signal
+        self._fitted_size = None
         self.request()
 
     def set_grid_mode(self, on: bool) -> None:
-        self.grid_mode = on
-        if self.mode_btn.isChecked() != on:
-            self.mode_btn.setChecked(on)
-        self.stack.setCurrentIndex(1 if on else 0)
-        self._fitted_size = None
-        self.request()
+        if on or self.mode == GRID:
+            self._set_mode(GRID if on else SINGLE)
+
+    def set_steps_mode(self, on: bool) -> None:
+        if on or self.mode == STEPS:
+            self._set_mode(STEPS if on else SINGLE)
+
+    def open_cell(self, i: int) -> None:
+        """Show copy ``i`` of the grid large, side by side with the original, with its parameters (Grid
+        again returns to the same grid)."""
+        res = self.last_result
+        if self.mode != GRID or res is None or not res.get("grid") or i >= len(res["outputs"]):
+            return
+        first = self.copy
+        self.copy = res["outputs"][i][0]
+        self._set_mode(SINGLE)
+        self._grid_copy = first
 
     def request(self) -> None:
         self._timer.start()
 
     def copies(self) -> list[int]:
-        if self.grid_mode:
+        if self.mode == GRID:
             return list(range(self.copy, self.copy + self.n_spin.value()))
         return [self.copy]
 
@@ -196,62 +292,103 @@ class PreviewWidget(QWidget):
         if not ctx.is_torch_ready():
             return
         if path is None:
-            self.show_message("Select an image in the browser")
+            ds = ctx.dataset()
+            if ds is None:
+                self.show_message("Open a dataset folder (File > Open folder, or drop a folder here)")
+            elif not len(ds):
+                self.show_message(f"No images in {ds.root}: open a folder with png, jpg, bmp, tif or webp files")
+            else:
+                self.show_message("Select an image in the browser")
             return
         recipe = ctx.recipe().copy()
         copies = self.copies()
+        mode = self.mode
         pictures = self.pictures
         t_submit = time.perf_counter()
 
         def work(token):
             pic = pictures.get(path)
             token.check()
-            res = render(pic, recipe, item.path, copies, token)
-            res["copies"] = copies
-            res["grid"] = len(copies) > 1
-            res["t_submit"] = t_submit
+            if mode == STEPS:
+                res = render_steps(pic, recipe, item.path, copies[0], token)
+            else:
+                res = render(pic, recipe, item.path, copies, token)
+            res.update(copies=copies, grid=mode == GRID, mode=mode, t_submit=t_submit, path=str(path))
             return res
 
         ctx.preview_runner.submit(work, self._show, self._error)
 
     # -- display -----------------------------------------------------------------------------------
     def show_message(self, text: str) -> None:
+        """Show ``text`` instead of the pictures (which are cleared, so nothing stale remains)."""
         self.message.setText(text)
-        self.message.show()
+        self.stack.setCurrentIndex(MESSAGE_PAGE)
+        for pane in (self.single, self.grid, self.steps):
+            pane.clear_images()
+        self.params.clear()
+        self.pixel_label.setText("")
+        self.time_label.setText("")
+        self.last_result = None
+        self._fitted_size = None
 
     def _error(self, error: BaseException) -> None:
         self.show_message(f"⚠ {error_message(error)}")
-        self.params.clear()
+
+    def fit(self) -> None:
+        pane = self.stack.currentWidget()
+        if isinstance(pane, ImagePane):
+            pane.fit()
+
+    def actual_size(self) -> None:
+        pane = self.stack.currentWidget()
+        if isinstance(pane, ImagePane):
+            pane.actual_size()
 
     def _show(self, res: dict) -> None:
         t0 = time.perf_counter()
-        self.message.hide()
+        if res["mode"] != self.mode:
+            self.request()  # the mode changed while it rendered
+            return
         outs = res["outputs"]
         h, w = res["size"]
-        if res["grid"]:
-            titles = [f"copy {c}" for c, *_ in outs]
+        if res["mode"] == GRID:
             n = len(outs)
             cols = int(np.ceil(np.sqrt(n * 1.3)))
             if len(self.grid.items) != n:
-                self.grid.set_layout(titles, cols)
+                self.grid.set_layout([f"copy {c}" for c, *_ in outs], cols)
                 self._fitted_size = None
             for i, (c, a, _rec, size) in enumerate(outs):
-                self.grid.show(i, a, f"copy {c}  ·  {size[1]}×{size[0]}")
+                self.grid.show(i, a, f"copy {c}  ·  {fmt_size(size)}")
             pane = self.grid
             fit = max((o[3] for o in outs), key=lambda s: s[0] * s[1])
+        elif res["mode"] == STEPS:
+            frames = res["frames"]
+            titles = ["original"] + [f"{r['step']}. {r['op']}" for r, *_ in frames[1:]]
+            if len(self.steps.items) != len(frames):
+                self.steps.set_layout(titles, int(np.ceil(np.sqrt(len(frames) * 1.3))))
+                self._fitted_size = None
+            for i, (rec, a, size) in enumerate(frames):
+                if rec is None:
+                    title = f"original  ·  {fmt_size(size)}"
+                elif not rec["applied"]:
+                    title = f"{rec['step']}. {rec['op']}  ·  not applied"
+                else:
+                    title = f"{rec['step']}. {rec['op']}  ·  {_short(rec['params'], 40)}"
+                self.steps.show(i, a, title)
+            pane = self.steps
+            fit = max((f[2] for f in frames), key=lambda s: s[0] * s[1])
         else:
             c, a, _rec, size = outs[0]
-            self.single.show(0, res["original"], f"original  ·  {w}×{h}")
-            self.single.show(1, a, f"augmented · copy {c}  ·  {size[1]}×{size[0]}")
+            self.single.show(0, res["original"], f"original  ·  {fmt_size((h, w))}")
+            self.single.show(1, a, f"augmented · copy {c}  ·  {fmt_size(size)}")
             pane = self.single
             fit = (max(h, size[0]), max(w, size[1]))
-        if self._fitted_size != (fit, res["grid"]):
-            pane.fit(*fit)
-            self._fitted_size = (fit, res["grid"])
+        self.stack.setCurrentIndex(PAGES[res["mode"]])
+        if self._fitted_size != (fit, res["mode"]):
+            QTimer.singleShot(0, lambda pane=pane, fit=fit: pane.fit(*fit))  # once the page has its size
+            self._fitted_size = (fit, res["mode"])
         self.copy_label.setText(f"copy {outs[0][0]}" + (f"–{outs[-1][0]}" if len(outs) > 1 else ""))
-        self.params.headerItem().setText(2, f"parameters drawn for copy {outs[0][0]}"
-                                         + (" (the first of the grid)" if len(outs) > 1 else ""))
-        self._show_records(outs[0][2])
+        self._show_records(outs)
         self.last_result = res
         self.renders += 1
         display_ms = (time.perf_counter() - t0) * 1000.0
@@ -260,13 +397,30 @@ class PreviewWidget(QWidget):
         self.rendered.emit({"ms": res["ms"], "display_ms": display_ms, "size": res["size"],
                             "total_ms": total_ms})
 
-    def _show_records(self, records: list[dict]) -> None:
+    def _show_records(self, outs) -> None:
+        """The parameters each step drew: for one copy as rows, for a grid one branch per copy."""
         self.params.clear()
-        for r in records:
-            applied = r["applied"]
-            it = QTreeWidgetItem([f"{r['step']}. {r['op']}", "yes" if applied else "no",
-                                  _records_text(r["params"]) if applied else ""])
-            if not applied:
-                for col in range(3):
-                    it.setForeground(col, QColor("#7b808a"))
-            self.params.addTopLevelItem(it)
+        grid = len(outs) > 1
+        self.params.setRootIsDecorated(grid)
+        self.params.headerItem().setText(2, "parameters drawn for each copy" if grid
+                                         else f"parameters drawn for copy {outs[0][0]}")
+        for k, (c, _a, records, size) in enumerate(outs):
+            parent = None
+            if grid:
+                parent = QTreeWidgetItem([f"copy {c}", "", fmt_size(size)])
+                self.params.addTopLevelItem(parent)
+            for r in records:
+                applied = r["applied"]
+                text = _records_text(r["params"]) if applied else ""
+                it = QTreeWidgetItem([f"{r['step']}. {r['op']}", "yes" if applied else "no", text])
+                it.setToolTip(2, text)  # the whole text where the column cuts it
+                it.setToolTip(0, f"{r['step']}. {r['op']}")
+                if not applied:
+                    for col in range(3):
+                        it.setForeground(col, QColor("#7b808a"))
+                if parent is None:
+                    self.params.addTopLevelItem(it)
+                else:
+                    parent.addChild(it)
+            if parent is not None:
+                parent.setExpanded(k == 0)

@@ -8,6 +8,8 @@
   newer request cancels an older one, whose result is dropped.
 * Display: opacity, colormap and threshold act on the stored map at once (no recomputation): the
   threshold hides the heat map below it and sets the box (largest region above it, ``saliency_box``).
+* Maps are computed only while the panel is on screen: browsing with the Saliency tab hidden (or another
+  tab shown) starts nothing; showing the panel computes the map of the image shown then, once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QMessageBox,
@@ -46,6 +49,9 @@ from augstudio.gui.qt.models import ModelRequest
 from augstudio.gui.qt.workers import error_message
 from augstudio.gui.widgets.image_view import ImageLabel
 
+NEEDS_MODEL = ("Saliency needs a classifier: press \"Train probe\" to train a small one on this dataset "
+               "(a job, about a minute), or choose \"Model file…\"")
+
 
 def _slider(lo, hi, value) -> QSlider:
     s = QSlider(Qt.Orientation.Horizontal)
@@ -67,6 +73,8 @@ class SaliencyPanel(QWidget):
         self.errors: list[str] = []
         self.runner = ctx.latest(listed=True)
         self._path: Path | None = None
+        self._stale = True  # the shown map is not the current image's (computed when the panel is shown)
+        self._computed_key = None  # what the last request was for
         # hooks replaced by tests (modal dialogs would block offscreen runs)
         self.confirm_code = self._confirm_code
         self.warn = lambda text: QMessageBox.warning(self, "Saliency", text)
@@ -96,41 +104,47 @@ class SaliencyPanel(QWidget):
         self.show_box = QCheckBox("box")
         self.show_box.setChecked(True)
         self.mask_below = QCheckBox("hide below threshold")
-        self.image = ImageLabel("open a dataset and select an image")
+        self.image = ImageLabel(NEEDS_MODEL)
         self.image.setMinimumSize(256, 256)
         self.image.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.info = QLabel("")
         self.info.setWordWrap(True)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
+        self.model_info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         row1 = QHBoxLayout()
         row1.addWidget(QLabel("Model:"))
         row1.addWidget(self.model_info, 1)
         row1.addWidget(self.train_btn)
         row1.addWidget(self.file_btn)
-        row2 = QHBoxLayout()
-        for label, w in (("Method", self.method), ("Target", self.target)):
-            row2.addWidget(QLabel(label))
-            row2.addWidget(w)
-        row2.addWidget(self.views)
-        row2.addWidget(self.multiscale)
-        row2.addWidget(self.compute_btn)
-        row2.addStretch(1)
-        row3 = QHBoxLayout()
-        row3.addWidget(QLabel("Opacity"))
-        row3.addWidget(self.opacity)
-        row3.addWidget(QLabel("Colormap"))
-        row3.addWidget(self.colormap)
-        row3.addWidget(QLabel("Threshold"))
-        row3.addWidget(self.threshold)
-        row3.addWidget(self.threshold_label)
-        row3.addWidget(self.show_box)
-        row3.addWidget(self.mask_below)
-        row3.addStretch(1)
+        # two compact rows of controls (the panel fits a 1280-pixel screen beside the docks)
+        grid = QGridLayout()
+        grid.addWidget(QLabel("Method"), 0, 0)
+        grid.addWidget(self.method, 0, 1)
+        grid.addWidget(QLabel("Target"), 0, 2)
+        grid.addWidget(self.target, 0, 3)
+        checks = QHBoxLayout()
+        checks.addWidget(self.views)
+        checks.addWidget(self.multiscale)
+        checks.addStretch(1)
+        checks.addWidget(self.compute_btn)
+        grid.addLayout(checks, 0, 4, 1, 3)
+        grid.addWidget(QLabel("Opacity"), 1, 0)
+        grid.addWidget(self.opacity, 1, 1)
+        grid.addWidget(QLabel("Colormap"), 1, 2)
+        grid.addWidget(self.colormap, 1, 3)
+        th = QHBoxLayout()
+        th.addWidget(QLabel("Threshold"))
+        th.addWidget(self.threshold, 1)
+        th.addWidget(self.threshold_label)
+        th.addWidget(self.show_box)
+        th.addWidget(self.mask_below)
+        grid.addLayout(th, 1, 4, 1, 3)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(4, 2)
         lay = QVBoxLayout(self)
         lay.addLayout(row1)
-        lay.addLayout(row2)
-        lay.addLayout(row3)
+        lay.addLayout(grid)
         lay.addWidget(self.image, 1)
         lay.addWidget(self.info)
 
@@ -167,7 +181,25 @@ class SaliencyPanel(QWidget):
 
     def _item_changed(self, _item) -> None:
         self._update_buttons()
-        self.compute()
+        self.compute(auto=True)
+
+    def showEvent(self, e):  # noqa: N802
+        super().showEvent(e)
+        if self._stale:
+            self.compute(auto=True)  # the image shown now, once
+
+    def _placeholder(self) -> None:
+        """Say what the panel waits for, when it has no map to show."""
+        if self.last_result is not None:
+            return
+        if self.model is None:
+            self.image.set_image(None)
+            self.image.setText(NEEDS_MODEL if self.ctx.dataset() is not None else
+                               "Open a labelled dataset (one folder per class) to train the probe on, or "
+                               "pick a model file")
+        elif self._current_path() is None:
+            self.image.set_image(None)
+            self.image.setText("Select an image in the browser")
 
     def _current_path(self) -> Path | None:
         return self._path or self.ctx.current_path()
@@ -216,7 +248,7 @@ class SaliencyPanel(QWidget):
         if "trained" in lm.meta:
             self.info.setText(lm.meta["trained"])
         self._set_model(lm)
-        self.compute()
+        self.compute(auto=True)
 
     def _set_model(self, lm) -> None:
         self.model = lm
@@ -235,6 +267,7 @@ class SaliencyPanel(QWidget):
             self.model_info.setText("no model yet: train the probe or pick a model file")
         self.target.blockSignals(False)
         self._update_buttons()
+        self._placeholder()
 
     # -- compute ------------------------------------------------------------------------------------
     def settings(self) -> dict:
@@ -242,13 +275,26 @@ class SaliencyPanel(QWidget):
                 "views": "d4" if self.views.isChecked() else "none",
                 "scales": tuple(LOCALISE["scales"]) if self.multiscale.isChecked() else (1.0,)}
 
-    def compute(self):
-        """Compute the map for the current image and settings; returns the request id (None: nothing to do)."""
+    def compute(self, auto: bool = False):
+        """Compute the map for the current image and settings; returns the request id (None: nothing to do).
+        ``auto`` (a new image, a loaded model, the panel shown): only while the panel is on screen, and not
+        again for what was last asked; a hidden panel just remembers that its map is stale."""
         path = self._current_path()
         if self.model is None or path is None:
+            self._placeholder()
             return None
         lm = self.model
         s = self.settings()
+        key = (str(path), id(lm), tuple(sorted((k, str(v)) for k, v in s.items())))
+        if auto:
+            if not self.isVisible():
+                self._stale = True
+                return None
+            if key == self._computed_key:
+                self._stale = False
+                return None
+        self._stale = False
+        self._computed_key = key
 
         def work(token):
             with torch.enable_grad():  # grad mode is per thread

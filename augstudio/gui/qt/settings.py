@@ -1,4 +1,4 @@
-"""Persistent settings (last folder, recent folders and recipes, window geometry, device).
+"""Persistent settings (last folder, recent folders and recipes, window geometry and hidden tabs, device).
 
 Stored with QSettings as an INI file in ``$AUGSTUDIO_SETTINGS_DIR`` when that variable is set and not
 empty (tests redirect it), else in the platform's usual place for the "augstudio" application.
@@ -74,4 +74,17 @@ class Settings:
     def save_window(self, geometry, state) -> None:
         self.q.setValue("window/geometry", geometry)
         self.q.setValue("window/state", state)
+        self.q.sync()
+
+    def clear_window(self) -> None:
+        """Forget the saved window geometry, dock layout and hidden tabs (View > Reset layout)."""
+        for key in ("window/geometry", "window/state", "window/hidden_tabs"):
+            self.q.remove(key)
+        self.q.sync()
+
+    def hidden_tabs(self) -> list[str]:
+        return self.get_list("window/hidden_tabs")
+
+    def set_hidden_tabs(self, titles: list[str]) -> None:
+        self.q.setValue("window/hidden_tabs", list(titles))
         self.q.sync()

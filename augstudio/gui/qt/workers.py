@@ -59,9 +59,12 @@ class JobHandle(QObject):
     state_changed = Signal(str)
     ended = Signal()  # always emitted once, after finished / failed / cancelled
 
-    def __init__(self, title: str, parent=None):
+    def __init__(self, title: str, parent=None, background: bool = False):
         super().__init__(parent)
         self.title = title
+        self.background = background  # a latest-wins task (a map, a mix): quitting does not ask about it
+        self.superseded = False  # cancelled because a newer request replaced it
+        self.output_dir = None  # where the job writes (export): the Jobs panel offers to open it
         self.token = CancelToken()
         self.state = RUNNING
         self.result: Any = None
@@ -173,26 +176,36 @@ class JobRunnable(QRunnable):
         self.bridge = handle._bridge
         self.token = handle.token
 
+    def _emit(self, signal, value) -> None:
+        """Emit to the GUI thread; after the window (and the handle) is gone there is nobody to tell."""
+        try:
+            signal.emit(value)
+        except RuntimeError:  # "Signal source has been deleted": the app is closing
+            self.token.cancel()
+
     def run(self) -> None:  # pool thread
         b = self.bridge
         try:
-            result = drive(self.make_job, self.token, b.progress.emit)
+            result = drive(self.make_job, self.token, lambda p: self._emit(b.progress, p))
         except JobCancelled as e:
-            b.cancelled.emit(str(e))
+            self._emit(b.cancelled, str(e))
         except AugstudioError as e:
             if self.token.cancelled:
-                b.cancelled.emit(str(e))
+                self._emit(b.cancelled, str(e))
             else:
                 log.warning("%s: %s", self.title, e, exc_info=e)
-                b.error.emit(e)
+                self._emit(b.error, e)
         except Exception as e:  # noqa: BLE001 - a bug in a job must reach the user, not kill the thread
+            if self.token.cancelled and isinstance(e, RuntimeError):
+                self._emit(b.cancelled, "cancelled")  # torn down while the app closes
+                return
             log.error("%s failed", self.title, exc_info=e)
-            b.error.emit(e)
+            self._emit(b.error, e)
         else:
             if self.token.cancelled and getattr(result, "cancelled", False):
-                b.cancelled.emit(getattr(result, "line", lambda: "cancelled")())
+                self._emit(b.cancelled, getattr(result, "line", lambda: "cancelled")())
             else:
-                b.result.emit(result)
+                self._emit(b.result, result)
 
 
 class LatestWins(QObject):
@@ -221,6 +234,7 @@ class LatestWins(QObject):
         self._seq += 1
         req = (self._seq, fn, on_result, on_error, title)
         if self._running is not None:
+            self._running.superseded = True
             self._running.cancel()
             self._pending = req
         else:
@@ -234,7 +248,7 @@ class LatestWins(QObject):
 
     def _start(self, req) -> None:
         rid, fn, on_result, on_error, title = req
-        handle = JobHandle(title or "update", self)
+        handle = JobHandle(title or "update", self, background=True)
         self._running = handle
         handle.ended.connect(lambda: self._ended(rid, handle, on_result, on_error))
         if self.publish is not None:

@@ -1,13 +1,14 @@
 """The main window: browser (left), preview and analysis panels (centre tabs), chain editor (right), jobs
-(bottom); menus, recent lists, drag-and-drop, status bar, and a clean shutdown while jobs run."""
+(bottom); menus, recent lists, drag-and-drop of folders and recipes, status bar, a window that fits the
+screen (``shell.layout``), and a quick shutdown that asks first while jobs run."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -29,7 +30,11 @@ from augstudio.gui.panels.jobs import ExportDialog, JobsPanel
 from augstudio.gui.qt.context import AppContext
 from augstudio.gui.qt.settings import Settings
 from augstudio.gui.qt.workers import error_message
+from augstudio.gui.shell import layout
+from augstudio.gui.shell.menus import build_menus
 from augstudio.gui.shell.panel_host import PANELS, PanelHost
+
+QUIT_ANSWER_ENV = "AUGSTUDIO_QUIT_ANSWER"  # "yes" / "no": answers the "jobs are running" prompt (tests)
 
 
 def default_recipe_for(root: Path) -> Path | None:
@@ -65,6 +70,7 @@ class MainWindow(QMainWindow):
         self.setDockNestingEnabled(True)
         self._pending_recipe: Path | None = None
         self._closing = False
+        self._fitted_once = False
         self.t_created = time.perf_counter()
 
         self.browser = BrowserWidget(self.ctx)
@@ -87,14 +93,15 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(self._tab_changed)
         self.setCentralWidget(self.tabs)
 
+        self.browser.setMinimumWidth(layout.MIN_DOCK_WIDTH["Browser"])
+        self.chain.setMinimumWidth(layout.MIN_DOCK_WIDTH["Chain"])
+        self.jobs.setMinimumHeight(layout.MIN_JOBS_HEIGHT)
         self.browser_dock = self._dock("Browser", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.chain_dock = self._dock("Chain", self.chain, Qt.DockWidgetArea.RightDockWidgetArea)
         self.jobs_dock = self._dock("Jobs", self.jobs, Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.resizeDocks([self.browser_dock, self.chain_dock], [430, 380], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.jobs_dock], [150], Qt.Orientation.Vertical)
 
         self._status()
-        self._menus()
+        build_menus(self)
         ctx = self.ctx
         ctx.dataset_changed.connect(lambda _d: self._update_title())
         ctx.current_item_changed.connect(self._item_changed)
@@ -102,15 +109,10 @@ class MainWindow(QMainWindow):
         ctx.torch_failed.connect(self._torch_failed)
         ctx.device_changed.connect(lambda _d: self.device_label.setText(ctx.device_name()))
         ctx.status_message.connect(lambda m: self.statusBar().showMessage(m, 5000))
-        ctx.job_started.connect(lambda _h: self.jobs_dock.raise_())
+        ctx.job_started.connect(lambda h: h.background or self.jobs_dock.raise_())
         self.chain.ctrl.file_changed.connect(self._update_title)
-        self.resize(1440, 900)
-        geo = self.settings.geometry()
-        if isinstance(geo, QByteArray) and not geo.isEmpty():
-            self.restoreGeometry(geo)
-        state = self.settings.state()
-        if isinstance(state, QByteArray) and not state.isEmpty():
-            self.restoreState(state)
+        self.browser.bad_count_changed.connect(self._bad_count)
+        self._restore_layout()
         self._update_title()
         if not lazy_preview:
             self.ensure_preview()
@@ -123,6 +125,11 @@ class MainWindow(QMainWindow):
             self.preview_host.layout().addWidget(self.preview)
             self.grid_action.toggled.connect(self.preview.set_grid_mode)
             self.preview.mode_btn.toggled.connect(self.grid_action.setChecked)
+            self.steps_action.toggled.connect(self.preview.set_steps_mode)
+            self.preview.steps_btn.toggled.connect(self.steps_action.setChecked)
+            self.reroll_action.triggered.connect(self.preview.reroll)
+            self.fit_action.triggered.connect(self.preview.fit)
+            self.actual_action.triggered.connect(self.preview.actual_size)
             self.preview.rendered.connect(self._rendered)
             if self.ctx.is_torch_ready():
                 self.preview.request()
@@ -134,7 +141,8 @@ class MainWindow(QMainWindow):
         d.setObjectName(f"dock_{title}")
         d.setWidget(widget)
         d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                      | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+                      | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                      | QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.addDockWidget(area, d)
         return d
 
@@ -144,66 +152,23 @@ class MainWindow(QMainWindow):
         self.device_label = QLabel("CPU")
         self.size_label = QLabel("")
         self.time_label = QLabel("")
-        for w in (self.engine_label, self.device_label, self.size_label, self.time_label):
+        self.bad_label = QLabel("")
+        self.bad_label.hide()
+        for w in (self.bad_label, self.engine_label, self.device_label, self.size_label, self.time_label):
             w.setObjectName("statusItem")
             sb.addPermanentWidget(w)
 
-    def _menus(self) -> None:
-        mb = self.menuBar()
-        f = mb.addMenu("&File")
-        self.act_open = QAction("&Open folder…", self, shortcut=QKeySequence.StandardKey.Open)
-        self.act_open.triggered.connect(self.choose_folder)
-        f.addAction(self.act_open)
-        self.recent_menu = f.addMenu("Recent folders")
-        self.recent_menu.aboutToShow.connect(self._fill_recent)
-        f.addSeparator()
-        self.act_open_recipe = QAction("Open &recipe…", self, shortcut="Ctrl+Shift+O")
-        self.act_open_recipe.triggered.connect(self.choose_recipe)
-        f.addAction(self.act_open_recipe)
-        self.recent_recipes_menu = f.addMenu("Recent recipes")
-        self.recent_recipes_menu.aboutToShow.connect(self._fill_recent_recipes)
-        self.act_save = QAction("&Save recipe", self, shortcut=QKeySequence.StandardKey.Save)
-        self.act_save.triggered.connect(self.save_recipe)
-        f.addAction(self.act_save)
-        self.act_save_as = QAction("Save recipe &as…", self, shortcut=QKeySequence.StandardKey.SaveAs)
-        self.act_save_as.triggered.connect(lambda: self.save_recipe(ask=True))
-        f.addAction(self.act_save_as)
-        f.addSeparator()
-        self.act_export = QAction("&Export augmented dataset…", self, shortcut="Ctrl+E")
-        self.act_export.triggered.connect(self.show_export)
-        self.act_export.setEnabled(False)
-        f.addAction(self.act_export)
-        f.addSeparator()
-        quit_act = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
-        quit_act.triggered.connect(self.close)
-        f.addAction(quit_act)
-
-        e = mb.addMenu("&Edit")
-        for a in self.chain.actions_for_menu():
-            e.addAction(a)
-            self.addAction(a)
-
-        v = mb.addMenu("&View")
-        self.grid_action = QAction("Sample &grid", self, checkable=True)
-        v.addAction(self.grid_action)
-        v.addAction(self.browser_dock.toggleViewAction())
-        v.addAction(self.chain_dock.toggleViewAction())
-        v.addAction(self.jobs_dock.toggleViewAction())
-
-        d = mb.addMenu("&Device")
-        self.device_actions = {}
-        for key, label in (("auto", "Automatic (CUDA when available)"), ("cpu", "CPU"), ("cuda", "CUDA")):
-            a = QAction(label, self, checkable=True)
-            a.triggered.connect(lambda _c=False, k=key: self.set_device(k))
-            d.addAction(a)
-            self.device_actions[key] = a
-        pref = self.settings.device()
-        self.ctx.set_device(pref)
-        self.device_actions.get(pref, self.device_actions["auto"]).setChecked(True)
-
     # -- dataset -----------------------------------------------------------------------------------
+    def folder_dialog_start(self) -> str:
+        """Where "Open folder" starts: the open dataset's folder, else the last one opened."""
+        ds = self.ctx.dataset()
+        if ds is not None and Path(ds.root).is_dir():
+            return str(ds.root)
+        last = self.settings.last_folder()
+        return last if last and Path(last).is_dir() else str(Path.home())
+
     def choose_folder(self) -> None:
-        d = QFileDialog.getExistingDirectory(self, "Open dataset folder", self.settings.last_folder())
+        d = QFileDialog.getExistingDirectory(self, "Open dataset folder", self.folder_dialog_start())
         if d:
             self.open_folder(d)
 
@@ -220,12 +185,19 @@ class MainWindow(QMainWindow):
         rec = default_recipe_for(path)
         if rec is not None and not self.chain.ctrl.model.steps and self.chain.ctrl.path is None:
             self.open_recipe(rec, remember=False)
-        msg = f"{len(ds)} images in {len(ds.classes)} classes"
+        msg = f"{len(ds)} images in {len(ds.classes)} classes" if len(ds) else f"{path.name}: no images found"
         if ds.problems:
-            msg += f"; {len(ds.problems)} problems (bad files have a warning mark)"
+            n = len(ds.problems)
+            msg += f"; {n} unreadable file{'s' * (n != 1)} (marked ⚠ in the browser)"
         self.statusBar().showMessage(msg, 8000)
         self.dataset_opened.emit(ds)
         return True
+
+    def _bad_count(self, n: int) -> None:
+        self.bad_label.setText(f"⚠ {n} unreadable" if n else "")
+        self.bad_label.setVisible(bool(n))
+        self.bad_label.setToolTip("files that cannot be decoded; they carry a ⚠ mark in the browser, and "
+                                  "their thumbnails' tooltips say why")
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -249,7 +221,7 @@ class MainWindow(QMainWindow):
             return
         try:
             w, h, mode = read_header(self.ctx.current_path())
-            self.size_label.setText(f"{w}×{h} {mode}")
+            self.size_label.setText(f"{w}×{h} px (W×H) {mode}")
         except AugstudioError as e:
             self.size_label.setText("⚠ unreadable")
             self.statusBar().showMessage(str(e), 8000)
@@ -364,6 +336,20 @@ class MainWindow(QMainWindow):
         w = self.tabs.widget(i)
         if isinstance(w, PanelHost):
             w.build()
+            QTimer.singleShot(0, self.fit_to_screen)
+
+    def set_tab_shown(self, host: PanelHost, on: bool) -> None:
+        """Show or hide an analysis tab (View > Panels); a hidden tab computes nothing."""
+        i = self.tabs.indexOf(host)
+        if i < 0 or self.tabs.isTabVisible(i) == on:
+            return
+        if not on and self.tabs.currentIndex() == i:
+            self.tabs.setCurrentIndex(0)
+        self.tabs.setTabVisible(i, on)
+        if self.tab_actions[host.title].isChecked() != on:
+            self.tab_actions[host.title].setChecked(on)
+        self.settings.set_hidden_tabs([h.title for h in self.panel_hosts
+                                       if not self.tabs.isTabVisible(self.tabs.indexOf(h))])
 
     def build_all_panels(self) -> None:
         for h in self.panel_hosts:
@@ -392,15 +378,92 @@ class MainWindow(QMainWindow):
             self.open_folder(p.parent)
         e.acceptProposedAction()
 
+    # -- layout ---------------------------------------------------------------------------------------
+    def available_geometry(self):
+        """The screen area the window must fit in (tests replace it to simulate a screen)."""
+        return layout.available_geometry(self)
+
+    def _restore_layout(self) -> None:
+        avail = self.available_geometry()
+        self.resize(layout.initial_size(avail))
+        self._default_dock_sizes()
+        geo = self.settings.geometry()
+        if isinstance(geo, QByteArray) and not geo.isEmpty():
+            self.restoreGeometry(geo)
+        state = self.settings.state()
+        if isinstance(state, QByteArray) and not state.isEmpty():
+            self.restoreState(state, layout.STATE_VERSION)  # a layout saved by an older version is ignored
+        for title in self.settings.hidden_tabs():
+            host = next((h for h in self.panel_hosts if h.title == title), None)
+            if host is not None:
+                self.set_tab_shown(host, False)
+        layout.clamp_to(self, avail)
+
+    def _default_dock_sizes(self) -> None:
+        b, c = layout.dock_widths(self.width())
+        self.resizeDocks([self.browser_dock, self.chain_dock], [b, c], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.jobs_dock], [max(layout.MIN_JOBS_HEIGHT, min(220, self.height() // 5))],
+                         Qt.Orientation.Vertical)
+
+    def fit_to_screen(self) -> None:
+        """Keep the window inside the screen's available area (after a panel is built, on first show)."""
+        if not self.isMaximized() and not self.isFullScreen():
+            layout.clamp_to(self, self.available_geometry())
+
+    def reset_layout(self) -> None:
+        """Every dock back in its place and shown, every tab shown, default sizes; the saved layout is
+        forgotten."""
+        for dock, area in ((self.browser_dock, Qt.DockWidgetArea.LeftDockWidgetArea),
+                           (self.chain_dock, Qt.DockWidgetArea.RightDockWidgetArea),
+                           (self.jobs_dock, Qt.DockWidgetArea.BottomDockWidgetArea)):
+            dock.setFloating(False)
+            self.addDockWidget(area, dock)
+            dock.show()
+        for host in self.panel_hosts:
+            self.set_tab_shown(host, True)
+        self.settings.clear_window()
+        self.fit_to_screen()
+        self._default_dock_sizes()
+
+    def showEvent(self, e):  # noqa: N802
+        super().showEvent(e)
+        if not self._fitted_once:
+            self._fitted_once = True
+            QTimer.singleShot(0, self.fit_to_screen)  # once the frame is known
+
     # -- shutdown ------------------------------------------------------------------------------------
+    def ask_quit(self, jobs) -> bool:
+        """Ask whether to quit while ``jobs`` run (``$AUGSTUDIO_QUIT_ANSWER`` answers instead: yes / no)."""
+        answer = os.environ.get(QUIT_ANSWER_ENV, "").strip().lower()
+        if answer:
+            return answer in ("yes", "y", "1", "true")
+        names = "\n".join(f"• {j.title}" for j in jobs[:8]) + ("\n…" if len(jobs) > 8 else "")
+        n = len(jobs)
+        box = QMessageBox(QMessageBox.Icon.Question, "Jobs are running",
+                          f"{n} job{'s are' if n != 1 else ' is'} running:\n{names}\n\nQuit and cancel "
+                          f"{'them' if n != 1 else 'it'}? An export resumes where it stopped when you run it "
+                          "again with the same settings.", QMessageBox.StandardButton.NoButton, self)
+        quit_btn = box.addButton("Cancel jobs and quit", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Keep running", QMessageBox.ButtonRole.RejectRole)
+        box.exec()
+        return box.clickedButton() is quit_btn
+
     def closeEvent(self, e):  # noqa: N802
-        if not self._closing and not self.confirm_discard():
-            e.ignore()
-            return
+        if not self._closing:
+            if not self.confirm_discard():
+                e.ignore()
+                return
+            jobs = [j for j in self.ctx.running_jobs() if not j.background]
+            if jobs and not self.ask_quit(jobs):
+                e.ignore()
+                return
         self._closing = True
-        self.settings.save_window(self.saveGeometry(), self.saveState())
+        self.settings.save_window(self.saveGeometry(), self.saveState(layout.STATE_VERSION))
         self.browser.shutdown()
-        self.ctx.shutdown(2000)
+        # cancel everything; wait a moment for jobs that stop between steps (an export finishes the file
+        # it writes). A job inside one long step (a style iteration) is left behind: the app exits
+        # without waiting for it (app.finish)
+        self.ctx.shutdown(800)
         e.accept()
 
     def after_first_paint(self, fn) -> None:

@@ -1,6 +1,9 @@
 """The analysis tabs: each panel is imported and built only when its tab is first shown after torch is
 ready (the window and the browser come up without torch); a panel that cannot be imported or built shows
-why instead of breaking the app, and its traceback goes to the log."""
+why instead of breaking the app, and its traceback goes to the log.
+
+A panel sits in a scroll area: a tab's page never makes the window wider or taller than the screen (a
+QTabWidget is as large as its largest page); a panel wider than the room it gets scrolls instead."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import importlib
 import logging
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from augstudio.gui.qt.workers import error_message
 
@@ -56,7 +59,12 @@ class PanelHost(QWidget):
             self.error = f"The {self.title} panel failed to start: {error_message(e)}"
         if self.panel is not None:
             self.note.hide()
-            self.lay.addWidget(self.panel)
+            self.scroll = QScrollArea()
+            self.scroll.setObjectName("panelScroll")
+            self.scroll.setWidgetResizable(True)
+            self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+            self.scroll.setWidget(self.panel)
+            self.lay.addWidget(self.scroll)
         else:
             self.note.setText(self.error)
             self.note.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)

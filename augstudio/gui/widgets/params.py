@@ -1,9 +1,10 @@
 """Editors made from parameter declarations (``core.ops.params.Param``): one factory for the chain
 editor's step editor and the Mix panel's PuzzleMix form.
 
-* ``NumberField``: slider + spin box for one number; the edits of one slider drag share a merge key.
-* ``ParamField``: the editor of one ``Param`` (numbers and ranges, choices, bools, sizes, fills, text and
-  paths); emits ``changed(value, merge_key)``.
+* ``NumberField``: slider (over the parameter's typical span, Shift+drag for fine steps) + spin box (the
+  whole legal range) for one number; the edits of one slider drag share a merge key.
+* ``ParamField``: the editor of one ``Param`` (numbers and ranges, choices, bools, sizes as H and W, fills,
+  text and paths); emits ``changed(value, merge_key)``.
 * ``ParamForm``: a form with one ``ParamField`` per declared parameter, keeping the current values.
 """
 
@@ -32,13 +33,47 @@ from PySide6.QtWidgets import (
 _merge_ids = itertools.count(1)
 
 
+class FineSlider(QSlider):
+    """A horizontal slider; with Shift held while dragging it moves at a tenth of the speed."""
+
+    FINE = 10
+
+    def __init__(self, parent=None):
+        super().__init__(Qt.Orientation.Horizontal, parent)
+        self._anchor: tuple[float, int] | None = None
+
+    def mousePressEvent(self, e):  # noqa: N802
+        super().mousePressEvent(e)
+        self._anchor = (e.position().x(), self.value())
+
+    def mouseMoveEvent(self, e):  # noqa: N802
+        if self.isSliderDown() and self._anchor is not None and e.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            x0, v0 = self._anchor
+            groove = max(1, self.width() - 16)
+            dv = (e.position().x() - x0) / groove * (self.maximum() - self.minimum()) / self.FINE
+            self.setSliderPosition(int(round(min(self.maximum(), max(self.minimum(), v0 + dv)))))
+            e.accept()
+            return
+        self._anchor = (e.position().x(), self.value())  # pressing Shift later does not jump
+        super().mouseMoveEvent(e)
+
+    def mouseReleaseEvent(self, e):  # noqa: N802
+        self._anchor = None
+        super().mouseReleaseEvent(e)
+
+
 class NumberField(QWidget):
-    """Slider + spin box for one number; emits (value, merge_key). A slider drag shares one merge key."""
+    """Slider + spin box for one number; emits (value, merge_key). A slider drag shares one merge key.
+
+    The slider covers ``span`` (the parameter's typical values, ``Param.slider_range()``), in 1000 steps;
+    the spin box takes any value of the legal range [low, high] (a typed value outside the span moves the
+    handle to the end). Shift+drag moves the slider ten times finer; the arrow keys step by 1/1000 of the
+    span."""
 
     changed = Signal(object, object)
     STEPS = 1000
 
-    def __init__(self, low, high, integer: bool, value, parent=None):
+    def __init__(self, low, high, integer: bool, value, parent=None, span=None):
         super().__init__(parent)
         self.integer = integer
         self.low, self.high = low, high
@@ -48,18 +83,25 @@ class NumberField(QWidget):
         self.spin.setKeyboardTracking(False)
         lo = -1e9 if low is None else low
         hi = 1e9 if high is None else high
+        if span is None and low is not None and high is not None:
+            span = (low, high)
+        self.span = (float(span[0]), float(span[1])) if span is not None and span[1] > span[0] else None
+        s_lo, s_hi = self.span if self.span is not None else (lo, hi)
         if integer:
             self.spin.setRange(int(max(lo, -2**31 + 1)), int(min(hi, 2**31 - 1)))
         else:
-            self.spin.setDecimals(4 if (hi - lo) <= 2 else 3)
+            self.spin.setDecimals(4 if (s_hi - s_lo) <= 2 else 3)
             self.spin.setRange(lo, hi)
-            self.spin.setSingleStep(nice_step(lo, hi))
-        self.spin.setMinimumWidth(74)
+            self.spin.setSingleStep(nice_step(s_lo, s_hi))
+        self.spin.setMinimumWidth(70)
         self.slider = None
-        if low is not None and high is not None and high > low:
-            self.slider = QSlider(Qt.Orientation.Horizontal)
-            n = int(high - low) if integer and high - low <= self.STEPS else self.STEPS
+        if self.span is not None:
+            self.slider = FineSlider()
+            n = int(s_hi - s_lo) if integer and s_hi - s_lo <= self.STEPS else self.STEPS
             self.slider.setRange(0, n)
+            self.slider.setPageStep(max(1, n // 20))
+            self.slider.setToolTip(f"slider: typical values {_num(s_lo)} .. {_num(s_hi)}; type any value "
+                                   f"within {_num(lo)} .. {_num(hi)}; Shift+drag for fine steps")
             self.slider.sliderPressed.connect(self._press)
             self.slider.valueChanged.connect(self._slide)
             lay.addWidget(self.slider, 1)
@@ -69,11 +111,13 @@ class NumberField(QWidget):
         self.spin.valueChanged.connect(self._spun)
 
     def _to_slider(self, v) -> int:
+        lo, hi = self.span
         n = self.slider.maximum()
-        return int(round((v - self.low) / (self.high - self.low) * n))
+        return int(round(min(n, max(0, (v - lo) / (hi - lo) * n))))
 
     def _from_slider(self, s: int):
-        v = self.low + (self.high - self.low) * s / self.slider.maximum()
+        lo, hi = self.span
+        v = lo + (hi - lo) * s / self.slider.maximum()
         return int(round(v)) if self.integer else round(v, 6)
 
     def set_value(self, v) -> None:
@@ -113,6 +157,10 @@ class NumberField(QWidget):
         return self.slider is not None and self.slider.isSliderDown()
 
 
+def _num(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def nice_step(lo, hi) -> float:
     span = hi - lo
     if span <= 1:
@@ -137,15 +185,16 @@ class ParamField(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
         self.parts: list = []
+        span = param.slider_range() if k in ("float", "int", "range", "int_range") else None
         if k in ("float", "int"):
-            w = NumberField(param.low, param.high, k == "int", value)
+            w = NumberField(param.low, param.high, k == "int", value, span=span)
             w.changed.connect(self.changed)
             self.parts = [w]
             lay.addWidget(w)
         elif k in ("range", "int_range"):
             a, b = value if isinstance(value, (list, tuple)) else (value, value)
             for i, v in enumerate((a, b)):
-                w = NumberField(param.low, param.high, k == "int_range", v)
+                w = NumberField(param.low, param.high, k == "int_range", v, span=span)
                 w.changed.connect(lambda _v, key, i=i: self._range_changed(i, key))
                 self.parts.append(w)
                 row = QHBoxLayout()
@@ -169,16 +218,21 @@ class ParamField(QWidget):
             w.currentIndexChanged.connect(lambda i: self.changed.emit(param.choices[i], None))
             self.parts = [w]
             lay.addWidget(w)
-        elif k == "size":
+        elif k == "size":  # [height, width], as in the recipe
             row = QHBoxLayout()
-            for v in (value or [1, 1]):
+            for side, v in zip(("H", "W"), value or [1, 1]):
                 s = QSpinBox()
                 s.setRange(1, 65536)
                 s.setKeyboardTracking(False)
                 s.setValue(int(v))
+                s.setSuffix(" px")
+                s.setToolTip("height (rows)" if side == "H" else "width (columns)")
                 s.valueChanged.connect(lambda _v: self.changed.emit([p.value() for p in self.parts], None))
                 self.parts.append(s)
-                row.addWidget(s)
+                lab = QLabel(side)
+                lab.setObjectName("dim")
+                row.addWidget(lab)
+                row.addWidget(s, 1)
             lay.addLayout(row)
         elif k in ("fill", "str", "path"):
             w = QLineEdit(fmt_value(value))

@@ -1,23 +1,27 @@
-"""The chain editor panel: the op palette, the list of steps and the selected step's editor, with
-undo / redo actions for the Edit menu. The pieces live beside it (see the package docstring)."""
+"""The chain editor panel, top to bottom: the op palette with its filter box, the list of steps and the
+selected step's editor (one column, so op names and sliders get the dock's whole width), with undo / redo
+and "copy as code" actions for the Edit menu. The pieces live beside it (see the package docstring)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QScrollArea,
     QSpinBox,
     QSplitter,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from augstudio.core.base.errors import AugstudioError
+from augstudio.gui.panels.chain.code import recipe_code
 from augstudio.gui.panels.chain.controller import ChainController
 from augstudio.gui.panels.chain.palette import OpPalette
 from augstudio.gui.panels.chain.step_editor import StepEditor
@@ -41,8 +45,17 @@ class ChainEditor(QWidget):
         self.redo_action = self.ctrl.stack.createRedoAction(self, "&Redo")
         self.redo_action.setShortcut(QKeySequence.StandardKey.Redo)
 
-        self.add_btn = QPushButton("Add ▸")
-        self.add_btn.setToolTip("add the selected op after the current step (or double-click it)")
+        self.copy_code_action = QAction("Copy recipe as &code", self)
+        self.copy_code_action.setToolTip("copy the Python lines that load this recipe in training code")
+        self.copy_code_action.triggered.connect(self.copy_code)
+
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("filter ops (name or what it does)…")
+        self.search.setClearButtonEnabled(True)
+        self.search.setToolTip("Enter adds the first match after the current step")
+        self.add_btn = QPushButton("Add")
+        self.add_btn.setToolTip("add the selected op after the current step (or double-click it, or drag it "
+                                "onto the chain)")
         self.remove_btn = QPushButton("Remove")
         self.up_btn = QPushButton("▲")
         self.down_btn = QPushButton("▼")
@@ -56,18 +69,27 @@ class ChainEditor(QWidget):
         self.batch_label = QLabel("")
         self.batch_label.setObjectName("dim")
 
+        self.code_btn = QToolButton()
+        self.code_btn.setDefaultAction(self.copy_code_action)
+        self.code_btn.setText("Copy as code")
+
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
+        ll.setSpacing(3)
+        ops_head = QHBoxLayout()
         cap = QLabel("Ops")
         cap.setObjectName("caption")
-        ll.addWidget(cap)
+        ops_head.addWidget(cap)
+        ops_head.addWidget(self.search, 1)
+        ops_head.addWidget(self.add_btn)
+        ll.addLayout(ops_head)
         ll.addWidget(self.palette, 1)
-        ll.addWidget(self.add_btn)
 
         mid = QWidget()
         ml = QVBoxLayout(mid)
         ml.setContentsMargins(0, 0, 0, 0)
+        ml.setSpacing(3)
         head = QHBoxLayout()
         cap2 = QLabel("Chain")
         cap2.setObjectName("caption")
@@ -75,6 +97,7 @@ class ChainEditor(QWidget):
         head.addStretch(1)
         head.addWidget(QLabel("seed"))
         head.addWidget(self.seed_spin)
+        head.addWidget(self.code_btn)
         ml.addLayout(head)
         ml.addWidget(self.steps, 1)
         btns = QHBoxLayout()
@@ -90,19 +113,24 @@ class ChainEditor(QWidget):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(self.editor)
 
-        top_split = QSplitter(Qt.Orientation.Horizontal)
-        top_split.addWidget(left)
-        top_split.addWidget(mid)
-        top_split.setSizes([140, 200])
         split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(top_split)
+        split.setChildrenCollapsible(False)
+        split.addWidget(left)
+        split.addWidget(mid)
         split.addWidget(scroll)
-        split.setSizes([260, 300])
+        left.setMinimumHeight(90)
+        mid.setMinimumHeight(90)
+        scroll.setMinimumHeight(120)
+        split.setSizes([200, 170, 320])
+        split.setStretchFactor(2, 1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(split)
 
         self.palette.add_requested.connect(self.add_op)
+        self.palette.type_ahead.connect(self._type_ahead)
+        self.search.textChanged.connect(self.palette.set_filter)
+        self.search.returnPressed.connect(self._add_selected)
         self.add_btn.clicked.connect(self._add_selected)
         self.remove_btn.clicked.connect(lambda: self.ctrl.remove(self.current_row()))
         self.up_btn.clicked.connect(lambda: self._move_current(-1))
@@ -111,9 +139,41 @@ class ChainEditor(QWidget):
         self.seed_spin.valueChanged.connect(self.ctrl.set_seed)
         self.ctrl.file_changed.connect(self._sync_file)
         self.ctrl.stack.indexChanged.connect(lambda _i: self._sync_seed())
+        self.steps_model.rowsInserted.connect(self._dropped)
         for w in (self.add_btn, self.remove_btn, self.up_btn, self.down_btn):
             w.setEnabled(False)
         self.setEnabled(False)
+
+    def _type_ahead(self, text: str) -> None:
+        self.search.setFocus()
+        self.search.setText(self.search.text() + text)
+
+    def _dropped(self, _parent, first, _last) -> None:
+        """An op dropped from the palette becomes the current step (its editor shows)."""
+        if self.steps_model.added_row == first:
+            self.steps_model.added_row = None
+            self.steps.setCurrentIndex(self.steps_model.index(first))
+        if self.steps_model.refused:
+            self.ctx.status_message.emit(self.steps_model.refused)
+            self.steps_model.refused = None
+
+    def code(self) -> str:
+        """The Python lines for training code that load this recipe (the saved file when it holds it)."""
+        ctrl = self.ctrl
+        ds = self.ctx.dataset()
+        item = self.ctx.current_item()
+        path = ctrl.path if ctrl.path is not None and not ctrl.dirty() else None
+        return recipe_code(ctrl.recipe(), path, ds.root if ds is not None else None,
+                           ds is not None and ds.layout == "imagefolder", item.path if item else None,
+                           len(ds.classes) if ds is not None and ds.classes else None)
+
+    def copy_code(self) -> str:
+        text = self.code()
+        QGuiApplication.clipboard().setText(text)
+        self.ctx.status_message.emit("copied: the Python lines that load this recipe"
+                                     + ("" if self.ctrl.path and not self.ctrl.dirty()
+                                        else " (inlined: save the recipe to load it from its file)"))
+        return text
 
     def enable(self) -> None:
         """Called once the op registry (torch) is loaded."""
@@ -136,9 +196,9 @@ class ChainEditor(QWidget):
         self.steps.setCurrentIndex(self.steps_model.index(row))
 
     def _add_selected(self) -> None:
-        it = self.palette.currentItem()
-        if it is not None and it.data(0, Qt.ItemDataRole.UserRole):
-            self.add_op(it.data(0, Qt.ItemDataRole.UserRole))
+        name = self.palette.current_op()
+        if name:
+            self.add_op(name)
 
     def _move_current(self, d: int) -> None:
         row = self.current_row()

@@ -58,14 +58,19 @@ class StepEditor(QWidget):
             self.title.setText("Select a step to edit its parameters")
             self.summary.setText("")
             return
-        step = steps[row]
-        self.title.setText(f"<b>{row + 1}. {step.op}</b> <span style='color:#8a8f98'>· {cls.family}</span>")
+        self._set_title()
         self.summary.setText(cls.summary)
+        step = steps[row]
         form.changed.connect(self._edit)
         self.p_field = NumberField(0.0, 1.0, False, step.p)
         self.p_field.setToolTip("probability of applying this step")
         self.p_field.changed.connect(self._edit_p)
         form.form.addRow(QLabel("p"), self.p_field)
+
+    def _set_title(self) -> None:
+        step = self.ctrl.model.steps[self.row]
+        family = get_op(step.op).family
+        self.title.setText(f"<b>{self.row + 1}. {step.op}</b> <span style='color:#8a8f98'>· {family}</span>")
 
     def _edit(self, name, value, key) -> None:
         try:
@@ -88,5 +93,29 @@ class StepEditor(QWidget):
             self.p_field.set_value(step.p)
 
     def _on_model(self, phase, kind, *args):
-        if phase == "after" and (kind == "reset" or (kind == "remove" and self.row >= len(self.ctrl.model))):
+        """Follow the shown step when steps move, arrive or go (its number is in the title)."""
+        if phase != "after" or self.row < 0:
+            return
+        if kind == "reset":
             self.show_row(-1)
+            return
+        row = self.row
+        if kind == "move":
+            src, dst = args
+            if row == src:
+                row = dst
+            elif src < row <= dst:
+                row -= 1
+            elif dst <= row < src:
+                row += 1
+        elif kind == "insert" and args[0] <= row:
+            row += 1
+        elif kind == "remove":
+            if args[0] == row:
+                self.show_row(-1)
+                return
+            if args[0] < row:
+                row -= 1
+        if row != self.row:
+            self.row = row
+            self._set_title()

@@ -1,5 +1,6 @@
-"""The list of steps as Qt sees it: ``StepListModel`` adapts the pure ``ChainModel``; drag-reorder, the
-check box and the keys (Delete, Ctrl+Up/Down) go through the controller, so every change is undoable."""
+"""The list of steps as Qt sees it: ``StepListModel`` adapts the pure ``ChainModel``; drag-reorder, an op
+dragged in from the palette, the check box and the keys (Delete, Ctrl+Up/Down) go through the controller,
+so every change is undoable."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import json
 from PySide6.QtCore import QAbstractListModel, QByteArray, QMimeData, QModelIndex, Qt
 from PySide6.QtWidgets import QAbstractItemView, QListView
 
+from augstudio.core.base.errors import AugstudioError
 from augstudio.core.ops.step import Step
 from augstudio.gui.panels.chain.controller import ChainController
 from augstudio.gui.panels.chain.model import ChainModel
+from augstudio.gui.panels.chain.palette import OP_MIME
 
 MIME = "application/x-augstudio-step-rows"
 
@@ -33,6 +36,8 @@ class StepListModel(QAbstractListModel):
     def __init__(self, ctrl: ChainController, parent=None):
         super().__init__(parent)
         self.ctrl = ctrl
+        self.added_row: int | None = None  # where the last op dropped from the palette went
+        self.refused: str | None = None  # why the last dropped op was refused
         ctrl.model.listeners.append(self._on_model)
 
     @property
@@ -97,10 +102,10 @@ class StepListModel(QAbstractListModel):
         return f
 
     def supportedDropActions(self):  # noqa: N802
-        return Qt.DropAction.MoveAction
+        return Qt.DropAction.MoveAction | Qt.DropAction.CopyAction
 
     def mimeTypes(self):  # noqa: N802
-        return [MIME]
+        return [MIME, OP_MIME]
 
     def mimeData(self, indexes):  # noqa: N802
         md = QMimeData()
@@ -109,8 +114,18 @@ class StepListModel(QAbstractListModel):
         return md
 
     def dropMimeData(self, data, action, row, column, parent):  # noqa: N802
-        """A drop moves the dragged step through the undoable move and returns False so that the view
-        never deletes the source row itself."""
+        """A dragged step moves through the undoable move (returning False, so that the view never deletes
+        the source row itself); an op from the palette is added where it is dropped."""
+        if data.hasFormat(OP_MIME):
+            if row < 0:
+                row = parent.row() if parent.isValid() else len(self.chain)
+            try:
+                self.added_row = self.ctrl.add(bytes(data.data(OP_MIME)).decode(), row)
+                self.refused = None
+            except AugstudioError as e:
+                self.refused = str(e)
+                return False
+            return True
         if not data.hasFormat(MIME):
             return False
         rows = json.loads(bytes(data.data(MIME)).decode() or "[]")
