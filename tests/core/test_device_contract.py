@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_engine_property import random_step  # noqa: E402
 
 # style methods need weight files for adain / fast; the stylize op's weight-free methods are covered
-OP_VALUES = {"stylize": [{"method": "randconv"}, {"method": "stats"}]}
+OP_VALUES = {"stylize": [{"method": "randconv"}, {"method": "stats"}],
+             "normalize": [{"mean": [0.5], "std": [0.25]}]}
 
 
 @contextlib.contextmanager

@@ -55,6 +55,9 @@ def random_param(op_name, p, rng: random.Random, depth: int, names=None):
         return [rng.randint(6, 40), rng.randint(6, 40)]
     if k == "fill":
         return rng.randint(0, 255) if rng.random() < 0.7 else [rng.randint(0, 255) for _ in range(3)]
+    if k == "numbers":  # e.g. normalize's per-channel means / stds
+        lo = max(p.low if p.low is not None else -1.0, 0.05)
+        return [round(rng.uniform(lo, 1.0), 3) for _ in range(rng.choice([1, 3]))]
     if k == "steps":
         return [random_step(rng, depth + 1, names) for _ in range(rng.randint(1, 2))]
     return p.default  # str / path: the declared default
@@ -62,7 +65,8 @@ def random_param(op_name, p, rng: random.Random, depth: int, names=None):
 
 def random_step(rng: random.Random, depth: int = 0, names=None) -> dict:
     ops = all_ops()
-    names = [n for n in (names or sorted(ops)) if depth == 0 or ops[n].family != "container"]
+    names = [n for n in (names or sorted(ops)) if (depth == 0 or ops[n].family != "container")
+             and (ops[n].family != "output" or len(names or ()) == 1)]  # output steps: only at the end
     for _ in range(50):
         name = rng.choice(names)
         cls = ops[name]
@@ -120,6 +124,10 @@ def _run(batch, kind: str, trials: int, seed: int, names=None):
     items = [f"img/{i}.png" for i in range(len(batch))]
     for t in range(trials):
         steps = [random_step(rng, names=names) for _ in range(rng.randint(1, 5))]
+        if rng.random() < 0.25:  # output steps close a recipe
+            steps.append({"op": "to_tensor"})
+            if rng.random() < 0.5:
+                steps.append(random_step(rng, names=["normalize"]) | {"p": 1.0})
         recipe = Recipe.from_dict({"seed": t, "steps": steps})
         copies = [rng.randint(0, 3) for _ in items]
         result = _check(recipe, batch, kind, items, copies)

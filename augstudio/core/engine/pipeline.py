@@ -19,6 +19,7 @@ from augstudio.core.base import seeding
 from augstudio.core.base.errors import AugstudioError, RecipeError
 from augstudio.core.base.keys import item_key
 from augstudio.core.io.images import Picture
+from augstudio.core.ops.output import OutputOp
 from augstudio.core.ops.registry import get_op
 from augstudio.core.ops.step import Step, stream_keys
 
@@ -34,6 +35,26 @@ class Pipeline:
         for i, s in enumerate(self.steps):
             cls = get_op(s.op, f"step {i + 1} ")
             self.ops.append(cls(**s.values))
+        # output steps (to_tensor, normalize) close the chain: the pixel steps run before them
+        self.outputs_from = next((i for i, op in enumerate(self.ops) if isinstance(op, OutputOp)), len(self.ops))
+        for i in range(self.outputs_from, len(self.ops)):
+            if not isinstance(self.ops[i], OutputOp):
+                raise RecipeError(f"{self.where(i)}comes after the output step {self.steps[self.outputs_from].op!r}; "
+                                  "to_tensor and normalize end a recipe, so move them to the end")
+            if self.steps[i].p != 1.0:
+                raise RecipeError(f"{self.where(i)}an output step always runs: give it p: 1 (got {self.steps[i].p})")
+
+    @property
+    def has_outputs(self) -> bool:
+        return any(self.steps[i].enabled for i in range(self.outputs_from, len(self.ops)))
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        """The output steps on pixels (``C x H x W`` or ``N x C x H x W``): the tensor training code takes."""
+        batch = x if x.dim() == 4 else x[None]
+        for i in range(self.outputs_from, len(self.ops)):
+            if self.steps[i].enabled:
+                batch = self.ops[i].convert(batch)
+        return batch if x.dim() == 4 else batch[0]
 
     def where(self, i: int) -> str:
         return f"step {i + 1} ({self.steps[i].op}): "
@@ -79,7 +100,8 @@ class Pipeline:
         fuse = self.fuse if fuse is None else fuse
         plans = []
         for recs in records:
-            todo = [(i, self.ops[i], rec["params"]) for i, rec in enumerate(recs) if rec["applied"]]
+            todo = [(i, self.ops[i], rec["params"]) for i, rec in enumerate(recs)
+                    if rec["applied"] and i < self.outputs_from]
             for i, op, _ in todo:
                 if kind == "categorical" and op.categorical == "refuse":
                     raise op.refuse_categorical(self.where(i))

@@ -129,8 +129,9 @@ class Recipe:
         lists, per step, whether it was applied and with which parameters.
         """
         pic, tag = as_picture(image, categorical=categorical)
-        out, records = self.pipeline().run(pic, self.seed, item_key(item, root), copy)
-        result = from_picture(out, tag)
+        pipe = self.pipeline()
+        out, records = pipe.run(pic, self.seed, item_key(item, root), copy)
+        result = pipe.finish(out.pixels) if pipe.has_outputs else from_picture(out, tag)
         return (result, records) if return_params else result
 
     def apply_batch(self, x, items, copies=0, kind: str = "rgb"):
@@ -151,18 +152,34 @@ class Recipe:
         if len(items) != x.shape[0]:
             raise RecipeError(f"apply_batch: {x.shape[0]} images but {len(items)} item keys; give one key per image")
         copies = [int(copies)] * len(items) if isinstance(copies, int) else [int(c) for c in copies]
-        return self.pipeline().run_batch(x, self.seed, items, copies, kind)
+        pipe = self.pipeline()
+        out, records = pipe.run_batch(x, self.seed, items, copies, kind)
+        return (pipe.finish(out) if pipe.has_outputs else out), records
 
-    def sample_transform(self):
+    def check_no_batch_stage(self, what: str) -> None:
+        """A per-sample helper cannot apply the batch stage: refuse rather than drop it without a word."""
+        if any(s.enabled for s in self.batch):
+            ops = ", ".join(s.op for s in self.batch if s.enabled)
+            raise RecipeError(f"{what} applies the per-image steps only, and this recipe has a batch stage ({ops}) "
+                              "that would be dropped: mix in the training loop with recipe.batch_transform("
+                              "num_classes), or in the DataLoader with collate_fn=recipe.collate_fn(num_classes), "
+                              "and pass batch_stage_elsewhere=True here")
+
+    def sample_transform(self, output: str | None = None, batch_stage_elsewhere: bool = False):
         """A callable for a torchvision dataset's ``transform=``: fresh randomness on every call.
 
         Randomness comes from the recipe's seed, ``torch.initial_seed()`` (which differs per DataLoader
         worker and epoch, and follows ``torch.manual_seed`` in the main process) and a call counter, so
-        runs are reproducible without touching the global RNG.
+        runs are reproducible without touching the global RNG, but a call is not tied to an item: for
+        export's pixels per item use ``dataset()``. ``output``: ``"tensor"`` (what the recipe's output steps
+        make, else uint8 ``C x H x W``), ``"pil"``, or None (a tensor when the recipe ends with output steps,
+        else the input's type). A recipe with a batch stage is refused unless ``batch_stage_elsewhere``.
         """
         from .training import SampleTransform  # deferred: torch
 
-        return SampleTransform(self)
+        if not batch_stage_elsewhere:
+            self.check_no_batch_stage("sample_transform()")
+        return SampleTransform(self, output=output)
 
     def batch_transform(self, num_classes: int, model=None, device=None):
         """``(images, labels) -> (images, soft_labels)`` for the recipe's batch stage, for a training loop.
@@ -181,13 +198,17 @@ class Recipe:
 
         return BatchTransform(self, num_classes, model=model, device=device)
 
-    def dataset(self, source, copy: int | None = None, epoch: int = 0, output: str = "tensor"):
+    def dataset(self, source, copy: int | None = None, epoch: int = 0, output: str = "tensor",
+                batch_stage_elsewhere: bool = False):
         """A dataset whose item i is this recipe applied to item i, keyed by its relative path and the copy:
         ``copy=k`` gives ``augstudio export``'s copy k exactly; without it the copy is the epoch
         (``ds.set_epoch(e)``), fresh draws each epoch. ``source``: a folder, a torchvision ImageFolder, or a
-        dataset with ``item_key(i)``. See ``augstudio.core.engine.training.RecipeDataset``."""
+        dataset with ``item_key(i)``. See ``augstudio.core.engine.training.RecipeDataset``. A recipe with a
+        batch stage is refused unless ``batch_stage_elsewhere`` (mix with ``collate_fn`` / ``batch_transform``)."""
         from .training import RecipeDataset  # deferred: torch
 
+        if not batch_stage_elsewhere:
+            self.check_no_batch_stage("dataset()")
         return RecipeDataset(self, source, copy=copy, epoch=epoch, output=output)
 
     def jsd_views(self, post=None):

@@ -27,20 +27,37 @@ def _recipe(recipe, what: str):
 class SampleTransform:
     """``transform=`` for a torchvision dataset. Picklable, so DataLoader workers (fork or spawn) can use it."""
 
-    def __init__(self, recipe):
+    def __init__(self, recipe, output: str | None = None):
+        if output not in (None, "tensor", "pil"):
+            raise RecipeError(f"sample_transform output must be 'tensor', 'pil' or None, got {output!r}")
         self.recipe = _recipe(recipe, "SampleTransform")
+        self.output = output
         self._counter = itertools.count()
+        self._pipeline = None
 
     def __getstate__(self):
-        return {"recipe": self.recipe}
+        return {"recipe": self.recipe, "output": self.output}
 
     def __setstate__(self, state):
-        self.__init__(state["recipe"])
+        self.__init__(state["recipe"], state.get("output"))
 
     def __call__(self, image):
         # torch.initial_seed() differs per DataLoader worker and per epoch, and follows torch.manual_seed
         key = f"train:{torch.initial_seed()}:{next(self._counter)}"
-        return self.recipe.apply(image, item=key, copy=0)
+        if self._pipeline is None:
+            self._pipeline = self.recipe.pipeline()
+        pic, tag = as_picture(image)
+        out, _ = self._pipeline.run(pic, self.recipe.seed, key, 0)
+        return finished(self._pipeline, out, self.output or ("tensor" if self._pipeline.has_outputs else tag))
+
+
+def finished(pipeline, pic, output: str):
+    """What a training helper returns: the output steps' tensor, uint8 pixels, a PIL image or the Picture."""
+    if output == "pil":
+        return picture_to_pil(pic)
+    if output == "tensor":
+        return pipeline.finish(pic.pixels) if pipeline.has_outputs else pic.pixels
+    return from_picture(pic, output)
 
 
 class RecipeDataset(torch.utils.data.Dataset):
@@ -108,7 +125,7 @@ class RecipeDataset(torch.utils.data.Dataset):
             pic = read_image(self.root / key)
         copy = self.epoch if self.copy is None else self.copy
         out, _ = self._pipeline.run(pic, self.recipe.seed, self.key(i), copy)
-        return (picture_to_pil(out) if self.output == "pil" else out.pixels), label
+        return finished(self._pipeline, out, self.output), label
 
 
 class BatchTransform:

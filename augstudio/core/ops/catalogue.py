@@ -14,7 +14,7 @@ from pathlib import Path
 from augstudio.core.base.errors import RecipeError
 
 FILE = Path(__file__).with_name("catalogue.json")
-FAMILY_ORDER = ("geometry", "color", "noise", "erase", "container", "style", "policy", "batch", "misc")
+FAMILY_ORDER = ("geometry", "color", "noise", "erase", "container", "style", "policy", "output", "batch", "misc")
 
 
 def _default(p) -> str:

@@ -10,7 +10,8 @@ from typing import Any
 
 from augstudio.core.base.errors import ParamError
 
-PARAM_KINDS = ("float", "int", "bool", "choice", "range", "int_range", "size", "fill", "str", "path", "steps")
+PARAM_KINDS = ("float", "int", "bool", "choice", "range", "int_range", "size", "fill", "numbers", "str", "path",
+               "steps")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Param:
       int_range        the same with integers
       size             [height, width] positive ints; one int n means [n, n]
       fill             a fill value 0..255: one number for all channels, or one per channel
+      numbers          one number or a list of numbers (e.g. one per channel), each in [low, high]
       str / path       free text / a file or folder path
       steps            a list of nested steps (containers such as one_of)
 
@@ -62,7 +64,7 @@ class Param:
     def describe_range(self) -> str:
         if self.kind == "choice":
             return " | ".join(str(c) for c in self.choices)
-        if self.kind in ("float", "int", "range", "int_range"):
+        if self.kind in ("float", "int", "range", "int_range", "numbers"):
             lo = "-inf" if self.low is None else _fmt(self.low)
             hi = "inf" if self.high is None else _fmt(self.high)
             return f"{lo} .. {hi}"
@@ -144,6 +146,14 @@ class Param:
                     raise ParamError(f"{prefix} values must be within 0 .. 255, got {value!r}")
                 out.append(int(fv) if float(fv).is_integer() else fv)
             return out[0] if not isinstance(value, (list, tuple)) else out
+        if k == "numbers":
+            vals = value if isinstance(value, (list, tuple)) else [value]
+            if not vals:
+                raise ParamError(f"{prefix} must be a number or a list of numbers, got {value!r}")
+            out = [self._plain(v, prefix, False) for v in vals]
+            for v in out:
+                self._check_bounds(v, prefix, shown=value)
+            return [float(v) for v in out]
         if k == "steps":
             # the nested steps themselves are parsed by the container op (ops.containers), which knows
             # the registry; a parameter declaration stays below it
