@@ -25,6 +25,7 @@ import torch
 
 from augstudio.core.base import seeding
 from augstudio.core.base.errors import AugstudioError, RecipeError
+from augstudio.core.io.images import as_picture
 from augstudio.core.ops.registry import get_batch_op
 from augstudio.core.ops.step import stream_keys
 
@@ -101,6 +102,40 @@ def batch_key(key) -> str:
     return ":".join(str(p) for p in parts)
 
 
+def as_batch(images, device=None) -> torch.Tensor:
+    """What training loops hand the batch stage -> float ``N x C x H x W``: a tensor (uint8 becomes 0..1),
+    or a list of same-size tensors or PIL images. Channels-last batches are refused with the fix, not mixed
+    along the wrong axis."""
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise RecipeError("batch stage: the batch is empty")
+        items = [x if isinstance(x, torch.Tensor) else _pil_tensor(x) for x in images]
+        shapes = {tuple(x.shape) for x in items}
+        if len(shapes) > 1:
+            raise RecipeError(f"batch stage: the images of a batch must share one size, got {sorted(shapes)}; "
+                              "crop or resize them first (e.g. random_resized_crop with a fixed size)")
+        images = torch.stack(items)
+    elif not isinstance(images, torch.Tensor):
+        images = torch.as_tensor(images, device=device or "cpu")
+    if device is not None:
+        images = images.to(device)
+    if images.dim() != 4:
+        raise RecipeError(f"batch stage: images must be N x C x H x W, got shape {tuple(images.shape)}")
+    if images.shape[-1] in (1, 3, 4) and images.shape[1] not in (1, 3, 4):
+        raise RecipeError(f"batch stage: the images look channels-last (N x H x W x C = {tuple(images.shape)}); "
+                          "give N x C x H x W, e.g. images.permute(0, 3, 1, 2)")
+    if images.dtype == torch.uint8:
+        return images.float() / 255.0
+    return images if images.is_floating_point() else images.float()
+
+
+def _pil_tensor(image) -> torch.Tensor:
+    if not hasattr(image, "convert"):
+        raise RecipeError(f"batch stage: a batch holds tensors or PIL images, got {type(image).__name__}")
+    pic, _ = as_picture(image)
+    return pic.pixels
+
+
 class BatchStage:
     """``(images, labels) -> (images, soft_labels)`` for the recipe's batch steps."""
 
@@ -120,16 +155,7 @@ class BatchStage:
         int, a string, or a tuple / list of ints and strings naming the batch (e.g. ``(epoch, step)``):
         the draws then come from the recipe seed and the key only, so the batch is reproducible."""
         key_text = None if key is None else batch_key(key)
-        if not isinstance(images, torch.Tensor):
-            images = torch.as_tensor(images, device=self.device or "cpu")
-        if self.device is not None:
-            images = images.to(self.device)
-        if images.dim() != 4:
-            raise RecipeError(f"batch stage: images must be N x C x H x W, got shape {tuple(images.shape)}")
-        if images.dtype == torch.uint8:
-            images = images.float() / 255.0
-        elif not images.is_floating_point():
-            images = images.float()
+        images = as_batch(images, self.device)
         soft = to_soft(labels, self.num_classes, images.device)
         if soft.shape[0] != images.shape[0]:
             raise RecipeError(f"batch stage: {images.shape[0]} images but {soft.shape[0]} labels")
@@ -140,4 +166,4 @@ class BatchStage:
         return images, soft
 
 
-__all__ = ["BatchStage", "apply_batch_ops", "build_batch_ops", "batch_key", "to_soft"]
+__all__ = ["BatchStage", "apply_batch_ops", "build_batch_ops", "batch_key", "to_soft", "as_batch"]

@@ -211,6 +211,14 @@ class Recipe:
             self.check_no_batch_stage("dataset()")
         return RecipeDataset(self, source, copy=copy, epoch=epoch, output=output)
 
+    def collate_fn(self, num_classes: int):
+        """``DataLoader(..., collate_fn=recipe.collate_fn(10))``: the batch stage (model-free mixing) runs in
+        the DataLoader workers and batches come out as ``(images, soft_labels)``. See
+        ``augstudio.core.engine.training.MixCollate``."""
+        from .training import MixCollate  # deferred: torch
+
+        return MixCollate(self, num_classes)
+
     def jsd_views(self, post=None):
         """``transform=`` giving ``(clean, aug1, aug2)`` for AugMix's Jensen-Shannon consistency loss; see
         ``augstudio.core.engine.training.JSDViews``."""

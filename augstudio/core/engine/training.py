@@ -128,6 +128,35 @@ class RecipeDataset(torch.utils.data.Dataset):
         return finished(self._pipeline, out, self.output), label
 
 
+class MixCollate:
+    """``collate_fn=`` for a DataLoader: default-collate the samples, then run the recipe's batch stage in the
+    worker that made the batch, returning ``(images, soft_labels)``. For model-free mixing (mixup, cutmix,
+    PuzzleMix with its image-gradient saliency, label smoothing): a model lives in the training process.
+    Randomness comes from the recipe seed, ``torch.initial_seed()`` (per worker and epoch) and a counter."""
+
+    def __init__(self, recipe, num_classes: int):
+        self.recipe = _recipe(recipe, "collate_fn")
+        for s in recipe.batch:
+            if s.enabled and s.values.get("model"):
+                raise RecipeError(f"collate_fn: batch step {s.op} names a model ({s.values['model']}); "
+                                  "DataLoader workers mix without one: use recipe.batch_transform(num_classes, "
+                                  "model=...) in the training loop instead")
+        self.num_classes = int(num_classes)
+        self._stage = None
+
+    def __getstate__(self):
+        return {"recipe": self.recipe, "num_classes": self.num_classes}
+
+    def __setstate__(self, state):
+        self.__init__(state["recipe"], state["num_classes"])
+
+    def __call__(self, samples):
+        images, labels = torch.utils.data.default_collate(samples)[:2]
+        if self._stage is None:
+            self._stage = BatchStage(self.recipe, self.num_classes)
+        return self._stage(images, labels)
+
+
 class BatchTransform:
     """The recipe's batch stage for a training loop (mixup, cutmix, puzzlemix, label smoothing); see
     ``core.batch_stage``. ``key=`` (e.g. ``(epoch, step)``) makes a batch's draws reproducible."""

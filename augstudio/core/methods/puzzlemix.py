@@ -75,6 +75,10 @@ def saliency(model, images, labels):
         with torch.enable_grad():
             x = images.detach().to(dev, dtype).clone().requires_grad_(True)
             out = fn(x).float()
+            if labels.dim() == 2 and labels.shape[1] != out.shape[1]:
+                raise RecipeError(f"PuzzleMix: the model gives {out.shape[1]} class scores but the labels have "
+                                  f"{labels.shape[1]} classes; give the batch stage num_classes={out.shape[1]} or "
+                                  "the model trained on these classes")
             if labels.dim() == 2:
                 loss = -(labels.to(out) * F.log_softmax(out, dim=1)).sum(1).mean()
             else:

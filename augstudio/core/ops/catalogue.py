@@ -13,6 +13,8 @@ from pathlib import Path
 
 from augstudio.core.base.errors import RecipeError
 
+from .base import BatchOp
+
 FILE = Path(__file__).with_name("catalogue.json")
 FAMILY_ORDER = ("geometry", "color", "noise", "erase", "container", "style", "policy", "output", "batch", "misc")
 
@@ -30,7 +32,7 @@ def build() -> list[dict]:
     ops = list(all_ops().values()) + list(all_batch_ops().values())
     ops.sort(key=lambda c: (FAMILY_ORDER.index(c.family) if c.family in FAMILY_ORDER else 99, c.name))
     return [{"name": c.name, "family": c.family, "summary": c.summary, "categorical": c.categorical,
-             "batch": c.family == "batch",
+             "batch": issubclass(c, BatchOp),
              "params": [{"name": p.name, "kind": p.kind, "default": _default(p), "range": p.describe_range(),
                          "help": p.help} for p in c.params]} for c in ops]
 
@@ -61,22 +63,26 @@ def table_markdown(entries: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def _one_help(e: dict) -> str:
+    where = "batch op (under 'batch:')" if e["batch"] else "per-image op (under 'steps:')"
+    lines = [f"{e['name']} ({e['family']}, {where}): {e['summary']}", "parameters:"]
+    for p in e["params"]:
+        lines.append(f"  {p['name']:<16} {p['kind']:<9} default {p['default']:<14} {p['range']:<16} {p['help']}")
+    lines.append(f"  {'p':<16} {'float':<9} default {'1.0':<14} {'0 .. 1':<16} probability of applying the step")
+    return "\n".join(lines)
+
+
 def help_text(entries: list[dict], name: str | None = None) -> str:
     """``augstudio ops``: every op by family; ``augstudio ops NAME``: one op's parameters. An unknown name is a
     RecipeError naming the closest ops (per-image and batch alike)."""
     if name:
-        by_name = {e["name"]: e for e in entries}
-        if name not in by_name:
-            close = difflib.get_close_matches(name, list(by_name), n=3, cutoff=0.5)
+        found = [e for e in entries if e["name"] == name]  # one_of is a per-image and a batch op
+        if not found:
+            names = sorted({e["name"] for e in entries})
+            close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
             hint = f" Closest: {', '.join(close)}." if close else ""
             raise RecipeError(f"unknown op {name!r}.{hint} Run `augstudio ops` for the full list.")
-        e = by_name[name]
-        where = "batch op (under 'batch:')" if e["batch"] else "per-image op (under 'steps:')"
-        lines = [f"{e['name']} ({e['family']}, {where}): {e['summary']}", "parameters:"]
-        for p in e["params"]:
-            lines.append(f"  {p['name']:<16} {p['kind']:<9} default {p['default']:<14} {p['range']:<16} {p['help']}")
-        lines.append(f"  {'p':<16} {'float':<9} default {'1.0':<14} {'0 .. 1':<16} probability of applying the step")
-        return "\n".join(lines)
+        return "\n\n".join(_one_help(e) for e in found)
     out = []
     for fam in FAMILY_ORDER:
         group = sorted((e for e in entries if e["family"] == fam), key=lambda e: e["name"])

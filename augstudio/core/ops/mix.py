@@ -1,8 +1,10 @@
 """Batch ops that mix pairs of images and their labels: Mixup, CutMix, PuzzleMix.
 
-Each draws one lambda per batch from Beta(alpha, alpha) and a random pairing (a permutation of the batch:
-image i is mixed with image perm[i]), as the reference implementations do; labels are mixed with the
-same weight as the pixels (for CutMix the exact pasted area, for PuzzleMix the mask's mean).
+Each draws a lambda from Beta(alpha, alpha) and a random pairing (a permutation of the batch: image i is
+mixed with image perm[i]), as the reference implementations do; labels are mixed with the same weight as
+the pixels (for CutMix the exact pasted area, for PuzzleMix the mask's mean). Mixup and CutMix also have
+timm's per-image (``mode: elem``) and per-pair (``mode: pair``) lambdas, and ``one_of`` under ``batch:``
+picks one of them by weight (timm's switch probability), per batch or per image.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import math
 
 import torch
 
-from augstudio.core.base.errors import RecipeError
+from augstudio.core.base.errors import ParamError, RecipeError
 from augstudio.core.methods.puzzlemix import image_saliency, mix_with, puzzlemix_pairs, saliency
 
 from .base import BatchOp
 from .params import Param
-from .registry import register_batch
+from .registry import get_batch_op, register_batch
+from .step import Step, parse_steps
 
 
 # -- random draws from an explicit generator -------------------------------------------------------------
@@ -60,46 +63,84 @@ _ALPHA = Param("alpha", "float", 1.0, low=1e-3, high=100.0, typical=(0.05, 4.0),
                help="lambda ~ Beta(alpha, alpha); 1 = uniform, small = mostly one image")
 
 
+_MODE = Param("mode", "choice", "batch", choices=("batch", "pair", "elem"),
+              help="batch: one lambda for the batch (random pairs); elem: a lambda per image; pair: images i and "
+                   "n-1-i swap with one lambda per pair (timm's modes)")
+
+
+def _lambdas(gen, alpha: float, n: int, mode: str) -> tuple[object, list[int]]:
+    """``(lam, perm)`` for ``mode``: batch -> one float and a random pairing; elem -> one lambda per image and
+    a random pairing; pair -> one lambda per pair, image i paired with n-1-i (timm's pairing)."""
+    if mode == "batch":
+        return sample_beta(gen, alpha, alpha), sample_pairing(gen, n)
+    if mode == "elem":
+        return [sample_beta(gen, alpha, alpha) for _ in range(n)], sample_pairing(gen, n)
+    half = [sample_beta(gen, alpha, alpha) for _ in range(n // 2)]
+    lam = half + ([1.0] if n % 2 else []) + half[::-1]  # an odd middle image is its own pair: kept
+    return lam, list(range(n - 1, -1, -1))
+
+
+def _column(lam, like):
+    """A lambda (one float, or one per image) shaped to broadcast over ``like``'s first axis."""
+    if isinstance(lam, (list, tuple)):
+        return torch.tensor(lam, dtype=like.dtype, device=like.device).view(-1, *([1] * (like.dim() - 1)))
+    return float(lam)
+
+
 # -- mixup ------------------------------------------------------------------------------------------------
-def mixup(images, labels, lam: float, perm):
-    """x = lam * x + (1 - lam) * x[perm]; y likewise (Zhang et al. 2018)."""
-    return lam * images + (1 - lam) * images[perm], lam * labels + (1 - lam) * labels[perm]
+def mixup(images, labels, lam, perm):
+    """x = lam * x + (1 - lam) * x[perm]; y likewise (Zhang et al. 2018). ``lam``: one float or one per image."""
+    li, ly = _column(lam, images), _column(lam, labels)
+    return li * images + (1 - li) * images[perm], ly * labels + (1 - ly) * labels[perm]
 
 
 @register_batch
 class Mixup(BatchOp):
     name = "mixup"
     summary = "Mixup: blend each image with a partner, lambda ~ Beta(alpha, alpha); labels blended alike."
-    params = (_ALPHA,)
+    params = (_ALPHA, _MODE)
 
     def sample(self, gen, n=1, size=(0, 0), num_classes=0):
-        lam = sample_beta(gen, self.alpha, self.alpha)
-        return {"lam": lam, "perm": sample_pairing(gen, n)}
+        lam, perm = _lambdas(gen, self.alpha, n, self.mode)
+        return {"lam": lam, "perm": perm}
 
     def apply_to_batch(self, images, soft_labels, params, model=None):
         perm = _perm(params, images.shape[0], images.device)
-        return mixup(images, soft_labels, float(params["lam"]), perm)
+        return mixup(images, soft_labels, params["lam"], perm)
 
 
 # -- cutmix -----------------------------------------------------------------------------------------------
 def cutmix_box(lam: float, size: tuple[int, int], cy: int, cx: int) -> list[int]:
-    """The CutMix box [y1, y2, x1, x2]: sides sqrt(1 - lam) of the image, centred at (cy, cx), clipped."""
+    """The CutMix box [y1, y2, x1, x2]: sides int(side * sqrt(1 - lam)), centred at (cy, cx), clipped to the
+    image (timm's ``rand_bbox``)."""
     h, w = size
     rat = math.sqrt(max(0.0, 1.0 - lam))
     ch, cw = int(h * rat), int(w * rat)
-    y1, y2 = min(max(cy - ch // 2, 0), h), min(max(cy + ch // 2, 0), h)
-    x1, x2 = min(max(cx - cw // 2, 0), w), min(max(cx + cw // 2, 0), w)
+    y1, y2 = min(max(cy - ch // 2, 0), h), min(max(cy + (ch + 1) // 2, 0), h)
+    x1, x2 = min(max(cx - cw // 2, 0), w), min(max(cx + (cw + 1) // 2, 0), w)
     return [y1, y2, x1, x2]
 
 
+def _area_lam(box, size) -> float:
+    """1 - the pasted box's share of the image: the exact label weight of the image itself."""
+    return 1.0 - (box[1] - box[0]) * (box[3] - box[2]) / float(max(size[0] * size[1], 1))
+
+
 def cutmix(images, labels, box, perm):
-    """Paste the partner's box; returns (images, labels, lam) with lam = 1 - exact pasted area share."""
-    y1, y2, x1, x2 = box
+    """Paste the partner's box; returns (images, labels, lam) with lam = 1 - exact pasted area share.
+    ``box``: one [y1, y2, x1, x2] for the batch, or one per image."""
     h, w = images.shape[-2:]
     out = images.clone()
-    out[..., y1:y2, x1:x2] = images[perm][..., y1:y2, x1:x2]
-    lam = 1.0 - (y2 - y1) * (x2 - x1) / float(h * w)
-    return out, lam * labels + (1 - lam) * labels[perm], lam
+    if box and isinstance(box[0], (list, tuple)):
+        for i, (y1, y2, x1, x2) in enumerate(box):
+            out[i, ..., y1:y2, x1:x2] = images[perm[i], ..., y1:y2, x1:x2]
+        lam = [_area_lam(b, (h, w)) for b in box]
+    else:
+        y1, y2, x1, x2 = box
+        out[..., y1:y2, x1:x2] = images[perm][..., y1:y2, x1:x2]
+        lam = _area_lam(box, (h, w))
+    ly = _column(lam, labels)
+    return out, ly * labels + (1 - ly) * labels[perm], lam
 
 
 @register_batch
@@ -107,22 +148,97 @@ class CutMix(BatchOp):
     name = "cutmix"
     summary = ("CutMix: paste a box of a partner image (area 1 - lambda, lambda ~ Beta(alpha, alpha)); "
                "labels mixed by the exact pasted area.")
-    params = (_ALPHA,)
+    params = (_ALPHA, _MODE)
 
-    def sample(self, gen, n=1, size=(0, 0), num_classes=0):
-        lam = sample_beta(gen, self.alpha, self.alpha)
+    def _box(self, gen, lam, size):
         h, w = size
         cy = int(torch.randint(0, max(h, 1), (), generator=gen, device=gen.device).item())
         cx = int(torch.randint(0, max(w, 1), (), generator=gen, device=gen.device).item())
-        box = cutmix_box(lam, (h, w), cy, cx)
-        area = (box[1] - box[0]) * (box[3] - box[2]) / float(max(h * w, 1))
-        return {"lam_drawn": lam, "center": [cy, cx], "box": box, "lam": 1.0 - area,
-                "perm": sample_pairing(gen, n)}
+        return [cy, cx], cutmix_box(lam, (h, w), cy, cx)
+
+    def sample(self, gen, n=1, size=(0, 0), num_classes=0):
+        if self.mode == "batch":
+            lam = sample_beta(gen, self.alpha, self.alpha)
+            center, box = self._box(gen, lam, size)
+            return {"lam_drawn": lam, "center": center, "box": box, "lam": _area_lam(box, size),
+                    "perm": sample_pairing(gen, n)}
+        lams, perm = _lambdas(gen, self.alpha, n, self.mode)
+        drawn = [self._box(gen, lam, size) for lam in lams]
+        if self.mode == "pair":  # both images of a pair swap the same box
+            drawn = [drawn[min(i, n - 1 - i)] for i in range(n)]
+        boxes = [b for _, b in drawn]
+        return {"lam_drawn": lams, "center": [c for c, _ in drawn], "box": boxes,
+                "lam": [_area_lam(b, size) for b in boxes], "perm": perm}
 
     def apply_to_batch(self, images, soft_labels, params, model=None):
         perm = _perm(params, images.shape[0], images.device)
         out, y, _lam = cutmix(images, soft_labels, params["box"], perm)
         return out, y
+
+
+# -- one of several mixing ops (timm's "mixup or cutmix, switch probability") ------------------------------------
+@register_batch
+class BatchOneOf(BatchOp):
+    name = "one_of"
+    summary = ("Apply one of the nested batch steps, picked by weight (e.g. mixup or cutmix with timm's switch "
+               "probability); per batch, or per image with per: image.")
+    params = (
+        Param("steps", "steps", [], help="the nested batch steps"),
+        Param("weights", "numbers", None, optional=True, low=0.0, high=1e6,
+              help="relative weight of each nested step (default: equal)"),
+        Param("per", "choice", "batch", choices=("batch", "image"),
+              help="batch: one step for the whole batch; image: a step per image (timm's elem mode)"),
+    )
+
+    @classmethod
+    def validate(cls, values: dict, where: str = "") -> dict:
+        def plain(v):
+            return [s.to_dict() if isinstance(s, Step) else s for s in v] if isinstance(v, list) else v
+
+        out = super().validate({k: plain(v) if k == "steps" else v for k, v in values.items()}, where)
+        out["steps"] = parse_steps(out["steps"], where=f"{where}'steps' ", batch=True)
+        if not out["steps"]:
+            raise ParamError(f"{where}one_of under 'batch:' needs at least one nested step")
+        if out["weights"] is not None and len(out["weights"]) != len(out["steps"]):
+            raise ParamError(f"{where}one_of: {len(out['weights'])} weights for {len(out['steps'])} steps")
+        return out
+
+    @property
+    def nested(self):
+        if not hasattr(self, "_nested"):
+            self._nested = [get_batch_op(s.op)(**s.values) for s in self.steps]
+        return self._nested
+
+    def _choose(self, gen) -> int:
+        w = self.weights or [1.0] * len(self.steps)
+        u = torch.rand((), generator=gen, dtype=torch.float64, device=gen.device).item() * sum(w)
+        acc = 0.0
+        for i, wi in enumerate(w):
+            acc += wi
+            if u < acc:
+                return i
+        return len(w) - 1
+
+    def sample(self, gen, n=1, size=(0, 0), num_classes=0):
+        if self.per == "batch":
+            i = self._choose(gen)
+            return {"choice": i, "params": self.nested[i].sample(gen, n, size, num_classes)}
+        choice = [self._choose(gen) for _ in range(n)]
+        return {"choice": choice, "params": [op.sample(gen, n, size, num_classes) for op in self.nested]}
+
+    def mix(self, images, soft_labels, params, model=None):
+        if self.per == "batch":
+            return self.nested[params["choice"]].mix(images, soft_labels, params["params"], model)
+        # per image: every nested step mixes the whole batch from the originals; each image keeps its pick
+        outs = [op.mix(images, soft_labels, p, model) for op, p in zip(self.nested, params["params"])]
+        pick = torch.tensor(params["choice"], device=images.device)
+        x = torch.stack([o[0] for o in outs])[pick, torch.arange(images.shape[0], device=images.device)]
+        y = torch.stack([o[1] for o in outs])[pick, torch.arange(images.shape[0], device=images.device)]
+        return x, y, {}
+
+    def apply_to_batch(self, images, soft_labels, params, model=None):
+        x, y, _ = self.mix(images, soft_labels, params, model)
+        return x, y
 
 
 # -- puzzlemix --------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 from augstudio.core.base.errors import AugstudioError, RecipeError
 
-from .registry import all_batch_ops, get_batch_op, get_op
+from .registry import get_batch_op, get_op
 
 RESERVED_STEP_KEYS = ("op", "p", "enabled")
 
@@ -26,6 +26,7 @@ class Step:
     values: dict = field(default_factory=dict)
     p: float = 1.0
     enabled: bool = True
+    batch: bool = False  # a batch-stage step (names such as one_of exist in both registries)
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {"op": self.op}
@@ -37,15 +38,11 @@ class Step:
         return d
 
     def copy(self) -> Step:
-        return parse_step(self.to_dict(), batch=_is_batch(self.op))
+        return parse_step(self.to_dict(), batch=self.batch)
 
 
 def _is_step_list(v) -> bool:
     return isinstance(v, list) and bool(v) and all(isinstance(s, Step) for s in v)
-
-
-def _is_batch(name: str) -> bool:
-    return name in all_batch_ops()
 
 
 def parse_step(raw: Any, where: str = "", batch: bool = False) -> Step:
@@ -73,7 +70,7 @@ def parse_step(raw: Any, where: str = "", batch: bool = False) -> Step:
         raise
     except Exception as e:  # a bug in an op's validate must still read as a recipe problem
         raise RecipeError(f"{where}invalid parameters: {e}") from None
-    return Step(name, canonical, float(p), enabled)
+    return Step(name, canonical, float(p), enabled, batch)
 
 
 def parse_steps(raw: Any, where: str = "", batch: bool = False) -> list[Step]:
