@@ -128,39 +128,28 @@ def run_group(x: torch.Tensor, groups: list[list], kind: str) -> torch.Tensor:
     gp = plans[0]
     # statistics of moved colour steps, measured per item on a probe at each step's own place in the chain
     needs = [[op.needs_stats(params) for op, params, _, _ in p.deferred] for p in plans]
-    xs = x  # the source of the warps: converted to float once when a probe warps it too
-    if x.device.type == "cpu" and any(any(n) for n in needs):
-        xs = x.to(torch.float32)
     stats = [[None] * len(gp.deferred) for _ in plans]
     for j, p in enumerate(plans):
         for k, (op, params, mk, sk) in enumerate(p.deferred):
             if not needs[j][k]:
                 continue
-            probe = _probe(xs[j], mk, sk, p.mode, p.fill, as_float=k == 0 and _float_ok(op, x, kind))
+            probe = _probe(x[j], mk, sk, p.mode, p.fill)
             for (op_e, params_e, _, _), st in zip(p.deferred[:k], stats[j]):
                 probe = op_e.apply(probe, params_e, kind, stats=st)
             stats[j][k] = op.stats(probe, params, kind)
-    # the first moved colour step takes the warp's float result directly when it works in float anyway
-    # (same whole numbers as the uint8 result, without the uint8 round trip)
-    as_float = bool(gp.deferred) and _float_ok(gp.deferred[0][0], x, kind)
-    out = W.warp_batch(xs, [p.matrix for p in plans], gp.size, gp.interp, gp.fill, gp.mode, as_float=as_float)
+    out = W.warp_batch(x, [p.matrix for p in plans], gp.size, gp.interp, gp.fill, gp.mode)
     for k, (op, _, _, _) in enumerate(gp.deferred):
         out = op.apply_batch(out, [p.deferred[k][1] for p in plans], kind, stats=[s[k] for s in stats])
     return out
 
 
-def _float_ok(op, x, kind) -> bool:
-    """May ``op`` be handed the warp's float32 result (whole numbers 0..255) instead of uint8?"""
-    return op.accepts_float and kind != "rgba" and x.shape[-3] != 4 and x.device.type == "cpu"
-
-
-def _probe(x, m, size, mode, fill, as_float: bool = False):
+def _probe(x, m, size, mode, fill):
     h, w = size
     s = min(1.0, PROBE_SIDE / max(h, w))
     ph, pw = max(1, round(h * s)), max(1, round(w * s))
     # output probe pixel (u, v) samples the intermediate image at its grid position
     down = W.box_to_size(0, 0, h, w, (ph, pw))
-    return W.warp(x, W.matmul(down, m), (ph, pw), "nearest", fill, mode, as_float=as_float)
+    return W.probe(x, W.matmul(down, m), (ph, pw), fill, mode)
 
 
 __all__ = ["plan", "run_group", "signature", "group_plan", "GroupPlan", "PROBE_SIDE"]

@@ -23,9 +23,10 @@ Everything works on ``C x H x W`` and on batches ``N x C x H x W`` with one matr
 from __future__ import annotations
 
 import math
-import struct
 
 import torch
+
+from . import cv
 
 Matrix = tuple  # ((a, b, c), (d, e, f), (0, 0, 1))
 
@@ -152,22 +153,26 @@ def _source_box(inv: Matrix, out_size, h: int, w: int, margin: int):
 
 
 def box_reduce(src: torch.Tensor, ky: int, kx: int) -> torch.Tensor:
-    """Average ``ky x kx`` blocks (float ``N x C x H x W``) with strided adds (much faster than avg_pool2d
-    on CPU). A last partial block is dropped, so at most k - 1 border pixels are not seen."""
+    """Means of ``ky x kx`` blocks of uint8 ``... x H x W`` (the antialiasing before a large shrink); a last
+    partial block is dropped, so at most k - 1 border pixels are not seen. The torch form keeps the exact
+    means as float32; the OpenCV form (CPU) rounds them to uint8, which moves a following bilinear sample by
+    at most half a level, so the two still agree within one level after the warp's own rounding."""
+    if cv.active(src):
+        return torch.from_numpy(cv.box_reduce(cv.planes(src), ky, kx))
     h, w = src.shape[-2:]
     hh, ww = (h // ky) * ky, (w // kx) * kx
-    src = src[..., :hh, :ww]
+    acc = src[..., :hh, :ww].to(torch.float32)  # whole-number sums: exact in float32, in any order
     if ky > 1:
-        acc = src[..., 0::ky, :].clone()
+        rows = acc[..., 0::ky, :].clone()
         for i in range(1, ky):
-            acc.add_(src[..., i::ky, :])
-        src = acc
+            rows.add_(acc[..., i::ky, :])
+        acc = rows
     if kx > 1:
-        acc = src[..., 0::kx].clone()
+        cols = acc[..., 0::kx].clone()
         for i in range(1, kx):
-            acc.add_(src[..., i::kx])
-        src = acc
-    return src.mul_(1.0 / (kx * ky))
+            cols.add_(acc[..., i::kx])
+        acc = cols
+    return acc.div_(ky * kx)
 
 
 _PADDING = {"constant": "zeros", "edge": "border", "reflect": "reflection"}
@@ -186,30 +191,38 @@ def _arange(n: int, device) -> torch.Tensor:
 
 
 def warp(x: torch.Tensor, m: Matrix, out_size: tuple[int, int], interpolation: str = "bilinear",
-         fill=0, mode: str = "constant", antialias: bool = True, as_float: bool = False) -> torch.Tensor:
+         fill=0, mode: str = "constant", antialias: bool = True, as_float: bool = False,
+         clip: tuple | None = None) -> torch.Tensor:
     """Resample ``x`` (uint8 ``C x H x W``) through forward matrix ``m`` into an ``out_size`` image.
 
-    ``x`` may also be a float32 copy of a uint8 image (never modified): several warps of the same image
-    then share one conversion.
+    ``x`` may also be a float32 tensor of whole numbers 0..255 (treated as the uint8 image it holds).
 
     ``as_float``: return the result as float32 holding the same whole numbers 0..255 that the uint8 result
-    would (so a following float kernel skips a uint8 round trip)."""
+    would (for a following float kernel). ``clip``: see ``warp_batch``."""
+    clips = None if clip is None else [clip] * (x.shape[0] if x.dim() == 4 else 1)
     if x.dim() == 4:
-        return warp_batch(x, [m] * x.shape[0], out_size, interpolation, fill, mode, antialias, as_float)
-    return warp_batch(x[None], [m], out_size, interpolation, fill, mode, antialias, as_float)[0]
+        return warp_batch(x, [m] * x.shape[0], out_size, interpolation, fill, mode, antialias, as_float, clips)
+    return warp_batch(x[None], [m], out_size, interpolation, fill, mode, antialias, as_float, clips)[0]
 
 
 def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], interpolation: str = "bilinear",
-               fill=0, mode: str = "constant", antialias: bool = True, as_float: bool = False) -> torch.Tensor:
+               fill=0, mode: str = "constant", antialias: bool = True, as_float: bool = False,
+               clips: list | None = None) -> torch.Tensor:
     """One kernel for a batch: ``x`` uint8 ``N x C x H x W`` (any device), one forward matrix per item.
 
-    Only the input region the output can reach is converted to float (constant / edge borders), and the
-    output grid is sampled by ``grid_sample`` (align_corners=True: pixel centres at integers).
-
-    On the CPU, items are sampled together when they reach the same input region and shrink by the same
-    factor, so every item gets exactly the floats it would get alone (batched == per image, byte for
-    byte). On an accelerator the items of one shrink factor share the union of their regions: one kernel,
-    at the price of rounding that can differ from the per-image result by a grey level.
+    * ``nearest``: an index gather, the indices computed on the CPU in float64 from the matrix alone, so it
+      is exact and the same on every device (integer maps -- flips, quarter turns, crops -- are slices).
+    * ``bilinear`` / ``bicubic`` on the CPU: OpenCV, item by item (batched == per image, byte for byte);
+      a map that is a plain resize of the region it reads uses OpenCV's separable resize. Elsewhere
+      ``grid_sample`` over the input region the output can reach: items are sampled together when they
+      reach the same region (on an accelerator: share the union of their regions), within one grey level
+      of the CPU result.
+    * antialias: a shrink by ``k >= 2`` along an axis first averages ``k``-pixel blocks (integer, the same on
+      every device; blocks are aligned to the image, or to the clip box), so large downscales do not
+      alias; smaller shrinks sample directly.
+    * ``clips``: per item ``(top, left, height, width)`` or None: the item reads only that box of the
+      input, repeating its edge (crop, then resize: torchvision's ``resized_crop``); ``mode`` and ``fill``
+      do not apply to such items.
     """
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
@@ -218,24 +231,51 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
     n, c, h, w = x.shape
     oh, ow = int(out_size[0]), int(out_size[1])
     invs = [inverse(mm) for mm in matrices]
-    if mode == "reflect":  # mirrored samples can land anywhere: the whole image
-        boxes = [(0, h, 0, w)] * n
-    else:
-        margin = 2 if interpolation == "bicubic" else 1
-        boxes = [_source_box(iv, (oh, ow), h, w, margin) for iv in invs]
-    shrink = antialias and interpolation != "nearest"
-    factors = [tuple(max(1, int(a)) for a in _inverse_scales(iv)) if shrink else (1, 1) for iv in invs]
-    exact = x.device.type == "cpu"
+    if clips is not None and any(cb is not None for cb in clips):
+        mode = "edge"
+    fills = _fill_values(fill, c) if mode == "constant" else [0.0] * c
+    if interpolation == "nearest":
+        out = _nearest_batch(x, invs, (oh, ow), fills, mode, clips)
+        return out.to(torch.float32) if as_float and not out.is_floating_point() else out
+    if x.is_floating_point():  # whole numbers 0..255: the uint8 image they hold
+        x = to_uint8(x)
+    regions = [_region(invs[i], (oh, ow), (h, w), interpolation, mode, antialias, clips[i] if clips else None)
+               for i in range(n)]
+    if cv.active(x):
+        out, out_np = cv.new_planes((n, c, oh, ow))
+        for i in range(n):
+            box, block = regions[i]
+            src = x[i, :, box[0]:box[1], box[2]:box[3]]
+            if block != (1, 1):
+                src = box_reduce(src, *block)
+            cv.warp_affine(cv.planes(src), _region_matrix(invs[i], box, block), (oh, ow), interpolation, mode,
+                           fills, out_np[i])
+        return out.to(torch.float32) if as_float else out
+    # the union of items' regions may be shared where their blocks line up (no clip box); on the CPU only
+    # items that read the same region run together (every item gets exactly its own floats)
+    share = x.device.type != "cpu" and not clips
     groups: dict = {}
     for i in range(n):
-        groups.setdefault((boxes[i], factors[i]) if exact else factors[i], []).append(i)
+        groups.setdefault(regions[i][1] if share else regions[i], []).append(i)
     if len(groups) == 1:
-        return _warp_group(x, invs, _union(boxes), (oh, ow), interpolation, fill, mode, shrink, as_float)
+        return _warp_group(x, invs, regions, (oh, ow), interpolation, fills, mode, as_float)
     out = torch.empty((n, c, oh, ow), dtype=torch.float32 if as_float else torch.uint8, device=x.device)
     for idx in groups.values():
-        box = _union([boxes[i] for i in idx])
-        out[idx] = _warp_group(x[idx], [invs[i] for i in idx], box, (oh, ow), interpolation, fill, mode, shrink,
-                               as_float)
+        out[idx] = _warp_group(x[idx], [invs[i] for i in idx], [regions[i] for i in idx], (oh, ow), interpolation,
+                               fills, mode, as_float)
+    return out
+
+
+def probe(x: torch.Tensor, m: Matrix, out_size: tuple[int, int], fill=0, mode: str = "constant") -> torch.Tensor:
+    """A nearest-neighbour sample of uint8 ``C x H x W`` through ``m`` for measuring image statistics only
+    (the engine's probe of a moved colour step). On the CPU OpenCV's nearest, whose ties may round the
+    other way than ``warp``'s exact gather: a statistic moves by a hair, never a whole pixel of output."""
+    if not cv.active(x) or x.shape[-3] > 4:
+        return warp(x, m, out_size, "nearest", fill, mode)
+    c = x.shape[-3]
+    out, dst = cv.new_planes((c, *out_size))
+    cv.warp_affine(cv.planes(x), inverse(m), out_size, "nearest", mode,
+                   _fill_values(fill, c) if mode == "constant" else [0.0] * c, dst)
     return out
 
 
@@ -243,37 +283,56 @@ def _union(boxes: list) -> tuple:
     return (min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
-def _warp_group(x, invs0, box, out_size, interpolation, fill, mode, shrink: bool, as_float: bool):
-    """Sample the items of ``x`` (one inverse matrix each) from the input region ``box``."""
-    n, c, h, w = x.shape
+def _region(inv: Matrix, out_size, size, interpolation: str, mode: str, antialias: bool, clip):
+    """The input box ``(y0, y1, x0, x1)`` an item reads and its antialias block ``(ky, kx)``. The box covers
+    what the output can reach (the whole image for reflect), within the clip box if there is one, grown to
+    whole blocks (aligned to the clip box or to the image)."""
+    h, w = size
+    frame = _frame(clip, h, w)
+    sx, sy = _inverse_scales(inv) if antialias else (1.0, 1.0)
+    ky = max(1, min(int(sy), frame[1] - frame[0]))
+    kx = max(1, min(int(sx), frame[3] - frame[2]))
+    if clip is not None or mode == "reflect":
+        box = frame
+    else:  # the taps' reach: one pixel (two for bicubic), or that many blocks and one more when averaging
+        taps = 2 if interpolation == "bicubic" else 1
+        k = max(kx, ky)
+        box = _source_box(inv, out_size, h, w, taps if k == 1 else (taps + 1) * k)
+    y0, y1 = _blocks(box[0], box[1], ky, frame[0], frame[1])
+    x0, x1 = _blocks(box[2], box[3], kx, frame[2], frame[3])
+    return (y0, y1, x0, x1), (ky, kx)
+
+
+def _blocks(lo: int, hi: int, k: int, f0: int, f1: int) -> tuple[int, int]:
+    """``[lo, hi)`` grown to whole ``k``-blocks of the frame ``[f0, f1)`` (blocks start at f0; the frame's
+    last partial block is dropped), keeping two blocks where the frame has them (grid_sample's scale)."""
+    if k == 1:
+        return lo, hi
+    end = f0 + ((f1 - f0) // k) * k
+    a = min(f0 + ((lo - f0) // k) * k, end - k)
+    b = max(min(f0 - (-(hi - f0) // k) * k, end), a + k)
+    if b - a < 2 * k and end - f0 >= 2 * k:
+        a, b = (a - k, b) if a > f0 else (a, b + k)
+    return a, b
+
+
+def _region_matrix(inv: Matrix, box: tuple, block: tuple) -> Matrix:
+    """Output pixel -> pixel of the region ``box`` after its block averaging."""
+    inv = matmul(translation(-box[2], -box[0]), inv)
+    ky, kx = block
+    if kx > 1 or ky > 1:
+        # reduced pixel j covers [j k, j k + k - 1]: input coordinate x = k j + (k - 1) / 2
+        unpool = ((1.0 / kx, 0.0, -(kx - 1) / (2.0 * kx)), (0.0, 1.0 / ky, -(ky - 1) / (2.0 * ky)),
+                  (0.0, 0.0, 1.0))
+        inv = matmul(unpool, inv)
+    return inv
+
+
+def _grid(invs: list, src_size, out_size, device) -> torch.Tensor:
+    """``N x oh x ow x 2`` sampling grid in grid_sample's normalised units (align_corners=True) for inverse
+    matrices into a ``src_size`` image."""
+    sh, sw = src_size
     oh, ow = out_size
-    device = x.device
-    y0, y1, x0, x1 = box
-    shift = translation(-x0, -y0)
-    if x.dtype == torch.float32:  # a caller's float copy of the uint8 image (shared by several warps): a view
-        src = x[:, :, y0:y1, x0:x1]
-    else:
-        src = x[:, :, y0:y1, x0:x1].to(torch.float32, memory_format=_SRC_FORMAT)
-    invs = [matmul(shift, iv) for iv in invs0]  # output -> cropped input coordinates
-    # antialias: box-average by the integer shrink factor (the same for the whole group)
-    if shrink:
-        scales = [_inverse_scales(iv) for iv in invs0]  # == axis_scales(m), without inverting again
-        kx = max(1, min(int(min(sc[0] for sc in scales)), src.shape[-1]))
-        ky = max(1, min(int(min(sc[1] for sc in scales)), src.shape[-2]))
-        if kx > 1 or ky > 1:
-            src = box_reduce(src, ky, kx)
-            # pooled pixel j covers [j k, j k + k - 1]: input coordinate x = k j + (k - 1) / 2
-            unpool = ((1.0 / kx, 0.0, -(kx - 1) / (2.0 * kx)), (0.0, 1.0 / ky, -(ky - 1) / (2.0 * ky)),
-                      (0.0, 0.0, 1.0))
-            invs = [matmul(unpool, iv) for iv in invs]
-    sh, sw = src.shape[-2:]
-    # 3. constant fill f: sample (x - f) with zero padding, add f back (the weights sum to one)
-    fills = _fill_values(fill, c) if mode == "constant" else [0.0] * c
-    shifted = any(fills)
-    if shifted:
-        ft = torch.tensor(fills, dtype=torch.float32, device=device)[None, :, None, None]
-        src = src - ft
-    # 4. the sampling grid in grid_sample's normalised units (align_corners=True)
     gx_scale = 2.0 / max(sw - 1, 1)
     gy_scale = 2.0 / max(sh - 1, 1)
     rows = []
@@ -282,29 +341,130 @@ def _warp_group(x, invs0, box, out_size, interpolation, fill, mode, shrink: bool
                      iv[1][0] * gy_scale, iv[1][1] * gy_scale, iv[1][2] * gy_scale - 1.0])
     u = _arange(ow, device)
     v = _arange(oh, device)
-    grid = torch.empty((n, oh, ow, 2), dtype=torch.float32, device=device)
-    if n == 1 and device.type == "cpu":
-        # one item: the same float32 products and sums as the batched form below (the coefficients are
-        # rounded to float32 first, as torch.tensor would), without the small-tensor bookkeeping
-        k0, k1, k2, k3, k4, k5 = struct.unpack("6f", struct.pack("6f", *rows[0]))
-        torch.add(u * k0, (v * k1 + k2)[:, None], out=grid[0, ..., 0])
-        torch.add(u * k3, (v * k4 + k5)[:, None], out=grid[0, ..., 1])
-    else:
-        k = torch.tensor(rows, dtype=torch.float32, device=device)  # N x 6
-        torch.add(k[:, 0, None, None] * u, (k[:, 1, None] * v + k[:, 2, None])[:, :, None],
-                  out=grid[..., 0])
-        torch.add(k[:, 3, None, None] * u, (k[:, 4, None] * v + k[:, 5, None])[:, :, None],
-                  out=grid[..., 1])
-    pad = _PADDING[mode]
-    out = torch.nn.functional.grid_sample(src, grid, mode=interpolation, padding_mode=pad, align_corners=True)
+    grid = torch.empty((len(invs), oh, ow, 2), dtype=torch.float32, device=device)
+    k = torch.tensor(rows, dtype=torch.float32, device=device)  # N x 6
+    torch.add(k[:, 0, None, None] * u, (k[:, 1, None] * v + k[:, 2, None])[:, :, None], out=grid[..., 0])
+    torch.add(k[:, 3, None, None] * u, (k[:, 4, None] * v + k[:, 5, None])[:, :, None], out=grid[..., 1])
+    return grid
+
+
+def _warp_group(x, invs0, regions, out_size, interpolation, fills, mode, as_float: bool):
+    """``grid_sample`` the items of uint8 ``x`` (one inverse matrix each) from the union of their regions
+    (every item of the group has the same block, and its blocks line up with the union's)."""
+    n, c, h, w = x.shape
+    oh, ow = out_size
+    device = x.device
+    box = _union([r[0] for r in regions])
+    block = regions[0][1]
+    src = x[..., box[0]:box[1], box[2]:box[3]]
+    if block != (1, 1):
+        src = box_reduce(src, *block)
+    invs = [_region_matrix(iv, box, block) for iv in invs0]
+    src = src.to(torch.float32, memory_format=_SRC_FORMAT)
+    sh, sw = src.shape[-2:]
+    # constant fill f: sample (x - f) with zero padding, add f back (the weights sum to one)
+    shifted = any(fills)
+    if shifted:
+        ft = torch.tensor(fills, dtype=torch.float32, device=device)[None, :, None, None]
+        src = src - ft
+    grid = _grid(invs, (sh, sw), out_size, device)
+    out = torch.nn.functional.grid_sample(src, grid, mode=interpolation, padding_mode=_PADDING[mode],
+                                          align_corners=True)
     if shifted:
         out = out.add_(ft)
-    if interpolation == "bilinear":  # a convex combination of 0..255 values: no clamp needed
-        out = out.round_()
-    elif interpolation == "bicubic":
-        out = out.round_().clamp_(0, 255)
+    out = out.round_()
+    if interpolation == "bicubic":  # overshoots; a bilinear mix of 0..255 values needs no clamp
+        out = out.clamp_(0, 255)
     return out if as_float else to_uint8(out.contiguous())
 
 
-__all__ = ["warp", "warp_batch", "matmul", "inverse", "translation", "scaling", "rotation", "shearing",
-           "center", "box_to_size", "to_uint8", "is_integer_map", "axis_scales", "IDENTITY", "MODES", "INTERPOLATIONS"]
+# -- nearest: an exact gather ------------------------------------------------------------------------------
+def _nearest_batch(x, invs, out_size, fills, mode, clips=None):
+    n, c, h, w = x.shape
+    oh, ow = out_size
+    frames = [_frame(clips[i] if clips else None, h, w) for i in range(n)]
+    views = [_integer_view(x[i], iv, out_size, frames[i]) if is_integer_map(iv) else None
+             for i, iv in enumerate(invs)]
+    if all(v is not None for v in views):
+        if n == 1:
+            return views[0].contiguous()[None]
+        return torch.stack(views)
+    index = torch.stack([_nearest_index(iv, out_size, (h, w), mode, clips[i] if clips else None)
+                         for i, iv in enumerate(invs)])
+    outside = index < 0
+    flat = x.reshape(n, c, h * w)
+    if n == 1:
+        out = flat[0].index_select(1, index[0].clamp(min=0).to(x.device))[None]
+    else:
+        idx = index.clamp(min=0).to(x.device)
+        out = torch.gather(flat, 2, idx[:, None, :].expand(n, c, oh * ow))
+    out = out.view(n, c, oh, ow)
+    if bool(outside.any()):
+        keep = (~outside).to(x.device).view(n, 1, oh, ow)
+        ft = torch.tensor(fills, dtype=torch.float32, device=x.device).to(x.dtype).view(1, c, 1, 1)
+        out = torch.where(keep, out, ft)
+    return out
+
+
+def _frame(clip, h: int, w: int) -> tuple:
+    """The box ``(y0, y1, x0, x1)`` an item may read: its clip box within the image, or the image."""
+    if clip is None:
+        return 0, h, 0, w
+    top, left, ch, cw = (int(v) for v in clip)
+    return max(0, top), min(h, top + ch), max(0, left), min(w, left + cw)
+
+
+def _nearest_index(inv: Matrix, out_size, size, mode: str, clip):
+    """Flat input index of every output pixel (CPU int64, ``oh * ow``; -1 outside the image). Found by
+    ``grid_sample``'s nearest on the CPU over an image of pixel numbers (the same region and grid the
+    float form uses), so ties round as it rounds them, and every device gathers the same pixels."""
+    h, w = size
+    if clip is not None or mode == "reflect":
+        box = _frame(clip, h, w)
+    else:
+        box = _source_box(inv, out_size, h, w, 1)
+    src = _numbers(h, w)[box[0]:box[1], box[2]:box[3]][None, None]  # flat index + 1: zero padding is outside
+    grid = _grid([matmul(translation(-box[2], -box[0]), inv)], src.shape[-2:], out_size, "cpu")
+    pad = "edge" if clip is not None else mode
+    pick = torch.nn.functional.grid_sample(src, grid.to(src.dtype), mode="nearest", padding_mode=_PADDING[pad],
+                                           align_corners=True)
+    return pick.view(-1).to(torch.int64) - 1
+
+
+_NUMBERS: dict = {}
+
+
+def _numbers(h: int, w: int) -> torch.Tensor:
+    """``1 + arange(h * w)`` as an ``h x w`` CPU image, float32 while that is exact (else float64); the
+    last few are kept (never written to)."""
+    key = (h, w)
+    t = _NUMBERS.get(key)
+    if t is None:
+        if len(_NUMBERS) >= 8:
+            _NUMBERS.clear()
+        dtype = torch.float64 if h * w + 1 >= 2 ** 24 else torch.float32
+        t = _NUMBERS[key] = torch.arange(1, h * w + 1, dtype=dtype, device="cpu").view(h, w)
+    return t
+
+
+def _integer_view(x: torch.Tensor, inv: Matrix, out_size, frame: tuple):
+    """An integer map that stays inside the frame as slices, flips and a transpose of ``x`` (a view or a
+    flip), or None when it reaches outside."""
+    oh, ow = out_size
+    fy0, fy1, fx0, fx1 = frame
+    (a, b, cx), (d, e, cy) = [[int(round(v)) for v in row] for row in inv[:2]]
+    if a == 0:  # a quarter turn: output columns walk input rows
+        x, (a, b, cx), (d, e, cy) = x.transpose(-1, -2), (d, e, cy), (a, b, cx)
+        fy0, fy1, fx0, fx1 = fx0, fx1, fy0, fy1
+    xs = (cx, cx + a * (ow - 1))
+    ys = (cy, cy + e * (oh - 1))
+    if min(xs) < fx0 or max(xs) >= fx1 or min(ys) < fy0 or max(ys) >= fy1:
+        return None
+    out = x[..., min(ys):max(ys) + 1, min(xs):max(xs) + 1]
+    dims = [d for d, s in ((-2, e), (-1, a)) if s < 0]
+    return out.flip(dims) if dims else out
+
+
+__all__ = ["warp", "warp_batch", "probe", "matmul", "inverse", "translation", "scaling", "rotation", "shearing",
+           "center", "box_to_size", "to_uint8", "is_integer_map", "axis_scales", "box_reduce", "IDENTITY", "MODES",
+           "INTERPOLATIONS"]

@@ -57,10 +57,18 @@ class GeometricOp(Op):
     def output_size(self, size, params):
         return tuple(self.affine(params, size)[1])
 
+    def clip(self, params: dict, size: tuple[int, int]) -> tuple | None:
+        """Applied alone, the op reads only this box ``(top, left, height, width)`` of its input, repeating
+        its edge (a crop, then a resize), or None: it samples the input through its matrix. (Fused with
+        other geometry only the matrix counts.)"""
+        return None
+
     def apply(self, x, params, kind):
-        m, out = self.affine(params, tuple(x.shape[-2:]))
+        size = tuple(x.shape[-2:])
+        m, out = self.affine(params, size)
         mode, fill = self.border()
-        return W.warp(x, m, out, interp_for(self.interp() or "nearest", kind), fill, mode)
+        return W.warp(x, m, out, interp_for(self.interp() or "nearest", kind), fill, mode,
+                      clip=self.clip(params, size))
 
     def apply_batch(self, x, params_list, kind):
         if x.shape[0] == 1:
@@ -72,8 +80,9 @@ class GeometricOp(Op):
             raise RecipeError(f"op '{self.name}' gives the items of one batch different sizes {sorted(outs)}; "
                               "add a fixed-size crop or resize so every item has the same output size")
         mode, fill = self.border()
+        clips = [self.clip(p, size) for p in params_list]
         return W.warp_batch(x, [m for m, _ in mats], outs.pop(), interp_for(self.interp() or "nearest", kind),
-                            fill, mode)
+                            fill, mode, clips=None if all(c is None for c in clips) else clips)
 
 
 def interp_for(name: str, kind: str) -> str:
@@ -290,6 +299,9 @@ class RandomResizedCrop(GeometricOp):
         out = tuple(self.size)
         return W.box_to_size(params["top"], params["left"], params["height"], params["width"], out), out
 
+    def clip(self, params, size):  # crop, then resize (torchvision's resized_crop): the box's edge repeats
+        return params["top"], params["left"], params["height"], params["width"]
+
 
 @register
 class RandomCrop(GeometricOp):
@@ -364,7 +376,7 @@ def _window(x, top: int, left: int, height: int, width: int, mode: str, fill):
     """x[..., top:top+height, left:left+width] with out-of-image pixels from the border mode (exact)."""
     h, w = x.shape[-2:]
     if top >= 0 and left >= 0 and top + height <= h and left + width <= w:
-        return x[..., top:top + height, left:left + width].clone()
+        return x[..., top:top + height, left:left + width]  # a view, as torchvision's crop
     if mode == "constant":
         out = torch.empty((*x.shape[:-2], height, width), dtype=x.dtype, device=x.device)
         c = x.shape[-3]

@@ -1,0 +1,140 @@
+"""The CPU backend: OpenCV kernels on uint8 tensors that live on the CPU.
+
+Every kernel module has a torch form that runs on any device (CUDA, MPS, the CPU) and, for the CPU, may
+hand the same work to OpenCV (``opencv-python-headless``, Apache-2), whose uint8 kernels are the field's
+standard CPU kernels and several times faster than torch's general-purpose ones here (measured:
+``benchmarks/README.md``). The contract between the two forms:
+
+* the OpenCV form is used for **every** CPU image, one item at a time in a batch, so the batched path on
+  the CPU gives the per-image bytes exactly, for any number of threads (OpenCV's kernels compute every
+  output pixel on its own; ``threads`` follows ``torch.get_num_threads()``);
+* the torch form (what an accelerator runs) agrees with it within one grey level, or exactly where the
+  kernel module says so; ``torch_only()`` runs the torch form on the CPU too, which is how the tests
+  compare the two without a GPU.
+
+Tensors are handed to OpenCV as numpy views (no copy) of ``C x H x W`` planes; 3- and 4-channel images are
+interleaved for OpenCV only where that is measured faster (the warp), with ``cv2.merge`` / ``cv2.split``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import cv2
+import numpy as np
+import torch
+
+_STATE = {"threads": None, "torch_only": 0}
+BORDERS = {"constant": cv2.BORDER_CONSTANT, "edge": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101}
+INTERP = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
+
+
+def active(x: torch.Tensor) -> bool:
+    """Does the OpenCV form handle ``x``? (uint8 on the CPU, unless ``torch_only()`` is in force.)"""
+    return x.device.type == "cpu" and x.dtype == torch.uint8 and not _STATE["torch_only"]
+
+
+def enabled() -> bool:
+    """Do the CPU forms run (False inside ``torch_only()``)?"""
+    return not _STATE["torch_only"]
+
+
+@contextlib.contextmanager
+def torch_only():
+    """Run the torch (device) form of every kernel on the CPU too: what the tests compare OpenCV with."""
+    _STATE["torch_only"] += 1
+    try:
+        yield
+    finally:
+        _STATE["torch_only"] -= 1
+
+
+def sync_threads() -> None:
+    """OpenCV uses as many threads as torch is told to (one in a DataLoader worker or an export worker)."""
+    n = torch.get_num_threads()
+    if n != _STATE["threads"]:
+        cv2.setNumThreads(n)
+        _STATE["threads"] = n
+
+
+def planes(x: torch.Tensor) -> np.ndarray:
+    """A numpy view of a CPU uint8 ``... x H x W`` tensor: no copy while its rows are contiguous (crops are
+    views; OpenCV takes any row stride), else a contiguous copy."""
+    return (x if x.stride(-1) == 1 else x.contiguous()).numpy()
+
+
+def new_planes(shape) -> tuple[torch.Tensor, np.ndarray]:
+    """An empty uint8 CPU tensor and its numpy view (OpenCV writes into the view)."""
+    t = torch.empty(tuple(shape), dtype=torch.uint8, device="cpu")
+    return t, t.numpy()
+
+
+def warp_affine(src: np.ndarray, inv, out_size: tuple[int, int], interpolation: str, mode: str,
+                fills: list[float], dst: np.ndarray) -> None:
+    """Bilinear / bicubic resampling of uint8 planes ``src`` (C x h x w) into ``dst`` (C x oh x ow) through
+    the inverse matrix ``inv`` (output pixel -> input pixel, pixel centres at integers).
+
+    OpenCV 5 interpolates in float32 like ``grid_sample`` (4.x quantised coordinates to 1/32 pixel, which
+    is why the dependency asks for 5): the two agree within one grey level (tests/core/test_kernels_cv.py).
+    """
+    sync_threads()
+    c = src.shape[0]
+    oh, ow = out_size
+    if mode == "edge" and is_resize(inv, src.shape[-2:], out_size):  # separable: several times faster
+        for i in range(c):
+            cv2.resize(src[i], (ow, oh), dst=dst[i], interpolation=INTERP[interpolation])
+        return
+    m = np.array((inv[0][:3], inv[1][:3]), dtype=np.float64)
+    flags = INTERP[interpolation] | cv2.WARP_INVERSE_MAP
+    border = BORDERS[mode]
+    if c in (3, 4):  # interleaved: one pass over the coordinates for all channels (measured faster)
+        merged = cv2.merge([src[i] for i in range(c)])
+        out = cv2.warpAffine(merged, m, (ow, oh), flags=flags, borderMode=border, borderValue=tuple(fills))
+        cv2.split(out, [dst[i] for i in range(c)])  # writes into the planes given
+        return
+    for i in range(c):
+        cv2.warpAffine(src[i], m, (ow, oh), dst=dst[i], flags=flags, borderMode=border,
+                       borderValue=(fills[i],) * 4)
+
+
+def is_resize(inv, size: tuple[int, int], out_size: tuple[int, int]) -> bool:
+    """Is the inverse map exactly a resize of the whole ``size`` image to ``out_size`` (pixel centres:
+    x = (u + 0.5) w / ow - 0.5)? With an edge border that is what ``cv2.resize`` computes."""
+    (a, b, c), (d, e, f) = inv[0][:3], inv[1][:3]
+    h, w = size
+    oh, ow = out_size
+    sx, sy = w / ow, h / oh
+    return (b == 0.0 and d == 0.0 and abs(a - sx) < 1e-9 * sx and abs(e - sy) < 1e-9 * sy
+            and abs(c - (0.5 * sx - 0.5)) < 1e-7 and abs(f - (0.5 * sy - 0.5)) < 1e-7)
+
+
+def box_reduce(src: np.ndarray, ky: int, kx: int) -> np.ndarray:
+    """``ky x kx`` block means of uint8 planes rounded to levels (within half a level of
+    ``kernels.warp.box_reduce``'s exact means); a last partial block is dropped. 2 x 2 blocks through
+    OpenCV's INTER_AREA (a dedicated SIMD path, ~10x numpy), other sizes as integer sums in numpy (OpenCV's
+    generic area and box filters measured slower)."""
+    sync_threads()
+    h, w = src.shape[-2:]
+    hh, ww = h // ky, w // kx
+    if ky == kx == 2:
+        out = np.empty((*src.shape[:-2], hh, ww), dtype=np.uint8)
+        flat_src, flat_out = src.reshape(-1, h, w), out.reshape(-1, hh, ww)
+        for i in range(flat_src.shape[0]):
+            cv2.resize(flat_src[i, :hh * 2, :ww * 2], (ww, hh), dst=flat_out[i], interpolation=cv2.INTER_AREA)
+        return out
+    k = ky * kx
+    p = src[..., :hh * ky, :ww * kx]
+    acc = p[..., 0::ky, :].astype(np.uint16 if k * 256 < 65536 else np.uint32)
+    for i in range(1, ky):
+        acc += p[..., i::ky, :]
+    if kx > 1:
+        cols = acc[..., 0::kx].copy()
+        for i in range(1, kx):
+            cols += acc[..., i::kx]
+        acc = cols
+    acc += k // 2
+    acc //= k
+    return acc.astype(np.uint8)
+
+
+__all__ = ["active", "enabled", "torch_only", "sync_threads", "planes", "new_planes", "warp_affine", "box_reduce", "BORDERS"]

@@ -1,0 +1,144 @@
+"""The warp kernel's two forms: OpenCV on the CPU and torch's grid_sample (what an accelerator runs, here run
+on the CPU through ``cv.torch_only()``) agree within one grey level for every interpolation, border, shrink
+and clip box; nearest is one exact gather on both; the antialias block average is the same integer result
+in numpy and torch; regions shared by a batch on an accelerator give each item its own result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from augstudio.core.kernels import cv
+from augstudio.core.kernels import warp as W
+
+
+@pytest.fixture(scope="module")
+def photo():
+    from skimage import data
+
+    return torch.from_numpy(np.ascontiguousarray(data.astronaut()[::2, ::2])).permute(2, 0, 1).contiguous()
+
+
+def _cases(h, w):
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    return [
+        (W.rotation(23.0, cx, cy), (h, w)),
+        (W.matmul(W.box_to_size(10, 20, h - 30, w - 40, (96, 96)), W.rotation(-7.0, cx, cy)), (96, 96)),
+        (W.box_to_size(0, 0, h, w, (50, 30)), (50, 30)),  # a 5x / 8x shrink: block averages first
+        (W.box_to_size(0, 0, h, w, (300, 170)), (300, 170)),  # a resize up (OpenCV's resize)
+        (W.matmul(W.scaling(1.7, 0.8, 100, 100), W.shearing(12.0, 0.0, cx, cy)), (120, 160)),
+        (W.matmul(W.box_to_size(30, 40, 150, 120, (64, 64)), W.rotation(90.0, cx, cy)), (64, 64)),
+    ]
+
+
+def _both(x, m, out, **kw):
+    a = W.warp(x, m, out, **kw)
+    with cv.torch_only():
+        b = W.warp(x, m, out, **kw)
+    return a, b
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect"])
+def test_opencv_and_torch_forms_agree_within_one_grey_level(photo, interpolation, mode):
+    for channels in (3, 1, 4):
+        x = photo[:channels] if channels < 4 else torch.cat([photo, photo[:1]])
+        for m, out in _cases(*x.shape[-2:]):
+            a, b = _both(x, m, out, interpolation=interpolation, mode=mode, fill=[10, 200, 30, 255])
+            d = (a.int() - b.int()).abs()
+            assert a.shape == b.shape == (channels, *out)
+            # OpenCV's float warp differs only where float sums tie; its separable resize (edge borders)
+            # weighs in 11-bit fixed point and its block means before a 2x+ shrink are rounded to levels:
+            # more pixels round the other way there, none by more than one level
+            shrink = max(W.axis_scales(m)) >= 2
+            share = 0.35 if shrink else 0.15 if mode == "edge" and out == (300, 170) else 0.02
+            assert d.max() <= 1 and (d > 0).float().mean() < share, (channels, out, d.max(), (d > 0).float().mean())
+
+
+def test_clip_boxes_read_only_their_box_in_both_forms(photo):
+    box = (40, 30, 70, 90)  # top, left, height, width
+    for out in [(224, 224), (20, 30), (70, 90)]:
+        m = W.box_to_size(*box, out)
+        a, b = _both(photo, m, out, clip=box)
+        assert (a.int() - b.int()).abs().max() <= 1
+        # crop, then resize: the same as resizing the cropped image on its own
+        crop = photo[:, 40:110, 30:120].contiguous()
+        ref = W.warp(crop, W.box_to_size(0, 0, 70, 90, out), out, mode="edge")
+        assert torch.equal(a, ref)
+    # the nearest form reads the box too: each output pixel is one of the 2 x 2 block it halves
+    near = W.warp(photo, W.box_to_size(*box, (35, 45)), (35, 45), "nearest", clip=box)
+    crop = photo[:, 40:110, 30:120].int()
+    blocks = torch.stack([crop[:, dy::2, dx::2] for dy in (0, 1) for dx in (0, 1)])
+    assert bool(((blocks - near.int()).abs().sum(1) == 0).any(0).all())
+
+
+def test_nearest_is_one_exact_gather_on_every_form(photo):
+    for mode in ("constant", "edge", "reflect"):
+        for m, out in _cases(*photo.shape[-2:]):
+            a, b = _both(photo, m, out, interpolation="nearest", mode=mode, fill=7)
+            assert torch.equal(a, b)
+            inv = W.inverse(m)
+            for v, u in [(0, 0), (out[0] - 1, out[1] - 1), (out[0] // 2, out[1] // 3)]:
+                xi = round(inv[0][0] * u + inv[0][1] * v + inv[0][2])
+                yi = round(inv[1][0] * u + inv[1][1] * v + inv[1][2])
+                h, w = photo.shape[-2:]
+                if 0 <= xi < w and 0 <= yi < h:
+                    assert torch.equal(a[:, v, u], photo[:, yi, xi])
+                elif mode == "constant":
+                    assert (a[:, v, u] == 7).all()
+
+
+def test_integer_maps_are_slices_flips_and_transposes(photo):
+    h, w = photo.shape[-2:]
+    hflip = ((-1.0, 0.0, w - 1.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    quarter = ((0.0, 1.0, 0.0), (-1.0, 0.0, w - 1.0), (0.0, 0.0, 1.0))
+    assert torch.equal(W.warp(photo, hflip, (h, w), "nearest"), photo.flip(-1))
+    assert torch.equal(W.warp(photo, quarter, (w, h), "nearest"), torch.rot90(photo, 1, (-2, -1)))
+    crop = W.matmul(W.translation(-5, -9), hflip)
+    assert torch.equal(W.warp(photo, crop, (40, 50), "nearest"), photo.flip(-1)[:, 9:49, 5:55])
+    padded = W.warp(photo, W.translation(3, 3), (h + 6, w + 6), "nearest", fill=9)
+    assert torch.equal(padded[:, 3:-3, 3:-3], photo) and (padded[:, :3] == 9).all()
+
+
+@pytest.mark.parametrize("ky,kx", [(2, 2), (3, 2), (5, 7), (16, 16), (1, 4)])
+def test_block_means_are_exact_in_torch_and_rounded_by_opencv(ky, kx):
+    x = torch.randint(0, 256, (3, 61, 83), dtype=torch.uint8, generator=torch.Generator().manual_seed(ky * kx))
+    a = W.box_reduce(x, ky, kx)
+    with cv.torch_only():
+        b = W.box_reduce(x, ky, kx)
+    hh, ww = 61 // ky, 83 // kx
+    means = x[:, :hh * ky, :ww * kx].double().view(3, hh, ky, ww, kx).mean((2, 4))
+    assert a.dtype == torch.uint8 and b.dtype == torch.float32
+    assert torch.allclose(b.double(), means, atol=1e-4) and (a.double() - means).abs().max() <= 0.5
+
+
+def test_items_sharing_a_region_on_an_accelerator_get_their_own_pixels(photo):
+    """The accelerator form runs items of one block size over the union of their regions; blocks are
+    aligned to the image, so each item's result stays within a grey level of its own (CPU) result."""
+    h, w = photo.shape[-2:]
+    out = (10, 10)
+    mats = [W.box_to_size(0, 0, 120, 120, out), W.matmul(W.box_to_size(120, 110, 120, 125, out),
+                                                         W.rotation(3.0, 127.5, 127.5))]
+    invs = [W.inverse(m) for m in mats]
+    regions = [W._region(iv, out, (h, w), "bilinear", "constant", True, None) for iv in invs]
+    assert regions[0][1] == regions[1][1] and regions[0][0] != regions[1][0]
+    x = photo[None].expand(2, -1, -1, -1)
+    shared = W._warp_group(x, invs, regions, out, "bilinear", [0.0] * 3, "constant", False)
+    for i, m in enumerate(mats):
+        own = W.warp(photo, m, out)
+        assert (shared[i].int() - own.int()).abs().max() <= 1
+
+
+def test_opencv_results_do_not_depend_on_the_thread_count(photo):
+    m = W.matmul(W.box_to_size(5, 5, 200, 210, (150, 150)), W.rotation(13.0, 127.5, 127.5))
+    old = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            outs.append(W.warp(photo, m, (150, 150)))
+            outs.append(W.warp(photo, W.box_to_size(0, 0, 256, 256, (600, 500)), (600, 500), mode="edge"))
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(outs[0], outs[2]) and torch.equal(outs[1], outs[3])
