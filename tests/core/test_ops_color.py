@@ -32,7 +32,7 @@ CASES = [
     ("contrast", {"factor": 0.5}, lambda x: TF.adjust_contrast(x, 0.5), 1),
     ("saturation", {"factor": 1.6}, lambda x: TF.adjust_saturation(x, 1.6), 1),
     ("saturation", {"factor": 0.2}, lambda x: TF.adjust_saturation(x, 0.2), 1),
-    ("hue", {"shift": 0.21}, lambda x: TF.adjust_hue(x, 0.21), 0),
+    ("hue", {"shift": 0.21}, lambda x: TF.adjust_hue(x, 0.21), 1),  # OpenCV's float HSV on the CPU
     ("gamma", {"gamma": 0.7}, lambda x: TF.adjust_gamma(x, 0.7), 0),
     ("posterize", {"bits": 3}, lambda x: TF.posterize(x, 3), 0),
     ("solarize", {"threshold": 100.0}, lambda x: TF.solarize(x, 100.0), 0),
@@ -138,11 +138,17 @@ def test_histogram_ops_accept_non_contiguous_views(img):
 
 
 def test_own_hue_kernel_equals_torchvision_byte_for_byte(astronaut):
-    """kernels.color.adjust_hue makes its constants on the image's device; the bytes are torchvision's."""
+    """kernels.color.adjust_hue makes its constants on the image's device; the bytes of its torch form (what
+    an accelerator runs) are torchvision's; its OpenCV form on the CPU is within one grey level of them."""
+    from augstudio.core.kernels import cv
     from augstudio.core.kernels.color import adjust_hue
 
     x = torch.from_numpy(np.asarray(astronaut.resize((96, 80)))).permute(2, 0, 1).contiguous()
     for h in (-0.5, -0.27, -0.01, 0.0, 0.13, 0.5):
-        assert torch.equal(adjust_hue(x, h), TF.adjust_hue(x, h)), h
+        with cv.torch_only():
+            assert torch.equal(adjust_hue(x, h), TF.adjust_hue(x, h)), h
+        d = (adjust_hue(x, h).int() - TF.adjust_hue(x, h).int()).abs()
+        assert d.max() <= 1 and (d > 0).float().mean() < 0.001, h
     batch = torch.stack([x, x.flip(-1)])
-    assert torch.equal(adjust_hue(batch, 0.2), TF.adjust_hue(batch, 0.2))
+    with cv.torch_only():
+        assert torch.equal(adjust_hue(batch, 0.2), TF.adjust_hue(batch, 0.2))

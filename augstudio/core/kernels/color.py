@@ -1,5 +1,8 @@
-"""Colour kernels on uint8 images, on the image's own device.
+"""Colour kernels on uint8 images, on the image's own device (OpenCV on the CPU, see ``kernels.cv``).
 
+Lookup tables, histograms and the grey image are exact: the OpenCV and torch forms give the same bytes.
+``saturate`` and ``adjust_hue`` follow torchvision's float formulas in their torch form; their OpenCV forms
+(uint8 blend, float32 HSV) agree with them within one grey level (tests/core/test_kernels_color.py).
 ``adjust_hue`` follows torchvision v2's uint8 semantics (Pillow's HSV conversion; scale to 0..1, shift the
 hue, convert back with ``x * 255.999`` truncation), so results equal ``torchvision.transforms.v2.functional.
 adjust_hue`` byte for byte (a test compares them); unlike it, every constant is made on the image's device.
@@ -7,8 +10,14 @@ adjust_hue`` byte for byte (a test compares them); unlike it, every constant is 
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import torch
 
+from . import cv
+
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision / ITU-R 601-2
+_FLOOR = -0.5 + 2.0 ** -10  # OpenCV rounds to nearest: shifting by this floors every value it can give here
 # which of (v, p, q, t) becomes r, g, b for each hue sextant i = 0..5
 _SEXTANT = ((0, 2, 1, 1, 3, 0), (3, 0, 0, 2, 1, 1), (1, 1, 3, 0, 0, 2))
 _LEVELS: dict = {}
@@ -23,9 +32,107 @@ def levels(device) -> torch.Tensor:
     return t
 
 
+_LEVELS_NP = np.arange(256, dtype=np.float32)
+
+
+def affine_lut(scale: float, offset: float | None, device) -> torch.Tensor:
+    """``floor(clamp(v * scale + offset, 0, 255))`` for v = 0..255 in float32, as uint8 on ``device``: the
+    table of torchvision's brightness (no offset) and contrast steps on uint8. Built with numpy for the CPU
+    (the same float32 products and sums, without torch's per-call cost), else with torch on the device."""
+    if torch.device(device).type == "cpu":
+        t = _LEVELS_NP * np.float32(scale)
+        if offset is not None:
+            t += np.float32(offset)
+        np.clip(t, 0, 255, out=t)
+        return torch.from_numpy(np.floor(t, out=t).astype(np.uint8))
+    t = levels(device) * scale
+    if offset is not None:
+        t = t.add_(offset)
+    return t.clamp_(0, 255).floor_().to(torch.uint8)
+
+
+def compose_luts(first: torch.Tensor, then: torch.Tensor) -> torch.Tensor:
+    """The table of applying ``first``, then ``then``."""
+    if first.device.type == "cpu":
+        return torch.from_numpy(then.numpy().take(first.numpy()))
+    return then.index_select(0, first.to(torch.int32))
+
+
 def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
     """``lut[x]`` for a uint8 tensor and a 256-entry uint8 table on the same device (any shape)."""
+    if cv.active(x) and x.dim() >= 2 and x.numel():
+        cv.sync_threads()
+        src = cv.planes(x)
+        out, dst = cv.new_planes(x.shape)
+        cv2.LUT(src.reshape(-1, src.shape[-1]), lut.numpy(), dst=dst.reshape(-1, dst.shape[-1]))
+        return out
     return lut.index_select(0, x.reshape(-1).to(torch.int32)).reshape(x.shape)
+
+
+def apply_luts(x: torch.Tensor, luts: list) -> torch.Tensor:
+    """Channel ``i`` of uint8 ``... x C x H x W`` through its own 256-entry table ``luts[i]`` (None: as it is)."""
+    c = x.shape[-3]
+    if cv.active(x):
+        cv.sync_threads()
+        src = cv.planes(x).reshape(-1, c, *x.shape[-2:])
+        out, dst = cv.new_planes(x.shape)
+        dst = dst.reshape(src.shape)
+        for j in range(src.shape[0]):
+            for i, lut in enumerate(luts):
+                if lut is None:
+                    dst[j, i] = src[j, i]
+                else:
+                    cv2.LUT(src[j, i], lut.numpy(), dst=dst[j, i])
+        return out
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    for i, lut in enumerate(luts):
+        out[..., i, :, :] = x[..., i, :, :] if lut is None else apply_lut(x[..., i, :, :], lut)
+    return out
+
+
+def histograms(x: torch.Tensor) -> torch.Tensor:
+    """Integer histograms (int64, ``C x 256``) of the channels of uint8 ``C x H x W``."""
+    c = x.shape[-3]
+    if cv.active(x):
+        cv.sync_threads()
+        src = cv.planes(x)
+        rows = []
+        for i in range(c):
+            plane = src[i].reshape(-1)
+            # float32 counts are exact below 2^24: count large planes in slices
+            parts = [cv2.calcHist([plane[k:k + (1 << 23)]], [0], None, [256], [0, 256])
+                     for k in range(0, max(plane.size, 1), 1 << 23)]
+            rows.append(torch.from_numpy(sum(p.astype("int64") for p in parts).reshape(256)))
+        return torch.stack(rows)
+    flat = x.reshape(c, -1).to(torch.int64)
+    flat = flat + torch.arange(c, dtype=torch.int64, device=x.device).view(c, 1) * 256
+    return torch.bincount(flat.reshape(-1), minlength=256 * c).view(c, 256)
+
+
+def gray(x: torch.Tensor) -> torch.Tensor:
+    """torchvision's grey of uint8 (or whole-number float) RGB ``... x 3 x H x W``, floored, as float32
+    ``... x 1 x H x W``: one pass per channel, converting as it multiplies (the same float32 products and
+    fused sums as converting first)."""
+    r, g, b = x.unbind(-3)
+    w0, w1, w2 = GRAY_WEIGHTS
+    return torch.mul(r, w0).add_(g, alpha=w1).add_(b, alpha=w2).floor_().unsqueeze_(-3)
+
+
+def saturate(x: torch.Tensor, factor: float, grey: torch.Tensor | None = None) -> torch.Tensor:
+    """Blend uint8 RGB ``3 x H x W`` with its grey: ``floor(clamp(f x + (1 - f) grey))`` (torchvision's
+    adjust_saturation). The torch form computes it in float32 as torchvision does; the OpenCV form blends
+    the uint8 planes in one pass each (``cv2.addWeighted``, within one grey level of it)."""
+    grey = gray(x) if grey is None else grey
+    if cv.active(x):
+        cv.sync_threads()
+        g8 = grey.numpy().reshape(x.shape[-2:]).astype(np.uint8)  # whole numbers: numpy's cast is the fast one
+        src = cv.planes(x)
+        out, dst = cv.new_planes(x.shape)
+        for i in range(3):
+            cv2.addWeighted(src[i], factor, g8, 1.0 - factor, _FLOOR, dst=dst[i])
+        return out
+    g = grey.mul(1.0 - factor)
+    return torch.mul(x, factor).add_(g).clamp_(0, 255).floor_().to(torch.int16).to(torch.uint8)
 
 
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
@@ -71,6 +178,8 @@ def adjust_hue(x: torch.Tensor, factor: float) -> torch.Tensor:
     they are."""
     if x.shape[-3] != 3 or x.numel() == 0:
         return x
+    if cv.active(x) and x.dim() == 3:
+        return _hue_cv(x, factor)
     hsv = rgb_to_hsv(x.to(torch.float32).mul_(1.0 / 255))
     h, s, v = hsv.unbind(dim=-3)
     h.add_(factor).remainder_(1.0)
@@ -78,4 +187,24 @@ def adjust_hue(x: torch.Tensor, factor: float) -> torch.Tensor:
     return out.mul_(255.0 + 1.0 - 1e-3).to(torch.uint8)
 
 
-__all__ = ["levels", "apply_lut", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]
+def _hue_cv(x: torch.Tensor, factor: float, rows: int = 128) -> torch.Tensor:
+    """OpenCV's float32 HSV (hue in degrees) on the interleaved pixels, a strip of rows at a time (it stays
+    in cache), truncated as torchvision does (``v 255.999 / 255``)."""
+    cv.sync_threads()
+    src = cv.planes(x)
+    out, dst = cv.new_planes(x.shape)
+    shift = float(360.0 * (factor % 1.0))  # OpenCV wraps hues at or above 360, not below 0
+    h = src.shape[1]
+    for y in range(0, h, rows):
+        band = slice(y, min(h, y + rows))
+        hsv = cv2.cvtColor(cv2.merge([src[0, band], src[1, band], src[2, band]]).astype("float32"),
+                           cv2.COLOR_RGB2HSV)
+        hue = hsv[..., 0]
+        hue += shift
+        rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=hsv)
+        cv2.split(cv2.convertScaleAbs(rgb, alpha=(255.0 + 1.0 - 1e-3) / 255.0, beta=_FLOOR),
+                  [dst[0, band], dst[1, band], dst[2, band]])
+    return out
+
+
+__all__ = ["GRAY_WEIGHTS", "gray", "saturate", "affine_lut", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]
