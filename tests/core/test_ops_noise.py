@@ -13,8 +13,8 @@ from augstudio.core.base import seeding
 from augstudio.core.base.errors import RecipeError
 from augstudio.core.engine.pipeline import Pipeline
 from augstudio.core.io.images import Picture
-from augstudio.core.ops import get_op
 from augstudio.core.kernels import noise as N
+from augstudio.core.ops import get_op
 from augstudio.core.ops.step import parse_steps
 
 
@@ -146,3 +146,28 @@ def test_poisson_draws_follow_the_distribution_at_every_rate():
         lam = level / 255.0 * peak
         assert float(k.mean()) == pytest.approx(lam, rel=0.02, abs=0.02), (peak, level)
         assert float(k.var()) == pytest.approx(lam, rel=0.06), (peak, level)
+
+
+def test_numpy_and_torch_forms_draw_the_same_bits():
+    """On the CPU the counter hash runs in numpy (unsigned lanes); the torch form (what CUDA and MPS run,
+    here run on the CPU through ``cv.torch_only()``) gives the same bits and so the same noise."""
+    from augstudio.core.kernels import cv
+
+    seeds, shape = [5, 2**61 + 3], (3, 29, 31)
+    n = 3 * 29 * 31
+    fast = [N.bits32(seeds, n, "cpu"), N.bits16(seeds, n, "cpu"), N.uniform(seeds, shape, "cpu"),
+            N.random_bytes(seeds, shape, "cpu"), N.standard_normal(seeds, shape, "cpu"),
+            N.scaled_normal_int16(seeds, shape, "cpu", [17.85, 300.0])]
+    with cv.torch_only():
+        ref = [N.bits32(seeds, n, "cpu"), N.bits16(seeds, n, "cpu"), N.uniform(seeds, shape, "cpu"),
+               N.random_bytes(seeds, shape, "cpu"), N.standard_normal(seeds, shape, "cpu"),
+               N.scaled_normal_int16(seeds, shape, "cpu", [17.85, 300.0])]
+    for a, b in zip(fast, ref):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    x = torch.randint(0, 256, (2, 3, 29, 31), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    for name in ("gaussian_noise", "speckle_noise", "poisson_noise", "salt_pepper"):
+        o = op(name)
+        params = [o.sample(seeding.generator(1, k), (29, 31)) for k in range(2)]
+        out = o.apply_batch(x, params, "rgb")
+        with cv.torch_only():
+            assert torch.equal(out, o.apply_batch(x, params, "rgb")), name

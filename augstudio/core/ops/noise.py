@@ -12,9 +12,11 @@ category values), while ``salt_pepper`` flips dies: each non-background pixel is
 
 from __future__ import annotations
 
+import cv2
 import torch
 
 from augstudio.core.base import seeding
+from augstudio.core.kernels import cv
 from augstudio.core.kernels import noise as N
 from augstudio.core.kernels import warp as W
 
@@ -72,6 +74,12 @@ class GaussianNoise(NoiseOp):
         noise = N.scaled_normal_int16(_seeds(params_list), shape, x.device, [p["std"] * 255.0 for p in params_list])
         if self.mean:
             noise = noise.add_(int(round(self.mean * 255.0)))
+        if cv.active(x):  # one saturating pass (OpenCV adds int16 to uint8 exactly as below)
+            cv.sync_threads()
+            noise = noise.expand(n, c, h, w).reshape(-1, w).numpy()
+            out, dst = cv.new_planes(x.shape)
+            cv2.add(cv.planes(x).reshape(-1, w), noise, dst=dst.reshape(-1, w), dtype=cv2.CV_8U)
+            return out
         return x.to(torch.int16).add_(noise).clamp_(0, 255).to(torch.uint8)
 
 
