@@ -18,9 +18,12 @@ ops write (recipe-level, default 255).
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import RecipeError
+
+if TYPE_CHECKING:
+    import torch
 
 KINDS = ("mask", "boxes", "box_labels", "keypoints", "keypoint_labels", "keypoint_visible")
 IGNORE_INDEX = 255
@@ -28,6 +31,8 @@ IGNORE_INDEX = 255
 
 def normalize_targets(targets: dict | None, size: tuple[int, int], device="cpu") -> dict:
     """Check ``targets`` against an image of ``size`` = (height, width) and return them in canonical form."""
+    import torch  # deferred: this module's constants are read where torch is not loaded (recipe options)
+
     if targets is None:
         return {}
     if not isinstance(targets, dict):
@@ -76,6 +81,8 @@ def inside(points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _tensor(value, dtype, device) -> torch.Tensor:
+    import torch  # deferred: see normalize_targets
+
     if isinstance(value, torch.Tensor):
         return value.to(device=device, dtype=dtype)
     if hasattr(value, "getbands"):  # a PIL image (a mask): its pixel values

@@ -24,6 +24,7 @@ from augstudio.core.ops.registry import get_op
 from augstudio.core.ops.step import Step, stream_keys
 
 from .fusion import plan, run_group, signature
+from .targets import check_steps, through_group
 
 
 class Pipeline:
@@ -92,6 +93,23 @@ class Pipeline:
         size = (int(x.shape[-2]), int(x.shape[-1]))
         records = [self.sample(size, seed, items[i], copies[i]) for i in range(x.shape[0])]
         return self.replay_batch(x, records, kind, fuse), records
+
+    # -- targets (masks, boxes, keypoints) -------------------------------------------------------------
+    def check_targets(self) -> None:
+        """Refuse a chain with a step that cannot carry targets (AugMix), before any pixel moves."""
+        check_steps(self.ops[:self.outputs_from], self.steps[:self.outputs_from], self.where)
+
+    def replay_targets(self, targets: dict, records: list[dict], kind: str, size: tuple, options,
+                       fuse: bool | None = None) -> dict:
+        """Canonical targets (``base.targets``) of an image of ``size`` through the steps ``records`` applied,
+        grouped exactly as the pixels were (a fused geometric run moves them by its one matrix)."""
+        fuse = self.fuse if fuse is None else fuse
+        todo = [(i, self.ops[i], rec["params"]) for i, rec in enumerate(records)
+                if rec["applied"] and i < self.outputs_from]
+        for group in (plan(todo, kind) if fuse else [[t] for t in todo]):
+            targets = through_group(targets, group, kind, size, options, self.where)
+            size = self._size_after(group, size)
+        return targets
 
     # -- replay -----------------------------------------------------------------------------------------
     def replay_batch(self, x: torch.Tensor, records: list[list[dict]], kind: str,

@@ -8,6 +8,7 @@ File format (YAML or JSON; other top-level keys are kept as they are)::
       - {op: hflip, p: 0.5}
       - {op: rotate, degrees: [-15, 15]}
     batch: []
+    targets: {min_visibility: 0.3}   # optional: how masks, boxes and keypoints are treated
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from augstudio.core.base.keys import item_key
 from augstudio.core.io.images import as_picture, atomic_write_bytes, from_picture
 from augstudio.core.ops.step import Step, parse_steps
 
+from .target_options import TargetOptions
+
 SCHEMA_VERSION = 1
-KEYS = ("augstudio_recipe", "seed", "steps", "batch")
+KEYS = ("augstudio_recipe", "seed", "steps", "batch", "targets")
 # top-level keys that describe a recipe without changing what it does (kept as they are, no warning)
 METADATA_KEYS = ("augstudio_version", "name", "description", "notes", "author", "tags")
 
@@ -57,6 +60,7 @@ class Recipe:
     seed: int = 0
     extra: dict = field(default_factory=dict)
     source: str | None = None  # the file it came from, for messages
+    targets: TargetOptions = field(default_factory=TargetOptions)  # masks, boxes, keypoints (engine.targets)
 
     # -- construction / serialisation --------------------------------------------------------------
     @classmethod
@@ -81,13 +85,16 @@ class Recipe:
             raise RecipeError(f"{where}'seed' must be a whole number 0 .. 2^63-1, got {seed!r}")
         steps = parse_steps(data.get("steps", []), where, batch=False)
         batch = parse_steps(data.get("batch", []), where, batch=True)
+        targets = TargetOptions.from_dict(data.get("targets"), where)
         extra = {k: _copy.deepcopy(v) for k, v in data.items() if k not in KEYS}
-        return cls(steps, batch, seed, extra, source)
+        return cls(steps, batch, seed, extra, source, targets)
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {"augstudio_recipe": SCHEMA_VERSION, "seed": self.seed,
                              "steps": [s.to_dict() for s in self.steps],
                              "batch": [s.to_dict() for s in self.batch]}
+        if self.targets.to_dict():
+            d["targets"] = self.targets.to_dict()
         d.update(_copy.deepcopy(self.extra))
         return d
 
@@ -119,7 +126,7 @@ class Recipe:
         return Pipeline(self.steps)
 
     def apply(self, image, item=0, copy: int = 0, categorical: bool = False, return_params: bool = False,
-              root=None):
+              root=None, targets: dict | None = None):
         """Apply the per-image steps deterministically for (seed, item, copy).
 
         ``image`` is a PIL image, a ``Picture`` or a uint8 ``C x H x W`` tensor; the result is of the same
@@ -127,20 +134,37 @@ class Recipe:
         backslashes and an absolute path under ``root`` are normalised to it), or an index; export and the
         GUI use the relative path. With ``return_params=True`` returns ``(result, records)`` where records
         lists, per step, whether it was applied and with which parameters.
+
+        ``targets``: the image's masks, boxes and keypoints (``augstudio.core.base.targets``: a dict with any
+        of mask, boxes + box_labels, keypoints + keypoint_labels); they go through the same draws as the
+        pixels and come back moved: ``(result, targets)``, or ``(result, targets, records)``.
         """
         pic, tag = as_picture(image, categorical=categorical)
         pipe = self.pipeline()
+        if targets is not None:
+            targets = self._check_targets(pipe, targets, pic.size, pic.pixels.device)
         out, records = pipe.run(pic, self.seed, item_key(item, root), copy)
         result = pipe.finish(out.pixels) if pipe.has_outputs else from_picture(out, tag)
-        return (result, records) if return_params else result
+        if targets is None:
+            return (result, records) if return_params else result
+        moved = pipe.replay_targets(targets, records, pic.kind, pic.size, self.targets)
+        return (result, moved, records) if return_params else (result, moved)
 
-    def apply_batch(self, x, items, copies=0, kind: str = "rgb"):
+    @staticmethod
+    def _check_targets(pipe, targets, size, device) -> dict:
+        from augstudio.core.base.targets import normalize_targets  # deferred: torch
+
+        pipe.check_targets()
+        return normalize_targets(targets, size, device)
+
+    def apply_batch(self, x, items, copies=0, kind: str = "rgb", targets: list | None = None):
         """The per-image steps on a uint8 batch ``N x C x H x W`` (any device, e.g. for GPU training), each
         item with its own draws: item ``i`` equals ``apply(x[i], item=items[i], copy=copies[i])`` (exactly
         where the kernels are the same, within a grey level where a batched kernel rounds differently).
 
         ``items``: one key per image; ``copies``: one int for all or one per image. Returns
-        ``(out, records)`` with ``records[i]`` the per-step records of item ``i``.
+        ``(out, records)`` with ``records[i]`` the per-step records of item ``i``; with ``targets`` (one
+        dict per image, see ``apply``) ``(out, moved_targets, records)``.
         """
         import torch  # deferred: torch
 
@@ -153,8 +177,19 @@ class Recipe:
             raise RecipeError(f"apply_batch: {x.shape[0]} images but {len(items)} item keys; give one key per image")
         copies = [int(copies)] * len(items) if isinstance(copies, int) else [int(c) for c in copies]
         pipe = self.pipeline()
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        if targets is not None:
+            targets = list(targets)
+            if len(targets) != len(items):
+                raise RecipeError(f"apply_batch: {len(items)} images but {len(targets)} targets; give one dict "
+                                  "(or None) per image")
+            targets = [self._check_targets(pipe, t, size, x.device) for t in targets]
         out, records = pipe.run_batch(x, self.seed, items, copies, kind)
-        return (pipe.finish(out) if pipe.has_outputs else out), records
+        out = pipe.finish(out) if pipe.has_outputs else out
+        if targets is None:
+            return out, records
+        moved = [pipe.replay_targets(t, r, kind, size, self.targets) for t, r in zip(targets, records)]
+        return out, moved, records
 
     def check_no_batch_stage(self, what: str) -> None:
         """A per-sample helper cannot apply the batch stage: refuse rather than drop it without a word."""

@@ -50,6 +50,9 @@ class Declared:
     #   "custom":    the op handles kind == "categorical" itself (e.g. flips dies between categories)
     categorical: ClassVar[str] = "refuse"
     categorical_reason: ClassVar[str] = ""
+    # What the op does to masks, boxes and keypoints when its base class does not say it all (see
+    # ops.target_effects): None (by base class), "keep", "refuse", ...
+    targets: ClassVar[str | None] = None
 
     def __init__(self, **values):
         self.values = self.validate(values)

@@ -17,6 +17,7 @@ def smooth_labels(labels, eps: float):
 class LabelSmoothing(BatchOp):
     name = "label_smoothing"
     summary = "Label smoothing: y -> (1 - eps) * y + eps / K (K classes); images unchanged."
+    targets = "keep"  # the images, and so their masks, boxes and keypoints, are unchanged
     params = (Param("eps", "float", 0.1, low=0.0, high=1.0, typical=(0.0, 0.3), help="share of the label spread over all classes"),)
 
     def sample(self, gen, n=1, size=(0, 0), num_classes=0):

@@ -160,7 +160,8 @@ def _instance(op: str, key: str):
     return get_op(op)(**json.loads(key))
 
 
-def _op(op: str, values: dict):
+def sub_instance(op: str, values: dict):
+    """The augstudio op a policy sub-op runs as (cached: policies draw the same few values over and over)."""
     return _instance(op, json.dumps(values, sort_keys=True))
 
 
@@ -173,7 +174,7 @@ def draw_sub(gen, name: str, m: float, signed: bool, size, interpolation, fill) 
         return {"policy_op": name, "magnitude": m, "op": None}
     op, values = spec
     out = {"policy_op": name, "magnitude": m, "op": op, "values": values,
-           "params": _op(op, values).sample(gen, size)}
+           "params": sub_instance(op, values).sample(gen, size)}
     if name in ("ShearX", "ShearY"):
         cx, cy = (size[1] - 1) / 2.0, (size[0] - 1) / 2.0
         out["shift"] = [-m * (cy + 0.5), 0.0] if name == "ShearX" else [0.0, -m * (cx + 0.5)]
@@ -184,7 +185,7 @@ def run_subs(x, subs: list[dict], kind: str):
     for s in subs:
         if s is None or s["op"] is None:
             continue
-        op = _op(s["op"], s["values"])
+        op = sub_instance(s["op"], s["values"])
         if s.get("shift"):
             # the sub-op's own matrix followed by a shift: one resampling (torchvision's corner shear)
             mat, out = op.affine(s["params"], tuple(x.shape[-2:]))
@@ -196,7 +197,7 @@ def run_subs(x, subs: list[dict], kind: str):
     return x
 
 
-class _PolicyOp(Op):
+class PolicyOp(Op):
     family = "policy"
     categorical = "refuse"
     categorical_reason = ("its policy includes colour ops (brightness, solarize, posterize, ...), which would invent "
@@ -207,7 +208,7 @@ class _PolicyOp(Op):
 
 
 @register
-class RandAugment(_PolicyOp):
+class RandAugment(PolicyOp):
     name = "rand_augment"
     summary = ("RandAugment (Cubuk et al. 2020): N sub-ops drawn uniformly from 14, all at magnitude M of "
                "num_magnitude_bins (torchvision's space), each signed at random.")
@@ -238,7 +239,7 @@ class RandAugment(_PolicyOp):
 
 
 @register
-class TrivialAugment(_PolicyOp):
+class TrivialAugment(PolicyOp):
     name = "trivial_augment"
     summary = ("TrivialAugment Wide (Müller & Hutter 2021): one sub-op of 14, at a uniformly random "
                "magnitude bin, randomly signed.")
@@ -313,7 +314,7 @@ POLICIES = {name: _parse_policy(text) for name, text in _POLICY_TEXT.items()}
 
 
 @register
-class AutoAugment(_PolicyOp):
+class AutoAugment(PolicyOp):
     name = "auto_augment"
     summary = ("AutoAugment (Cubuk et al. 2019): one of the 25 learnt sub-policies of the ImageNet, CIFAR-10 "
                "or SVHN policy; each of its two ops runs with its own probability and magnitude.")
@@ -361,8 +362,9 @@ def dirichlet(gen, alphas: list[float]) -> list[float]:
 
 
 @register
-class AugMix(_PolicyOp):
+class AugMix(PolicyOp):
     name = "augmix"
+    targets = "refuse"  # blends copies moved by different geometry: no one mask or box fits the result
     summary = ("AugMix (Hendrycks et al. 2020): `width` chains of 1-3 random sub-ops at up to `severity`, "
                "mixed with Dirichlet weights, then blended with the original by a Beta(alpha, alpha) weight.")
     params = (
@@ -418,4 +420,4 @@ def jensen_shannon(logits_clean, *logits_aug, eps: float = 1e-7):
 
 
 __all__ = ["RandAugment", "TrivialAugment", "AutoAugment", "AugMix", "POLICIES", "magnitude_table", "sub_op",
-           "jensen_shannon", "dirichlet"]
+           "jensen_shannon", "dirichlet", "sub_instance"]

@@ -15,7 +15,7 @@ from .base import BatchOp, Op
 REGISTRY: dict[str, type[Op]] = {}
 BATCH_REGISTRY: dict[str, type[BatchOp]] = {}
 # the modules of this package that hold machinery, not op families
-INFRASTRUCTURE = frozenset({"base", "params", "registry", "step", "catalogue"})
+INFRASTRUCTURE = frozenset({"base", "params", "registry", "step", "catalogue", "target_effects"})
 _loaded = False
 
 

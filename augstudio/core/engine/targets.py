@@ -1,0 +1,217 @@
+"""Masks, boxes and keypoints through a recipe's per-image steps (the contract is ``base.targets``).
+
+Every step's effect on targets follows from what the op is (``ops.target_effects``):
+
+* geometry moves targets by the very matrix that moves the pixels, and a fused run of geometric steps by
+  the run's one matrix (so a rotation then a rotation is one enclosing box, not two). Masks are resampled
+  nearest (labels never blend) with the image's border mode; pixels from outside the image become
+  ``fill_mask`` (default the ``ignore_index``) in a class mask, 0 in instance masks. Boxes become the
+  enclosing box of their moved corners, clipped to the image; a box is dropped when it left the image, or
+  when less than ``min_visibility`` of it (area after clipping / before) or less than ``min_area`` pixels
+  remain. Keypoints move exactly; ``keypoint_visible`` turns False once one leaves the image.
+* erasing writes ``ignore_index`` into a class mask (0 into instance masks) where it erased, and with
+  ``drop_erased_boxes`` drops the boxes it hid completely.
+* containers and policies: each nested step / drawn sub-op that ran, in order.
+* AugMix and the mixing batch ops are refused: their pixels blend differently moved copies or two images.
+
+Records are the ones the pixels used (``Pipeline.sample``), so targets always match the pixels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from augstudio.core.base.errors import RecipeError
+from augstudio.core.kernels import warp as W
+from augstudio.core.ops.geometry import GeometricOp
+from augstudio.core.ops.target_effects import target_effect
+
+from .fusion import group_plan
+from .target_options import TargetOptions
+
+
+# -- which steps may run with targets ---------------------------------------------------------------------
+def check_steps(ops: list, steps: list, where) -> None:
+    """Refuse, before any pixel moves, a chain with a step whose effect on targets is undefined."""
+    for i, (op, step) in enumerate(zip(ops, steps)):
+        if step.enabled:
+            _check_op(op, where(i))
+
+
+def _check_op(op, where: str) -> None:
+    effect = target_effect(type(op))
+    if effect == "refuse":
+        raise RecipeError(f"{where}op '{op.name}' cannot carry masks, boxes or keypoints: "
+                          + _REFUSE_WHY.get(op.name, "its pixels blend images moved differently") +
+                          ". Remove the step for this dataset, or apply it without targets.")
+    if effect == "nested":
+        for k, (sub, s) in enumerate(zip(op.nested, op.steps)):
+            if s.enabled:
+                _check_op(sub, f"{where}nested step {k + 1}: ")
+
+
+_REFUSE_WHY = {
+    "augmix": "it blends the image with copies moved by different random geometry, so no one mask or box "
+              "matches the result",
+}
+
+
+# -- per step ---------------------------------------------------------------------------------------------
+def through_group(t: dict, group: list, kind: str, size: tuple, opts: TargetOptions, where) -> dict:
+    """Targets through one group of ``fusion.plan`` (a single step, or a fused geometric run)."""
+    if not t:
+        return t
+    if len(group) == 1:
+        i, op, params = group[0]
+        return through_op(t, op, params, size, opts, where(i))
+    gp = group_plan(group, kind, size)
+    return move(t, gp.matrix, size, gp.size, gp.mode, None, opts)
+
+
+def through_op(t: dict, op, params, size: tuple, opts: TargetOptions, where: str = "") -> dict:
+    effect = target_effect(type(op))
+    if effect == "geometric":
+        m, out = op.affine(params, size)
+        return move(t, m, size, tuple(out), op.border()[0], op.clip(params, size), opts)
+    if effect == "erase":
+        return erase(t, op.boxes(params), opts)
+    if effect == "nested":
+        for r in params["runs"]:
+            if r["applied"]:
+                sub = op.nested[r["index"]]
+                t = through_op(t, sub, r["params"], size, opts, f"{where}nested step {r['index'] + 1}: ")
+                size = tuple(sub.output_size(size, r["params"]))
+        return t
+    if effect == "policy":
+        return _through_policy(t, params, size, opts)
+    if effect == "refuse":
+        _check_op(op, where)
+    return t  # keep
+
+
+def _through_policy(t: dict, params: dict, size: tuple, opts: TargetOptions) -> dict:
+    from augstudio.core.ops.policy import sub_instance  # deferred: policy tables on first use
+
+    for s in params.get("ops", []):
+        if s is None or s["op"] is None:
+            continue
+        op = sub_instance(s["op"], s["values"])
+        if not isinstance(op, GeometricOp):
+            continue
+        m, out = op.affine(s["params"], size)
+        if s.get("shift"):  # the policy's corner shear: the sub-op's matrix, then a shift (as run_subs does)
+            m = W.matmul(W.translation(*s["shift"]), m)
+        t = move(t, m, size, tuple(out), op.border()[0], None if s.get("shift") else op.clip(s["params"], size),
+                 opts)
+        size = tuple(out)
+    return t
+
+
+# -- the moves --------------------------------------------------------------------------------------------
+def move(t: dict, m, size: tuple, out: tuple, mode: str, clip, opts: TargetOptions) -> dict:
+    """Targets of an image of ``size`` moved by forward matrix ``m`` (pixel-centre frame, ``kernels.warp``)
+    into an image of ``out``."""
+    t = dict(t)
+    if "mask" in t:
+        t["mask"] = _warp_mask(t["mask"], m, out, mode, clip, opts)
+    if "boxes" in t:
+        boxes, keep = _move_boxes(t["boxes"], m, out, opts)
+        t["boxes"], t["box_labels"] = boxes[keep], t["box_labels"][keep]
+    if "keypoints" in t:
+        k = _apply(m, t["keypoints"])
+        t["keypoints"] = k
+        t["keypoint_visible"] = t["keypoint_visible"] & _inside(k, out)
+    return t
+
+
+def _apply(m, pts: torch.Tensor) -> torch.Tensor:
+    """Points in the pixel-edge frame (targets) through ``m`` (pixel-centre frame), in float64."""
+    if pts.numel() == 0:
+        return pts.clone()
+    mat = torch.tensor([m[0], m[1]], dtype=torch.float64, device=pts.device)
+    p = pts.to(torch.float64) - 0.5
+    q = p @ mat[:, :2].T + mat[:, 2]
+    return (q + 0.5).to(pts.dtype)
+
+
+def _inside(k: torch.Tensor, size: tuple) -> torch.Tensor:
+    h, w = size
+    return (k[:, 0] >= 0) & (k[:, 0] < w) & (k[:, 1] >= 0) & (k[:, 1] < h)
+
+
+def _move_boxes(b: torch.Tensor, m, out: tuple, opts: TargetOptions):
+    if b.numel() == 0:
+        return b.clone(), torch.zeros(0, dtype=torch.bool, device=b.device)
+    corners = torch.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], dim=1)  # N x 4 x 2
+    moved = _apply(m, corners.reshape(-1, 2)).reshape(-1, 4, 2)
+    lo, hi = moved.min(dim=1).values, moved.max(dim=1).values
+    whole = torch.cat([lo, hi], dim=1)
+    h, w = out
+    clipped = torch.stack([whole[:, 0].clamp(0, w), whole[:, 1].clamp(0, h),
+                           whole[:, 2].clamp(0, w), whole[:, 3].clamp(0, h)], dim=1)
+    left = (whole[:, 2] <= 0) | (whole[:, 0] >= w) | (whole[:, 3] <= 0) | (whole[:, 1] >= h)
+    area = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
+    full = (whole[:, 2] - whole[:, 0]) * (whole[:, 3] - whole[:, 1])
+    visibility = torch.where(full > 0, area / full.clamp_min(1e-12), torch.ones_like(full))
+    keep = ~left & (visibility >= opts.min_visibility - 1e-6) & (area >= opts.min_area)
+    return clipped, keep
+
+
+def _warp_mask(mask: torch.Tensor, m, out: tuple, mode: str, clip, opts: TargetOptions) -> torch.Tensor:
+    """Nearest resampling of an int64 mask through the image's matrix, exact for any value: the mask is split
+    into bytes (uint8 planes) for the warp kernel and put back together."""
+    layers = mask[None] if mask.dim() == 2 else mask
+    if layers.numel() and int(layers.min()) < 0:
+        raise RecipeError("targets['mask'] holds negative values; masks hold class ids >= 0 (use the recipe's "
+                          "targets: ignore_index for pixels to ignore)")
+    fill = opts.outside_value if mask.dim() == 2 else 0
+    top = max(int(layers.max()) if layers.numel() else 0, fill)
+    nbytes = max(1, (top.bit_length() + 7) // 8)
+    shifts = torch.arange(nbytes, device=mask.device) * 8
+    planes = ((layers[:, None] >> shifts.view(1, -1, 1, 1)) & 255).to(torch.uint8)  # L x B x H x W
+    planes = planes.reshape(-1, *layers.shape[-2:])
+    fills = [(fill >> (8 * k)) & 255 for k in range(nbytes)] * layers.shape[0]
+    moved = W.warp(planes, m, out, "nearest", fills, mode, antialias=False, clip=clip)
+    moved = moved.reshape(layers.shape[0], nbytes, *out).to(torch.int64)
+    result = (moved << shifts.view(1, -1, 1, 1)).sum(dim=1)
+    return result[0] if mask.dim() == 2 else result
+
+
+def erase(t: dict, boxes: list, opts: TargetOptions) -> dict:
+    """Targets after erasing ``boxes`` ([top, left, height, width] in pixels)."""
+    boxes = [b for b in boxes if b[2] > 0 and b[3] > 0]
+    if not boxes:
+        return t
+    t = dict(t)
+    if "mask" in t:
+        mask = t["mask"].clone()
+        value = opts.ignore_index if mask.dim() == 2 else 0
+        for top, left, h, w in boxes:
+            mask[..., top:top + h, left:left + w] = value
+        t["mask"] = mask
+    if "boxes" in t and opts.drop_erased_boxes and len(t["boxes"]):
+        keep = ~_fully_erased(t["boxes"], boxes)
+        t["boxes"], t["box_labels"] = t["boxes"][keep], t["box_labels"][keep]
+    return t
+
+
+def _fully_erased(b: torch.Tensor, erased: list) -> torch.Tensor:
+    """Which boxes have every pixel whose centre lies inside them erased."""
+    h = max(int(b[:, 3].ceil().max()), max(e[0] + e[2] for e in erased), 1)
+    w = max(int(b[:, 2].ceil().max()), max(e[1] + e[3] for e in erased), 1)
+    hidden = torch.zeros((h, w), dtype=torch.bool, device=b.device)
+    for top, left, eh, ew in erased:
+        hidden[max(top, 0):top + eh, max(left, 0):left + ew] = True
+    out = torch.zeros(len(b), dtype=torch.bool, device=b.device)
+    for n, (x1, y1, x2, y2) in enumerate(b.tolist()):
+        # pixels whose centres (c + 0.5) lie inside the box
+        c0, c1 = max(0, math.ceil(x1 - 0.5)), math.floor(x2 - 0.5) + 1
+        r0, r1 = max(0, math.ceil(y1 - 0.5)), math.floor(y2 - 0.5) + 1
+        if r1 > r0 and c1 > c0:
+            out[n] = bool(hidden[r0:r1, c0:c1].all())
+    return out
+
+
+__all__ = ["TargetOptions", "check_steps", "through_group", "through_op", "move", "erase"]
