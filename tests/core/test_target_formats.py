@@ -165,7 +165,7 @@ def test_coco_round_trip_and_pycocotools_reads_what_we_write(coco_root, tmp_path
     by_id = {a["id"]: a for a in doc["annotations"]}
     assert by_id[3]["iscrowd"] == 1 and by_id[5]["attributes"] == {"colour": "green"}
     assert by_id[4]["keypoints"] == [10, 12, 2, 20, 22, 1, 0, 0, 0] and by_id[4]["num_keypoints"] == 2
-    assert by_id[2]["bbox"] == [40.5, 10.25, 29.5, 34.5] and by_id[4]["bbox"][:2] == [16.3, 16.7]
+    assert by_id[2]["bbox"] == [40.5, 10.25, 29.5, 34.5] and by_id[4]["bbox"] == [16.3, 16.7, 27.1, 27.9]
     assert "segmentation" not in by_id[6] and by_id[6]["area"] == 12
     coco = COCO(str(ann_file))
     for img_id, it in zip((10, 20, 30), ds.items):
@@ -506,3 +506,43 @@ def test_detection_and_unknown_layouts(tmp_path):
         read_targets(tmp_path)
     with pytest.raises(DatasetError, match="folder not found"):
         read_targets(tmp_path / "nope")
+
+
+def test_coco_json_given_directly_several_files_and_size_mismatch(coco_root):
+    ann = coco_root / "annotations" / "instances_train.json"
+    direct = read_targets(ann)
+    assert direct.root == coco_root and [it.image for it in direct.items][0] == "images/a.png"
+    doc = json.loads(ann.read_text())
+    doc["images"][1]["width"] = 81
+    (coco_root / "annotations" / "instances_val.json").write_text(json.dumps(doc))
+    with pytest.raises(DatasetError, match="several COCO annotation files"):
+        read_targets(coco_root)
+    val = read_targets(coco_root / "annotations" / "instances_val.json")
+    assert [it.image for it in val.items] == ["images/a.png", "images/sub/c.png"]
+    assert "says 81x60, the file is 80x60" in {p.path: p.reason for p in val.problems}["images/b.png"]
+
+
+def test_items_hand_out_copies(yolo_root):
+    it = read_targets(yolo_root).items[0]
+    t = it.targets
+    t["boxes"] += 5
+    assert not torch.equal(t["boxes"], it.targets["boxes"])
+
+
+@pytest.mark.parametrize("fmt", ["coco", "voc"])
+def test_any_float32_box_is_written_and_read_back_exactly(coco_root, voc_root, tmp_path, fmt):
+    ds = read_targets(coco_root if fmt == "coco" else voc_root)
+    it = ds.items[0]
+    h, w = it.size
+    rng = np.random.default_rng(7)
+    xy = rng.uniform(0, 1, (200, 4)) * np.array([w, h, w, h])
+    boxes = torch.tensor(np.concatenate([np.minimum(xy[:, :2], xy[:, 2:]), np.maximum(xy[:, :2], xy[:, 2:])], 1),
+                         dtype=torch.float32)
+    boxes[:5] = torch.round(boxes[:5])  # whole pixels too
+    t = {"boxes": boxes, "box_labels": torch.ones(200, dtype=torch.int64)}
+    image = "images/a.png" if fmt == "coco" else "JPEGImages/a.png"
+    (tmp_path / "out" / image).parent.mkdir(parents=True)
+    Image.new("RGB", (w, h)).save(tmp_path / "out" / image)
+    write_targets(ds, tmp_path / "out", [(image, it.size, t, {})])
+    back = read_targets(tmp_path / "out", fmt)
+    assert back.problems == [] and torch.equal(back.items[0].targets["boxes"], boxes)

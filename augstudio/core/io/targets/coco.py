@@ -95,7 +95,7 @@ def _locate(root, annotation_file) -> tuple[Path, Path]:
 
 def _load_json(path: Path) -> dict:
     try:
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise DatasetError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
     except UnicodeDecodeError:
@@ -394,13 +394,13 @@ class CocoWriter:
 
 
 def _wh(x1: float, y1: float, x2: float, y2: float) -> list:
-    """Width and height that read back (x + w in float64, then float32) as exactly x2 and y2: the short
-    float32 text when it does, else the exact float64 difference."""
+    """Width and height that read back (x + w in float64, then float32) as exactly x2 and y2: the fewest
+    decimals that do, else the exact float64 difference."""
     out = []
     for a, b in ((x1, x2), (y1, y2)):
-        a_read = float(np.float32(float(num(a))))
-        short = float(num(b - a))
-        out.append(json_num(short) if f32(a_read + short) == f32(b) else b - a_read)
+        a_read, d = float(np.float32(float(num(a)))), b - float(np.float32(float(num(a))))
+        exact = next((round(d, k) for k in range(10) if f32(a_read + round(d, k)) == f32(b)), d)
+        out.append(json_num(exact))
     return out
 
 

@@ -47,10 +47,11 @@ class TargetItem:
 
     @property
     def targets(self) -> dict:
-        """The canonical targets dict (CPU tensors); masks are decoded on each access."""
+        """The canonical targets dict (CPU tensors), a fresh copy on each access (change it freely); masks are
+        decoded on each access unless ``cache()`` kept them."""
         if self._load is not None:
             return self._load()
-        return self._targets if self._targets is not None else {}
+        return {k: v.clone() for k, v in (self._targets or {}).items()}
 
     def cache(self) -> None:
         """Decode once and keep the result (small datasets, tests)."""

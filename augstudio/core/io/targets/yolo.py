@@ -55,7 +55,9 @@ def _label_files(root: Path) -> list[Path]:
 
 
 def looks_like(root: Path) -> bool:
-    return bool(_label_files(root)) and bool(_image_files(root))
+    """``images/`` and ``labels/`` (holding a .txt) side by side at the root or one folder down (cheap)."""
+    tops = [root] + sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return any((t / "images").is_dir() and next((t / "labels").rglob("*.txt"), None) is not None for t in tops)
 
 
 def _read_yaml(path: Path) -> tuple[dict, list[str], str]:
