@@ -546,3 +546,23 @@ def test_any_float32_box_is_written_and_read_back_exactly(coco_root, voc_root, t
     write_targets(ds, tmp_path / "out", [(image, it.size, t, {})])
     back = read_targets(tmp_path / "out", fmt)
     assert back.problems == [] and torch.equal(back.items[0].targets["boxes"], boxes)
+
+
+def test_dropped_boxes_keep_their_extras_through_box_index(coco_root, voc_root, tmp_path):
+    ds = read_targets(coco_root)
+    a, b = ds.items[0], ds.items[1]
+    ta, tb = a.targets, b.targets
+    keep_a, keep_b = [0, 2], [1, 2]  # as ops report the boxes they kept
+    ta = {"boxes": ta["boxes"][keep_a], "box_labels": ta["box_labels"][keep_a], "mask": ta["mask"][keep_a]}
+    tb = {k: v[keep_b] if k in ("boxes", "box_labels", "mask") else v for k, v in tb.items()}
+    write_targets(ds, tmp_path / "out", [(a.image, a.size, ta, {**a.extras, "box_index": keep_a}),
+                                         (b.image, b.size, tb, {**b.extras, "box_index": keep_b})])
+    anns = json.loads((tmp_path / "out" / "annotations" / "instances_train.json").read_text())["annotations"]
+    assert [x["id"] for x in anns] == [1, 3, 5, 6] and [x["iscrowd"] for x in anns] == [0, 1, 0, 0]
+    assert anns[2]["attributes"] == {"colour": "green"} and not any("keypoints" in x for x in anns)
+    voc = read_targets(voc_root)
+    it = voc.items[1]
+    t = it.targets
+    t = {"boxes": t["boxes"][[1]], "box_labels": t["box_labels"][[1]]}
+    write_targets(voc, tmp_path / "v", [(it.image, it.size, t, {**it.extras, "box_index": [1]})])
+    assert "<difficult>0</difficult>" in (tmp_path / "v" / "Annotations" / "2007_000002.xml").read_text()

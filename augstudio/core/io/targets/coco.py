@@ -21,7 +21,9 @@ Writing: ``bbox`` from the boxes (xywh), ``segmentation`` as RLE with **compress
 ``pycocotools.mask.encode`` makes; pycocotools, detectron2 and torchvision's references read it for any
 ``iscrowd``), ``area`` = the mask's pixel count (box area without a mask), ``iscrowd`` from the extras (0
 otherwise), keypoints back per annotation at ``x - 0.5`` with their v (2 for a new visible keypoint) and
-``0, 0, 0`` for keypoints that are not visible; ``num_keypoints`` = those with v > 0.
+``0, 0, 0`` for keypoints that are not visible; ``num_keypoints`` = those with v > 0. Per-annotation extras
+(ids, iscrowd, keypoint grouping, other keys) follow ``extras["box_index"]`` when ops dropped boxes (see
+``model.per_box``); keypoints of a dropped annotation are dropped with it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from .model import (
     json_num,
     num,
     out_path,
+    per_box,
     rel,
 )
 
@@ -313,12 +316,9 @@ class CocoWriter:
             raise DatasetError(f"{image}: COCO needs instance masks M x H x W with one mask per box ({n}); got "
                                f"shape {tuple(mask.shape)}")
 
-        def per(key, default):
-            v = extras.get(key)
-            return v if isinstance(v, list) and len(v) == n else [default] * n
-
-        had_seg, crowd, ids, other = (per("has_segmentation", True), per("iscrowd", 0),
-                                      per("annotation_ids", None), per("annotation_extra", {}))
+        had_seg, crowd, ids, other = (per_box(extras, "has_segmentation", n, True), per_box(extras, "iscrowd", n, 0),
+                                      per_box(extras, "annotation_ids", n, None),
+                                      per_box(extras, "annotation_extra", n, {}))
         groups = self._keypoints(image, t, extras, labels, n)
         anns = []
         for i in range(n):
@@ -353,9 +353,15 @@ class CocoWriter:
                                "keypoint) to group them into COCO annotations")
         vs = extras.get("keypoint_v")
         vs = vs if isinstance(vs, list) and len(vs) == k else [2] * k
+        idx = extras.get("box_index")
+        new_index = {int(src): i for i, src in enumerate(idx)} if isinstance(idx, list) and len(idx) == n else None
         out: dict[int, list] = {}
         for q in range(k):
             i, j = int(inst[q]), int(t["keypoint_labels"][q])
+            if new_index is not None:
+                if i not in new_index:
+                    continue  # its box (annotation) was dropped: so is the keypoint
+                i = new_index[i]
             if not 0 <= i < n:
                 raise DatasetError(f"{image}: keypoint {q} belongs to box {i}, but there are {n} boxes")
             names = self.cats[int(labels[i])].get("keypoints", [])

@@ -200,6 +200,17 @@ def mask_png_bytes(mask: torch.Tensor, palette: list[int] | None, where) -> byte
     return buf.getvalue()
 
 
+def per_box(extras: dict, key: str, n: int, default) -> list:
+    """The per-box list ``extras[key]`` for the ``n`` boxes being written. When ops dropped boxes, the
+    caller passes ``extras["box_index"]``: the source box of each box written; the list is indexed through
+    it. Otherwise a list of length ``n`` is taken as it is, and anything else gives ``[default] * n``."""
+    v, idx = extras.get(key), extras.get("box_index")
+    if isinstance(v, list) and isinstance(idx, list) and len(idx) == n \
+            and all(isinstance(i, int) and 0 <= i < len(v) for i in idx):
+        return [v[i] for i in idx]
+    return list(v) if isinstance(v, list) and len(v) == n and idx is None else [default] * n
+
+
 def num(v: float) -> str:
     """Shortest text that reads back as the same float32 (an int when whole)."""
     f = float(v)
@@ -246,4 +257,4 @@ def swap_top(rel_path: str, old: str, new: str, suffix: str) -> str | None:
 
 __all__ = ["TargetItem", "TargetDataset", "Problem", "canonical", "empty_boxes", "check_root", "image_size",
            "list_images", "read_class_list", "check_label_range", "load_mask_png", "mask_png_bytes", "num",
-           "json_num", "prepare_output", "out_path", "swap_top"]
+           "json_num", "per_box", "prepare_output", "out_path", "swap_top"]

@@ -6,7 +6,8 @@ ignore, usually a palette PNG). ``ImageSets/`` is not read or written.
 
 Boxes: ``bndbox`` is 1-based and inclusive, so ``x1 = xmin - 1, y1 = ymin - 1, x2 = xmax, y2 = ymax`` in the
 pixel-edge frame (and back). Per object, ``difficult``, ``truncated``, ``occluded`` and ``pose`` are kept in
-``extras`` (lists aligned with the boxes) and written back.
+``extras`` (lists aligned with the boxes) and written back (through ``extras["box_index"]`` when ops dropped
+boxes; see ``model.per_box``).
 
 Classes: ``classes.txt`` or ``labels.txt`` at the root (one name a line, the line number is the class index);
 otherwise the 20 VOC classes with ``background`` at 0 (VOC's mask values) when every object name is one of
@@ -36,6 +37,7 @@ from .model import (
     load_mask_png,
     mask_png_bytes,
     out_path,
+    per_box,
     read_class_list,
     rel,
     swap_top,
@@ -257,12 +259,8 @@ class VocWriter:
             raise DatasetError(f"{image}: {why}")
         n = len(labels)
 
-        def per(key, default):
-            v = extras.get(key)
-            return v if isinstance(v, list) and len(v) == n else [default] * n
-
-        pose, diff, trunc, occ = per("pose", "Unspecified"), per("difficult", 0), per("truncated", 0), \
-            per("occluded", None)
+        pose, diff, trunc, occ = (per_box(extras, k, n, d) for k, d in (("pose", "Unspecified"), ("difficult", 0),
+                                                                       ("truncated", 0), ("occluded", None)))
         root = ET.Element("annotation")
         ET.SubElement(root, "folder").text = extras.get("folder") or "JPEGImages"
         ET.SubElement(root, "filename").text = image.rsplit("/", 1)[-1]
