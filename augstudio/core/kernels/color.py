@@ -10,6 +10,8 @@ adjust_hue`` byte for byte (a test compares them); unlike it, every constant is 
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import torch
@@ -60,11 +62,9 @@ def compose_luts(first: torch.Tensor, then: torch.Tensor) -> torch.Tensor:
 
 def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
     """``lut[x]`` for a uint8 tensor and a 256-entry uint8 table on the same device (any shape)."""
-    if cv.active(x) and x.dim() >= 2 and x.numel():
-        cv.sync_threads()
-        src = cv.planes(x)
+    if cv.active(x) and x.numel():
         out, dst = cv.new_planes(x.shape)
-        cv2.LUT(src.reshape(-1, src.shape[-1]), lut.numpy(), dst=dst.reshape(-1, dst.shape[-1]))
+        cv.lut_bytes(x.contiguous().numpy(), lut.contiguous().numpy(), dst)
         return out
     return lut.index_select(0, x.reshape(-1).to(torch.int32)).reshape(x.shape)
 
@@ -73,8 +73,7 @@ def apply_luts(x: torch.Tensor, luts: list) -> torch.Tensor:
     """Channel ``i`` of uint8 ``... x C x H x W`` through its own 256-entry table ``luts[i]`` (None: as it is)."""
     c = x.shape[-3]
     if cv.active(x):
-        cv.sync_threads()
-        src = cv.planes(x).reshape(-1, c, *x.shape[-2:])
+        src = x.contiguous().numpy().reshape(-1, c, *x.shape[-2:])
         out, dst = cv.new_planes(x.shape)
         dst = dst.reshape(src.shape)
         for j in range(src.shape[0]):
@@ -82,12 +81,36 @@ def apply_luts(x: torch.Tensor, luts: list) -> torch.Tensor:
                 if lut is None:
                     dst[j, i] = src[j, i]
                 else:
-                    cv2.LUT(src[j, i], lut.numpy(), dst=dst[j, i])
+                    cv.lut_bytes(src[j, i], lut.contiguous().numpy(), dst[j, i])
         return out
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     for i, lut in enumerate(luts):
         out[..., i, :, :] = x[..., i, :, :] if lut is None else apply_lut(x[..., i, :, :], lut)
     return out
+
+
+def bitwise(x: torch.Tensor, op: str, mask: int = 0, threshold: float = 0.0) -> torch.Tensor:
+    """Exact single-pass forms of three tables on uint8 (OpenCV on the CPU, else torch): ``not``
+    (255 - x), ``and`` (x & mask: posterize), ``solarize`` (255 - x where x >= threshold, as x ^ 255)."""
+    if cv.active(x) and x.numel():
+        cv.sync_threads()
+        src = x.contiguous().numpy()
+        src2 = src.reshape(-1, src.shape[-1])
+        out, dst = cv.new_planes(x.shape)
+        dst2 = dst.reshape(src2.shape)
+        if op == "not":
+            cv2.bitwise_not(src2, dst=dst2)
+        elif op == "and":
+            cv2.bitwise_and(src2, int(mask), dst=dst2)
+        else:  # x >= t  <=>  x > ceil(t) - 1 for whole-number x
+            hit = cv2.threshold(src2, math.ceil(threshold) - 1, 255, cv2.THRESH_BINARY)[1]
+            cv2.bitwise_xor(src2, hit, dst=dst2)
+        return out
+    if op == "not":
+        return 255 - x
+    if op == "and":
+        return x & int(mask)
+    return torch.where(x >= threshold, 255 - x, x)
 
 
 def histograms(x: torch.Tensor) -> torch.Tensor:
@@ -207,4 +230,4 @@ def _hue_cv(x: torch.Tensor, factor: float, rows: int = 128) -> torch.Tensor:
     return out
 
 
-__all__ = ["GRAY_WEIGHTS", "gray", "saturate", "affine_lut", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]
+__all__ = ["GRAY_WEIGHTS", "bitwise", "gray", "saturate", "affine_lut", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]

@@ -24,6 +24,11 @@ import cv2
 import numpy as np
 import torch
 
+try:  # byte lookup tables with SIMD shuffles: ~3x cv2.LUT here; the bytes are the same either way
+    import stringzilla as _sz
+except ImportError:  # pragma: no cover - a declared dependency; cv2.LUT gives the same bytes
+    _sz = None
+
 _STATE = {"threads": None, "torch_only": 0}
 BORDERS = {"constant": cv2.BORDER_CONSTANT, "edge": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101}
 INTERP = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
@@ -97,6 +102,19 @@ def warp_affine(src: np.ndarray, inv, out_size: tuple[int, int], interpolation: 
                        borderValue=(fills[i],) * 4)
 
 
+def lut_bytes(src: np.ndarray, lut: np.ndarray, dst: np.ndarray) -> None:
+    """``dst = lut[src]`` for uint8 arrays (``src`` and ``dst`` contiguous, same shape; ``lut`` 256 bytes)."""
+    if _sz is not None and _STATE.get("stringzilla", True):
+        try:
+            _sz.translate(memoryview(src.reshape(-1)), memoryview(lut), out=memoryview(dst.reshape(-1)))
+        except TypeError:  # an older stringzilla without out=: translate a copy in place
+            dst[...] = src
+            _sz.translate(memoryview(dst.reshape(-1)), memoryview(lut), inplace=True)
+        return
+    sync_threads()
+    cv2.LUT(src.reshape(-1, src.shape[-1]), lut, dst=dst.reshape(-1, dst.shape[-1]))
+
+
 def is_resize(inv, size: tuple[int, int], out_size: tuple[int, int]) -> bool:
     """Is the inverse map exactly a resize of the whole ``size`` image to ``out_size`` (pixel centres:
     x = (u + 0.5) w / ow - 0.5)? With an edge border that is what ``cv2.resize`` computes."""
@@ -137,4 +155,4 @@ def box_reduce(src: np.ndarray, ky: int, kx: int) -> np.ndarray:
     return acc.astype(np.uint8)
 
 
-__all__ = ["active", "enabled", "torch_only", "sync_threads", "planes", "new_planes", "warp_affine", "box_reduce", "BORDERS"]
+__all__ = ["active", "enabled", "lut_bytes", "torch_only", "sync_threads", "planes", "new_planes", "warp_affine", "box_reduce", "BORDERS"]

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
-from torchvision.transforms.v2 import functional as F
 
 from augstudio.core.base import seeding
 from augstudio.core.kernels import cv
@@ -31,12 +31,14 @@ from augstudio.core.kernels.color import (
     affine_lut,
     apply_lut,
     apply_luts,
+    bitwise,
     compose_luts,
     gray,
     histograms,
     levels,
     saturate,
 )
+from augstudio.core.kernels.filters import gaussian_blur, sharpen
 
 from .base import Op, PointwiseOp
 from .params import Param
@@ -141,11 +143,13 @@ def _lut_contrast(f, mean, device):
     return affine_lut(f, mean * (1.0 - f), device)
 
 
-def _run_uint8(x, seq, means=None):
+def _run_uint8(x, seq, means=None, record=False):
     """Run [(name, value)] on uint8 ``C x H x W`` (no alpha): runs of brightness / contrast become one
     lookup table (each the exact table of the float kernel above; contrast measures the image as it is at
-    its step unless ``means`` gives it), saturation and hue their colour kernels."""
+    its step unless ``means`` gives it), saturation and hue their colour kernels. ``record``: also return
+    the contrast means used."""
     means = list(means or [])
+    used = []
     lut = None  # composed tables not applied yet
 
     def flush(x, lut):
@@ -158,6 +162,7 @@ def _run_uint8(x, seq, means=None):
             if not means:
                 x, lut = flush(x, lut), None
             m = means.pop(0) if means else mean_gray(x)
+            used.append(m)
             t = _lut_contrast(v, m, x.device)
         else:
             if x.shape[-3] == 3:
@@ -165,7 +170,8 @@ def _run_uint8(x, seq, means=None):
                 x = saturate(x, v) if name == "saturation" else adjust_hue(x, v)
             continue
         lut = t if lut is None else compose_luts(lut, t)
-    return flush(x, lut)
+    x = flush(x, lut)
+    return (x, used) if record else x
 
 
 class SequenceOp(PointwiseOp, ColorOp):
@@ -182,7 +188,10 @@ class SequenceOp(PointwiseOp, ColorOp):
         seq = self.sequence(params)
         last = max((i for i, (n, _) in enumerate(seq) if n == "contrast"), default=-1)
         # only the adjustments up to the last contrast affect the measured means
-        _, used = _run_sequence(x.to(torch.float32), seq[:last + 1], record=True)
+        if cv.active(x):
+            _, used = _run_uint8(x, seq[:last + 1], record=True)
+        else:
+            _, used = _run_sequence(x.to(torch.float32), seq[:last + 1], record=True)
         return {"means": used}
 
     def apply(self, x, params, kind, stats=None):
@@ -358,6 +367,10 @@ class Invert(LutOp):
     def lut(self, params, device):
         return (255 - torch.arange(256, device=device)).to(torch.uint8)
 
+    def apply(self, x, params, kind, stats=None):  # the table as one bitwise pass
+        x, alpha = split_alpha(x, kind)
+        return join_alpha(bitwise(x, "not"), alpha)
+
 
 @register
 class Posterize(LutOp):
@@ -371,6 +384,10 @@ class Posterize(LutOp):
     def lut(self, params, device):
         mask = (0xFF << (8 - params["bits"])) & 0xFF
         return (torch.arange(256, device=device) & mask).to(torch.uint8)
+
+    def apply(self, x, params, kind, stats=None):
+        x, alpha = split_alpha(x, kind)
+        return join_alpha(bitwise(x, "and", mask=(0xFF << (8 - params["bits"])) & 0xFF), alpha)
 
 
 @register
@@ -387,35 +404,54 @@ class Solarize(LutOp):
         v = torch.arange(256, device=device)
         return torch.where(v >= params["threshold"], 255 - v, v).to(torch.uint8)
 
+    def apply(self, x, params, kind, stats=None):
+        x, alpha = split_alpha(x, kind)
+        return join_alpha(bitwise(x, "solarize", threshold=params["threshold"]), alpha)
+
 
 def per_channel_lut(x, kind, lut_of):
     """Each colour channel through its own 256-entry table ``lut_of(histogram) -> uint8 table or None``
-    (None: the channel is left as it is; the histogram is the channel's int64 256-bin count); alpha is
-    carried through."""
+    (None: the channel is left as it is; the histogram is the channel's int64 256-bin count, a numpy array
+    on the CPU, where tables are built with numpy, else a tensor); alpha is carried through."""
     x, alpha = split_alpha(x, kind)
     hists = histograms(x)
-    return join_alpha(apply_luts(x, [lut_of(hists[i]) for i in range(hists.shape[0])]), alpha)
+    if x.device.type == "cpu":
+        luts = [lut_of(h) for h in hists.numpy()]
+        luts = [None if t is None else torch.from_numpy(t) for t in luts]
+    else:
+        luts = [lut_of(hists[i]) for i in range(hists.shape[0])]
+    return join_alpha(apply_luts(x, luts), alpha)
 
 
 def equalize_lut(hist):
-    """PIL's equalisation table from an integer histogram, or None when the channel is left alone."""
+    """PIL's equalisation table from an integer histogram (numpy or torch), or None when the channel is left
+    alone."""
     nz = hist[hist > 0]
-    step = (int(hist.sum()) - int(nz[-1])) // 255 if nz.numel() else 0
+    step = (int(hist.sum()) - int(nz[-1])) // 255 if len(nz) else 0
     if step == 0:
         return None
+    if isinstance(hist, np.ndarray):
+        cum = np.cumsum(hist)
+        return np.concatenate([[0], (cum[:-1] + step // 2) // step]).clip(0, 255).astype(np.uint8)
     cum = torch.cumsum(hist, 0)
     lut = torch.cat([cum.new_zeros(1), (cum[:-1] + step // 2) // step]).clamp_(0, 255)
     return lut.to(torch.uint8)
 
 
 def autocontrast_lut(hist):
-    present = torch.nonzero(hist).view(-1)
-    if present.numel() == 0:
+    present = np.flatnonzero(hist) if isinstance(hist, np.ndarray) else torch.nonzero(hist).view(-1)
+    if len(present) == 0:
         return None
     lo, hi = int(present[0]), int(present[-1])
     if hi == lo:
         return None
+    if isinstance(hist, np.ndarray):  # the float32 products of the torch form
+        t = (_LEVELS - np.float32(lo)) * np.float32(255.0 / (hi - lo))
+        return np.clip(t, 0, 255, out=t).astype(np.uint8)
     return ((levels(hist.device) - lo) * (255.0 / (hi - lo))).clamp_(0, 255).to(torch.uint8)
+
+
+_LEVELS = np.arange(256, dtype=np.float32)
 
 
 @register
@@ -447,7 +483,7 @@ class Sharpness(ColorOp):
 
     def apply(self, x, params, kind, stats=None):
         x, alpha = split_alpha(x, kind)
-        return join_alpha(F.adjust_sharpness(x, params["factor"]), alpha)
+        return join_alpha(sharpen(x, params["factor"]), alpha)
 
 
 @register
@@ -470,7 +506,7 @@ class GaussianBlur(ColorOp):
         k = min(k, 2 * (min(x.shape[-2:]) - 1) + 1) if min(x.shape[-2:]) > 1 else 1
         if k < 3:
             return join_alpha(x.clone(), alpha)
-        return join_alpha(F.gaussian_blur(x, [k, k], [s, s]), alpha)
+        return join_alpha(gaussian_blur(x, k, s), alpha)  # separable: two 1-D passes
 
 
 __all__ = ["ColorOp", "LutOp", "SequenceOp", "split_alpha", "join_alpha", "mean_gray"]

@@ -1,0 +1,70 @@
+"""Neighbourhood filters on uint8 images (OpenCV on the CPU, see ``kernels.cv``; torch elsewhere).
+
+* ``gaussian_blur``: torchvision's Gaussian (its float32 1-D kernel, reflect border without repeating the
+  edge pixel, rounded once) as two 1-D passes instead of one 2-D convolution: k + k instead of k * k
+  multiply-adds per pixel. The sums are the same numbers added in another order, so a pixel can round the
+  other way where the exact value sits on a half level: within one grey level of torchvision's 2-D form.
+* ``sharpen``: torchvision's adjust_sharpness (PIL's 3x3 smooth filter, blended with the image; the border
+  row and column are kept). The torch form is torchvision's own function; the OpenCV form filters and
+  blends the uint8 planes (within one grey level of it).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as F
+
+from . import cv
+
+_FLOOR = -0.5 + 2.0 ** -10  # OpenCV rounds to nearest: shifting by this floors (see kernels.color)
+_SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / np.float32(13.0)
+
+
+def gaussian_kernel1d(size: int, sigma: float) -> torch.Tensor:
+    """torchvision's 1-D Gaussian kernel (float32, CPU): exp(-x^2 / 2 sigma^2) at x = -(k-1)/2 .. (k-1)/2,
+    normalised to sum 1."""
+    half = (size - 1) * 0.5
+    x = torch.linspace(-half, half, steps=size, dtype=torch.float32, device="cpu")
+    pdf = torch.exp(-0.5 * (x / sigma).pow(2))
+    return pdf / pdf.sum()
+
+
+def gaussian_blur(x: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+    """Blur uint8 ``C x H x W`` with a ``size`` x ``size`` Gaussian of ``sigma`` (odd size, smaller than twice
+    the image side) as two 1-D passes, rounded once to uint8."""
+    k1 = gaussian_kernel1d(size, sigma)
+    if cv.active(x):
+        cv.sync_threads()
+        src = cv.planes(x)
+        out, dst = cv.new_planes(x.shape)
+        kern = k1.numpy()
+        for i in range(src.shape[0]):  # float sums, rounded to nearest once at the end (as torchvision)
+            cv2.sepFilter2D(src[i], -1, kern, kern, dst=dst[i], borderType=cv2.BORDER_REFLECT_101)
+        return out
+    c = x.shape[-3]
+    pad = size // 2
+    xf = x.reshape(-1, c, *x.shape[-2:]).to(torch.float32)
+    xf = torch.nn.functional.pad(xf, [pad, pad, pad, pad], mode="reflect")
+    k = k1.to(x.device)
+    xf = torch.nn.functional.conv2d(xf, k.view(1, 1, 1, size).expand(c, 1, 1, size), groups=c)
+    xf = torch.nn.functional.conv2d(xf, k.view(1, 1, size, 1).expand(c, 1, size, 1), groups=c)
+    return xf.round_().clamp_(0, 255).to(torch.int16).to(torch.uint8).view(x.shape)
+
+
+def sharpen(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """torchvision's adjust_sharpness of uint8 ``C x H x W``."""
+    if not cv.active(x) or min(x.shape[-2:]) <= 2:
+        return F.adjust_sharpness(x, factor)
+    cv.sync_threads()
+    src = cv.planes(x)
+    out, dst = cv.new_planes(x.shape)
+    for i in range(src.shape[0]):
+        smooth = cv2.filter2D(src[i], -1, _SMOOTH, borderType=cv2.BORDER_REPLICATE)  # rounded, as torchvision
+        smooth[0, :], smooth[-1, :], smooth[:, 0], smooth[:, -1] = src[i, 0], src[i, -1], src[i, :, 0], src[i, :, -1]
+        cv2.addWeighted(src[i], factor, smooth, 1.0 - factor, _FLOOR, dst=dst[i])
+    return out
+
+
+__all__ = ["gaussian_kernel1d", "gaussian_blur", "sharpen"]

@@ -1,0 +1,129 @@
+"""The colour and filter kernels' two forms: OpenCV / numpy on the CPU and torch (what an accelerator runs,
+run here on the CPU through ``cv.torch_only()``). Tables, histograms and the grey image are exact in both;
+saturation, hue, the separable blur and sharpness agree within one grey level, on a small share of pixels,
+with each other and with torchvision's float formulas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from augstudio.core.kernels import color as C
+from augstudio.core.kernels import cv, filters
+
+
+@pytest.fixture(scope="module")
+def photo():
+    from skimage import data
+
+    return torch.from_numpy(np.ascontiguousarray(data.astronaut()[::2, ::2])).permute(2, 0, 1).contiguous()
+
+
+def _both(fn):
+    a = fn()
+    with cv.torch_only():
+        b = fn()
+    return a, b
+
+
+def _close(a, b, share=0.01):
+    d = (a.int() - b.int()).abs()
+    assert a.shape == b.shape and d.max() <= 1 and (d > 0).float().mean() <= share, (d.max(), (d > 0).float().mean())
+
+
+def test_tables_histograms_and_grey_are_exact_in_both_forms(photo):
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        f, off = float(rng.uniform(0, 3)), float(rng.uniform(-200, 200))
+        a, b = _both(lambda f=f, off=off: C.affine_lut(f, off, "cpu"))
+        assert torch.equal(a, b)
+        assert torch.equal(a, (C.levels("cpu") * f).add_(off).clamp_(0, 255).floor_().to(torch.uint8))
+    lut = C.affine_lut(1.3, -20.0, "cpu")
+    a, b = _both(lambda: C.apply_lut(photo, lut))
+    assert torch.equal(a, b) and torch.equal(a, lut[photo.long()])
+    luts = [lut, None, C.affine_lut(0.5, 3.0, "cpu")]
+    a, b = _both(lambda: C.apply_luts(photo, luts))
+    assert torch.equal(a, b) and torch.equal(a[1], photo[1])
+    a, b = _both(lambda: C.histograms(photo))
+    assert torch.equal(a, b) and int(a.sum()) == photo.numel()
+    grey = C.gray(photo)
+    assert torch.equal(grey.to(torch.uint8), TF.rgb_to_grayscale(photo))
+
+
+@pytest.mark.parametrize("factor", [0.0, 0.4, 1.0, 1.7, 4.0])
+def test_saturation_forms_agree_within_one_level(photo, factor):
+    a, b = _both(lambda: C.saturate(photo, factor))
+    _close(b, TF.adjust_saturation(photo, factor), share=0.02)  # (its blend rounds f x + (1 - f) g in one step)
+    _close(a, b, share=0.02)
+
+
+@pytest.mark.parametrize("hue", [-0.5, -0.21, 0.0, 0.07, 0.33])
+def test_hue_forms_agree_within_one_level(photo, hue):
+    a, b = _both(lambda: C.adjust_hue(photo, hue))
+    assert torch.equal(b, TF.adjust_hue(photo, hue))
+    _close(a, b, share=0.001)
+
+
+@pytest.mark.parametrize("size,sigma", [(3, 0.6), (7, 1.0), (11, 1.5), (25, 4.0)])
+def test_separable_blur_is_torchvisions_blur_within_one_level(photo, size, sigma):
+    ref = TF.gaussian_blur(photo, [size, size], [sigma, sigma])
+    a, b = _both(lambda: filters.gaussian_blur(photo, size, sigma))
+    _close(a, ref)
+    _close(b, ref)
+
+
+@pytest.mark.parametrize("factor", [0.0, 0.5, 1.0, 1.8])
+def test_sharpness_forms_agree_within_one_level(photo, factor):
+    a, b = _both(lambda: filters.sharpen(photo, factor))
+    assert torch.equal(b, TF.adjust_sharpness(photo, factor))
+    _close(a, b, share=0.02)
+
+
+def test_cpu_kernels_do_not_depend_on_the_thread_count(photo):
+    old = torch.get_num_threads()
+    outs = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            outs.append([C.saturate(photo, 1.6), C.adjust_hue(photo, 0.2), filters.gaussian_blur(photo, 9, 2.0),
+                         filters.sharpen(photo, 1.7), C.histograms(photo)])
+    finally:
+        torch.set_num_threads(old)
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
+
+
+def test_bitwise_forms_are_their_tables(photo):
+    from augstudio.core.ops import get_op
+
+    for name, params in [("invert", {}), ("posterize", {"bits": 3}), ("posterize", {"bits": 8}),
+                         ("solarize", {"threshold": 100.0}), ("solarize", {"threshold": 99.5}),
+                         ("solarize", {"threshold": 0.0}), ("solarize", {"threshold": 256.0})]:
+        o = get_op(name)()
+        want = o.lut(params, "cpu")[photo.long()]
+        a, b = _both(lambda o=o, params=params: o.apply(photo, params, "rgb"))
+        assert torch.equal(a, want) and torch.equal(b, want), (name, params)
+
+
+def test_lookup_tables_without_stringzilla_give_the_same_bytes(photo, monkeypatch):
+    lut = C.affine_lut(1.7, -30.0, "cpu")
+    a = C.apply_lut(photo, lut)
+    monkeypatch.setitem(cv._STATE, "stringzilla", False)
+    assert torch.equal(C.apply_lut(photo, lut), a) and torch.equal(a, lut[photo.long()])
+
+
+def test_histogram_tables_are_the_same_from_numpy_and_torch(photo):
+    from augstudio.core.ops import color as ops_color
+
+    for name in ("equalize", "autocontrast"):
+        o = ops_color.Equalize() if name == "equalize" else ops_color.AutoContrast()
+        a, b = _both(lambda o=o: o.apply(photo, {}, "rgb"))
+        assert torch.equal(a, b), name
+        ref = TF.equalize(photo) if name == "equalize" else None
+        assert ref is None or torch.equal(a, ref)
+    h = C.histograms(photo)
+    for i in range(3):
+        t = ops_color.autocontrast_lut(h[i])
+        assert torch.equal(torch.from_numpy(ops_color.autocontrast_lut(h[i].numpy())), t)
