@@ -9,6 +9,8 @@ the moved dot.
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 
@@ -81,49 +83,65 @@ def test_a_broken_move_is_caught():
     assert not torch.equal(mask, _as_categorical(recipe, mask, 0))
 
 
-@pytest.mark.parametrize("step", [s for s in AXIS_ALIGNED if s.get("padding_mode") != "reflect"],
-                         ids=lambda s: s["op"])
-def test_box_is_the_moved_rectangle_axis_aligned(step):
-    """(Reflect padding mirrors the rectangle into a second copy in the pixels, which no box follows.)"""
+CONSTANT_BORDER = [s for s in AXIS_ALIGNED + TILTED if s.get("padding_mode") != "reflect"]
+GEOMETRY_POOL = CONSTANT_BORDER + [{"op": "scale", "factor": [0.5, 0.8]}, {"op": "rotate", "degrees": [-180, 180]}]
+
+
+def _deviations(recipe, item):
+    """How far (px, worst side) the moved box is from the bounding box of the moved rectangle's pixels, and
+    the moved keypoint from the centre of its moved dot; None where one cannot be checked (a shrink may
+    drop a one-pixel dot; a rectangle may leave the image)."""
+    mask, box = _rect_mask(left=9)
+    mask[36, 50] = 5  # the dot under the keypoint
+    _, t = recipe.apply(_image(), item=item, targets={"mask": mask, "boxes": [box], "keypoints": [[50.5, 36.5]]})
+    box_dev = key_dev = None
+    seen = _bbox(t["mask"], 3)
+    if seen is not None:
+        assert len(t["boxes"]) == 1, (item, seen)
+        box_dev = max(abs(a - b) for a, b in zip(t["boxes"][0].tolist(), seen))
+    dot = _bbox(t["mask"], 5)
+    if dot is not None:
+        x, y = t["keypoints"][0].tolist()
+        key_dev = max(abs(x - (dot[0] + dot[2]) / 2), abs(y - (dot[1] + dot[3]) / 2))
+        assert bool(t["keypoint_visible"][0])
+    return box_dev, key_dev
+
+
+@pytest.mark.parametrize("step", CONSTANT_BORDER, ids=lambda s: s["op"])
+def test_box_and_keypoint_follow_the_pixels(step):
+    """Within 1 px on each side, every op on its own. (Reflect padding mirrors the rectangle into a second
+    copy in the pixels, which no box follows.)"""
     recipe = load_recipe({"steps": [step]})
-    mask, box = _rect_mask()
-    for item in range(12):
-        _, t = recipe.apply(_image(), item=item, targets={"mask": mask, "boxes": [box], "box_labels": [3]})
-        seen = _bbox(t["mask"], 3)
-        if seen is None:
-            assert len(t["boxes"]) == 0
-            continue
-        assert len(t["boxes"]) == 1 and t["box_labels"].tolist() == [3]
-        assert max(abs(a - b) for a, b in zip(t["boxes"][0].tolist(), seen)) <= 1.0, (item, t["boxes"], seen)
+    devs = [d for item in range(12) for d in _deviations(recipe, item) if d is not None]
+    assert len(devs) >= 12 and max(devs) <= 1.0, devs
 
 
-@pytest.mark.parametrize("step", TILTED, ids=lambda s: s["op"])
-def test_box_encloses_the_moved_rectangle_tilted(step):
-    recipe = load_recipe({"steps": [step]})
-    mask, box = _rect_mask()
-    for item in range(12):
-        _, t = recipe.apply(_image(), item=item, targets={"mask": mask, "boxes": [box]})
-        seen = _bbox(t["mask"], 3)
-        if seen is None:
-            continue
-        x1, y1, x2, y2 = t["boxes"][0].tolist()
-        assert x1 - 1 <= seen[0] and y1 - 1 <= seen[1] and seen[2] <= x2 + 1 and seen[3] <= y2 + 1
+def test_box_and_keypoint_follow_random_fused_chains():
+    """Random chains of 2-4 geometric steps (fused into one matrix). A moved box is exact, the moved mask is
+    sampled at pixel centres: at a sharp corner of a sheared, rotated, stretched rectangle the last pixel
+    centre inside can lie more than a pixel from the corner, so a few boxes (measured: 10 of 1790, worst
+    1.79 px) sit up to 2 px out; at least 98% within 1 px."""
+    rng = random.Random(0)
+    devs = []
+    for chain in range(40):
+        steps = [dict(rng.choice(GEOMETRY_POOL), p=rng.choice([0.5, 1.0])) for _ in range(rng.randint(2, 4))]
+        recipe = load_recipe({"seed": chain, "steps": steps})
+        for item in range(3):
+            devs += [d for d in _deviations(recipe, item) if d is not None]
+    assert len(devs) >= 150  # most draws keep both in the image
+    assert max(devs) <= 2.0 and sum(d <= 1.0 for d in devs) >= 0.98 * len(devs), sorted(devs)[-5:]
 
 
-@pytest.mark.parametrize("step", AXIS_ALIGNED + TILTED, ids=lambda s: s["op"])
-def test_keypoint_lands_on_its_dot(step):
-    recipe = load_recipe({"steps": [step]})
-    for r, c in [(5, 7), (24, 31), (40, 60)]:
-        mask = torch.zeros(H, W, dtype=torch.int64)
-        mask[r, c] = 1
-        for item in range(6):
-            _, t = recipe.apply(_image(), item=item, targets={"mask": mask, "keypoints": [[c + 0.5, r + 0.5]]})
-            dot = _bbox(t["mask"], 1)
-            x, y = t["keypoints"][0].tolist()
-            if dot is None:  # the dot left the image (or fell between output pixels when shrunk)
-                continue
-            assert dot[0] - 1 <= x <= dot[2] + 1 and dot[1] - 1 <= y <= dot[3] + 1, (item, (x, y), dot)
-            assert bool(t["keypoint_visible"][0])
+def test_a_tilted_box_cut_by_the_edge_keeps_only_its_visible_part():
+    """A box turned 45 degrees about the image centre, then shifted right until only its left tip shows: the
+    new box bounds that tip (about 3 x 7 px), not the clipped enclosing box of all four corners (3 x 23)."""
+    recipe = load_recipe({"steps": [{"op": "rotate", "degrees": [45, 45]},
+                                    {"op": "translate", "x": [0.625, 0.625], "y": [0, 0]}]})
+    mask, box = _rect_mask(top=16, left=24, h=16, w=16)
+    _, t = recipe.apply(_image(), targets={"mask": mask, "boxes": [box]})
+    seen = _bbox(t["mask"], 3)
+    assert seen[3] - seen[1] < 9
+    assert max(abs(a - b) for a, b in zip(t["boxes"][0].tolist(), seen)) <= 1.0, (t["boxes"], seen)
 
 
 def test_fused_run_moves_targets_once():
@@ -309,3 +327,25 @@ def test_exact_moves_are_exact(step):
         _, d = recipe.apply(_image(), item=item, targets={"mask": dot})
         x1, y1, x2, y2 = _bbox(d["mask"], 1)
         assert t["keypoints"][0].tolist() == [(x1 + x2) / 2, (y1 + y2) / 2]
+
+
+def test_dropped_boxes_take_their_instance_masks_and_are_recorded():
+    """An M x H x W mask with one slice per box (COCO instances) loses the slices of dropped boxes; the kept
+    boxes say which box they were (box_index, for ids and other extras); the step's record says what was
+    lost and why, keypoints included."""
+    recipe = load_recipe({"steps": [{"op": "translate", "x": [0.25, 0.25], "y": [0, 0]}],
+                          "targets": {"min_visibility": 0.35}})
+    boxes = [[40, 0, 64, 10], [0, 0, 10, 10], [44, 20, 54, 30]]
+    instances = torch.zeros(3, H, W, dtype=torch.int64)
+    for n, (x1, y1, x2, y2) in enumerate(boxes):
+        instances[n, y1:y2, x1:x2] = 1
+    _, t, records = recipe.apply(_image(), return_params=True, targets={
+        "boxes": boxes, "box_labels": [7, 8, 9], "mask": instances, "keypoints": [[60, 5], [5, 5]]})
+    assert t["box_labels"].tolist() == [8, 9] and t["box_index"].tolist() == [1, 2]
+    assert t["mask"].shape == (2, H, W)
+    assert _bbox(t["mask"][1], 1) == [60, 20, 64, 30]  # box 2's own slice, moved 16 px
+    assert records[0]["targets_lost"] == [{"box": 0, "reason": "visible 0.333 < min_visibility 0.35"},
+                                          {"keypoint": 0, "reason": "left the image"}]
+    # a second pass keeps the first indices
+    _, t2 = load_recipe({"steps": [{"op": "hflip"}]}).apply(_image(), targets=t)
+    assert t2["box_index"].tolist() == [1, 2]

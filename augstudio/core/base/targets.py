@@ -6,7 +6,9 @@ A targets dict holds any of:
 * ``mask``: ``H x W`` categorical (int64; class per pixel), or ``M x H x W`` for several masks (instance
   masks, one per box);
 * ``boxes``: ``N x 4`` float32, ``[x1, y1, x2, y2]`` in pixels of the image (pixel edges: a box around pixel
-  column 3 alone is ``x1 = 3, x2 = 4``), with ``box_labels`` (``N`` int64);
+  column 3 alone is ``x1 = 3, x2 = 4``), with ``box_labels`` (``N`` int64) and ``box_index`` (``N`` int64:
+  each box's index in the targets first given, so extras such as COCO ids follow when ops drop boxes; an
+  ``M x H x W`` mask with one slice per box loses the slices of dropped boxes with them);
 * ``keypoints``: ``K x 2`` float32, ``[x, y]`` in pixels (pixel centres at integers + 0.5, i.e. the same
   continuous frame as the boxes), with ``keypoint_labels`` (``K`` int64) and ``keypoint_visible`` (``K``
   bool: False once a keypoint has left the image; never moved back inside).
@@ -25,7 +27,7 @@ from .errors import RecipeError
 if TYPE_CHECKING:
     import torch
 
-KINDS = ("mask", "boxes", "box_labels", "keypoints", "keypoint_labels", "keypoint_visible")
+KINDS = ("mask", "boxes", "box_labels", "box_index", "keypoints", "keypoint_labels", "keypoint_visible")
 IGNORE_INDEX = 255
 
 
@@ -59,6 +61,11 @@ def normalize_targets(targets: dict | None, size: tuple[int, int], device="cpu")
                              else torch.zeros(len(b), dtype=torch.int64, device=device))
         if len(out["box_labels"]) != len(b):
             raise RecipeError(f"{len(b)} boxes but {len(out['box_labels'])} box_labels")
+        index = targets.get("box_index")
+        out["box_index"] = (_tensor(index, torch.int64, device).reshape(-1) if index is not None
+                            else torch.arange(len(b), dtype=torch.int64, device=device))
+        if len(out["box_index"]) != len(b):
+            raise RecipeError(f"{len(b)} boxes but {len(out['box_index'])} box_index entries")
     if targets.get("keypoints") is not None:
         k = _tensor(targets["keypoints"], torch.float32, device).reshape(-1, 2)
         out["keypoints"] = k

@@ -100,14 +100,15 @@ class Pipeline:
         check_steps(self.ops[:self.outputs_from], self.steps[:self.outputs_from], self.where)
 
     def replay_targets(self, targets: dict, records: list[dict], kind: str, size: tuple, options,
-                       fuse: bool | None = None) -> dict:
+                       fuse: bool | None = None, log: list | None = None) -> dict:
         """Canonical targets (``base.targets``) of an image of ``size`` through the steps ``records`` applied,
-        grouped exactly as the pixels were (a fused geometric run moves them by its one matrix)."""
+        grouped exactly as the pixels were (a fused geometric run moves them by its one matrix). Boxes
+        dropped and keypoints that left the image are appended to ``log`` (``engine.targets``)."""
         fuse = self.fuse if fuse is None else fuse
         todo = [(i, self.ops[i], rec["params"]) for i, rec in enumerate(records)
                 if rec["applied"] and i < self.outputs_from]
         for group in (plan(todo, kind) if fuse else [[t] for t in todo]):
-            targets = through_group(targets, group, kind, size, options, self.where)
+            targets = through_group(targets, group, kind, size, options, self.where, log)
             size = self._size_after(group, size)
         return targets
 

@@ -137,7 +137,8 @@ class Recipe:
 
         ``targets``: the image's masks, boxes and keypoints (``augstudio.core.base.targets``: a dict with any
         of mask, boxes + box_labels, keypoints + keypoint_labels); they go through the same draws as the
-        pixels and come back moved: ``(result, targets)``, or ``(result, targets, records)``.
+        pixels and come back moved: ``(result, targets)``, or ``(result, targets, records)`` where the record of
+        the step that dropped a box or lost a keypoint lists it under ``"targets_lost"`` (index, reason).
         """
         pic, tag = as_picture(image, categorical=categorical)
         pipe = self.pipeline()
@@ -147,7 +148,9 @@ class Recipe:
         result = pipe.finish(out.pixels) if pipe.has_outputs else from_picture(out, tag)
         if targets is None:
             return (result, records) if return_params else result
-        moved = pipe.replay_targets(targets, records, pic.kind, pic.size, self.targets)
+        log: list = []
+        moved = pipe.replay_targets(targets, records, pic.kind, pic.size, self.targets, log=log)
+        note_lost(records, log)
         return (result, moved, records) if return_params else (result, moved)
 
     @staticmethod
@@ -188,7 +191,11 @@ class Recipe:
         out = pipe.finish(out) if pipe.has_outputs else out
         if targets is None:
             return out, records
-        moved = [pipe.replay_targets(t, r, kind, size, self.targets) for t, r in zip(targets, records)]
+        moved = []
+        for t, recs in zip(targets, records):
+            log: list = []
+            moved.append(pipe.replay_targets(t, recs, kind, size, self.targets, log=log))
+            note_lost(recs, log)
         return out, moved, records
 
     def check_no_batch_stage(self, what: str) -> None:
@@ -260,6 +267,14 @@ class Recipe:
         from .training import JSDViews  # deferred: torch
 
         return JSDViews(self, post=post)
+
+
+def note_lost(records: list[dict], log: list[dict]) -> None:
+    """Put what the targets lost (``engine.targets`` log) into the records of the steps that lost it, so the
+    export manifest and the GUI say which box went where and why."""
+    for entry in log:
+        entry = dict(entry)
+        records[entry.pop("step") - 1].setdefault("targets_lost", []).append(entry)
 
 
 MAX_NODES = 100_000  # values in one recipe, counting every reuse of a YAML alias

@@ -59,39 +59,47 @@ _REFUSE_WHY = {
 
 
 # -- per step ---------------------------------------------------------------------------------------------
-def through_group(t: dict, group: list, kind: str, size: tuple, opts: TargetOptions, where) -> dict:
-    """Targets through one group of ``fusion.plan`` (a single step, or a fused geometric run)."""
+def through_group(t: dict, group: list, kind: str, size: tuple, opts: TargetOptions, where,
+                  log: list | None = None) -> dict:
+    """Targets through one group of ``fusion.plan`` (a single step, or a fused geometric run). What was
+    dropped or left the image is appended to ``log`` (``{"step", "box" | "keypoint", "reason"}``; the
+    index is the one first given, ``box_index``), the step being the group's last."""
     if not t:
         return t
+    seen = len(log) if log is not None else 0
     if len(group) == 1:
         i, op, params = group[0]
-        return through_op(t, op, params, size, opts, where(i))
-    gp = group_plan(group, kind, size)
-    return move(t, gp.matrix, size, gp.size, gp.mode, None, opts)
+        t = through_op(t, op, params, size, opts, where(i), log)
+    else:
+        gp = group_plan(group, kind, size)
+        t = move(t, gp.matrix, size, gp.size, gp.mode, None, opts, log)
+    for entry in (log[seen:] if log is not None else []):
+        entry.setdefault("step", group[-1][0] + 1)
+    return t
 
 
-def through_op(t: dict, op, params, size: tuple, opts: TargetOptions, where: str = "") -> dict:
+def through_op(t: dict, op, params, size: tuple, opts: TargetOptions, where: str = "", log: list | None = None) -> dict:
     effect = target_effect(type(op))
     if effect == "geometric":
         m, out = op.affine(params, size)
-        return move(t, m, size, tuple(out), op.border()[0], op.clip(params, size), opts)
+        return move(t, m, size, tuple(out), op.border()[0], op.clip(params, size), opts, log)
     if effect == "erase":
-        return erase(t, op.boxes(params), opts)
+        return erase(t, op.boxes(params), opts, log)
     if effect == "nested":
         for r in params["runs"]:
             if r["applied"]:
                 sub = op.nested[r["index"]]
-                t = through_op(t, sub, r["params"], size, opts, f"{where}nested step {r['index'] + 1}: ")
+                t = through_op(t, sub, r["params"], size, opts, f"{where}nested step {r['index'] + 1}: ", log)
                 size = tuple(sub.output_size(size, r["params"]))
         return t
     if effect == "policy":
-        return _through_policy(t, params, size, opts)
+        return _through_policy(t, params, size, opts, log)
     if effect == "refuse":
         _check_op(op, where)
     return t  # keep
 
 
-def _through_policy(t: dict, params: dict, size: tuple, opts: TargetOptions) -> dict:
+def _through_policy(t: dict, params: dict, size: tuple, opts: TargetOptions, log) -> dict:
     from augstudio.core.ops.policy import sub_instance  # deferred: policy tables on first use
 
     for s in params.get("ops", []):
@@ -104,25 +112,45 @@ def _through_policy(t: dict, params: dict, size: tuple, opts: TargetOptions) -> 
         if s.get("shift"):  # the policy's corner shear: the sub-op's matrix, then a shift (as run_subs does)
             m = W.matmul(W.translation(*s["shift"]), m)
         t = move(t, m, size, tuple(out), op.border()[0], None if s.get("shift") else op.clip(s["params"], size),
-                 opts)
+                 opts, log)
         size = tuple(out)
     return t
 
 
 # -- the moves --------------------------------------------------------------------------------------------
-def move(t: dict, m, size: tuple, out: tuple, mode: str, clip, opts: TargetOptions) -> dict:
+def move(t: dict, m, size: tuple, out: tuple, mode: str, clip, opts: TargetOptions, log: list | None = None) -> dict:
     """Targets of an image of ``size`` moved by forward matrix ``m`` (pixel-centre frame, ``kernels.warp``)
     into an image of ``out``."""
     t = dict(t)
     if "mask" in t:
         t["mask"] = _warp_mask(t["mask"], m, out, mode, clip, opts)
     if "boxes" in t:
-        boxes, keep = _move_boxes(t["boxes"], m, out, opts)
-        t["boxes"], t["box_labels"] = boxes[keep], t["box_labels"][keep]
+        t["boxes"], keep, why = _move_boxes(t["boxes"], m, out, opts)
+        t = _keep_boxes(t, keep, why, log)
     if "keypoints" in t:
         k = _apply(m, t["keypoints"])
+        was = t["keypoint_visible"]
         t["keypoints"] = k
-        t["keypoint_visible"] = t["keypoint_visible"] & _inside(k, out)
+        t["keypoint_visible"] = was & _inside(k, out)
+        if log is not None:
+            log.extend({"keypoint": int(i), "reason": "left the image"}
+                       for i in torch.nonzero(was & ~t["keypoint_visible"]).flatten().tolist())
+    return t
+
+
+def _keep_boxes(t: dict, keep: torch.Tensor, why: list, log: list | None) -> dict:
+    """Keep the boxes ``keep`` marks, with their labels, source indices and (one slice per box) instance
+    masks; log the others with ``why[n]``."""
+    if bool(keep.all()):
+        return t
+    n = len(t["boxes"])
+    if "mask" in t and t["mask"].dim() == 3 and t["mask"].shape[0] == n:
+        t["mask"] = t["mask"][keep]
+    if log is not None:
+        log.extend({"box": int(t["box_index"][i]), "reason": why[i]}
+                   for i in torch.nonzero(~keep).flatten().tolist())
+    for k in ("boxes", "box_labels", "box_index"):
+        t[k] = t[k][keep]
     return t
 
 
@@ -142,21 +170,62 @@ def _inside(k: torch.Tensor, size: tuple) -> torch.Tensor:
 
 
 def _move_boxes(b: torch.Tensor, m, out: tuple, opts: TargetOptions):
+    """Each box's corners through ``m``; the new box is the bounding box of the part of the moved box that
+    lies in the image (for a tilted box cut by the image edge, tighter than the clipped enclosing box).
+    Returns (boxes, keep, why) with why[n] saying why box n is dropped."""
     if b.numel() == 0:
-        return b.clone(), torch.zeros(0, dtype=torch.bool, device=b.device)
-    corners = torch.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], dim=1)  # N x 4 x 2
-    moved = _apply(m, corners.reshape(-1, 2)).reshape(-1, 4, 2)
-    lo, hi = moved.min(dim=1).values, moved.max(dim=1).values
-    whole = torch.cat([lo, hi], dim=1)
+        return b.clone(), torch.zeros(0, dtype=torch.bool, device=b.device), []
+    quad = torch.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [2, 3]], b[:, [0, 3]]], dim=1)  # N x 4 x 2, in order
+    moved = _apply(m, quad.reshape(-1, 2)).reshape(-1, 4, 2).to(torch.float64)
     h, w = out
-    clipped = torch.stack([whole[:, 0].clamp(0, w), whole[:, 1].clamp(0, h),
-                           whole[:, 2].clamp(0, w), whole[:, 3].clamp(0, h)], dim=1)
-    left = (whole[:, 2] <= 0) | (whole[:, 0] >= w) | (whole[:, 3] <= 0) | (whole[:, 1] >= h)
-    area = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
+    whole = torch.cat([moved.min(dim=1).values, moved.max(dim=1).values], dim=1)
+    box, found = _visible_bbox(moved, float(w), float(h))
     full = (whole[:, 2] - whole[:, 0]) * (whole[:, 3] - whole[:, 1])
+    area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
+    left = ~found | ((area <= 0) & (full > 0))
     visibility = torch.where(full > 0, area / full.clamp_min(1e-12), torch.ones_like(full))
-    keep = ~left & (visibility >= opts.min_visibility - 1e-6) & (area >= opts.min_area)
-    return clipped, keep
+    low_vis = visibility < opts.min_visibility - 1e-6
+    small = area < opts.min_area
+    why = ["left the image" if left[i] else
+           f"visible {visibility[i]:.3f} < min_visibility {opts.min_visibility}" if low_vis[i] else
+           f"area {area[i]:.1f} px < min_area {opts.min_area}" if small[i] else ""
+           for i in range(len(b))]
+    return box.to(b.dtype), ~(left | low_vis | small), why
+
+
+def _visible_bbox(quad: torch.Tensor, w: float, h: float):
+    """Bounding box of (convex quadrilateral ``quad`` N x 4 x 2 ∩ [0, w] x [0, h]) and whether it is
+    non-empty: from the quad's corners inside the image, the image's corners inside the quad, and where
+    the quad's edges cross the image's edges."""
+    n = quad.shape[0]
+    pts, ok = [quad], [(quad[..., 0] >= 0) & (quad[..., 0] <= w) & (quad[..., 1] >= 0) & (quad[..., 1] <= h)]
+    rect = torch.tensor([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]], dtype=quad.dtype, device=quad.device)
+    p, q = quad, quad.roll(-1, dims=1)  # edges p -> q
+    d = q - p
+    cross = d[:, None, :, 0] * (rect[None, :, None, 1] - p[:, None, :, 1]) - \
+        d[:, None, :, 1] * (rect[None, :, None, 0] - p[:, None, :, 0])  # N x 4 corners x 4 edges
+    eps = 1e-9
+    proper = (d.abs().sum(-1) > eps).all(dim=1)[:, None]  # a degenerate (flat) quad holds no corner
+    within = ((cross >= -eps).all(-1) | (cross <= eps).all(-1)) & proper
+    pts.append(rect[None].expand(n, 4, 2))
+    ok.append(within)
+    for axis, value in ((0, 0.0), (0, w), (1, 0.0), (1, h)):
+        other = 1 - axis
+        denom = d[..., axis]
+        t = (value - p[..., axis]) / torch.where(denom.abs() > eps, denom, torch.ones_like(denom))
+        y = p[..., other] + t * d[..., other]
+        hit = (denom.abs() > eps) & (t >= 0) & (t <= 1) & (y >= 0) & (y <= (h if other == 1 else w))
+        xy = torch.stack([torch.full_like(y, value), y] if axis == 0 else [y, torch.full_like(y, value)], dim=-1)
+        pts.append(xy)
+        ok.append(hit)
+    pts_all, ok_all = torch.cat(pts, dim=1), torch.cat(ok, dim=1)
+    big = torch.tensor(float("inf"), dtype=quad.dtype, device=quad.device)
+    lo = torch.where(ok_all[..., None], pts_all, big).min(dim=1).values
+    hi = torch.where(ok_all[..., None], pts_all, -big).max(dim=1).values
+    found = ok_all.any(dim=1)
+    box = torch.cat([lo, hi], dim=1)
+    box = torch.where(found[:, None], box, torch.zeros_like(box))
+    return box, found
 
 
 def _warp_mask(mask: torch.Tensor, m, out: tuple, mode: str, clip, opts: TargetOptions) -> torch.Tensor:
@@ -179,7 +248,7 @@ def _warp_mask(mask: torch.Tensor, m, out: tuple, mode: str, clip, opts: TargetO
     return result[0] if mask.dim() == 2 else result
 
 
-def erase(t: dict, boxes: list, opts: TargetOptions) -> dict:
+def erase(t: dict, boxes: list, opts: TargetOptions, log: list | None = None) -> dict:
     """Targets after erasing ``boxes`` ([top, left, height, width] in pixels)."""
     boxes = [b for b in boxes if b[2] > 0 and b[3] > 0]
     if not boxes:
@@ -193,7 +262,7 @@ def erase(t: dict, boxes: list, opts: TargetOptions) -> dict:
         t["mask"] = mask
     if "boxes" in t and opts.drop_erased_boxes and len(t["boxes"]):
         keep = ~_fully_erased(t["boxes"], boxes)
-        t["boxes"], t["box_labels"] = t["boxes"][keep], t["box_labels"][keep]
+        t = _keep_boxes(t, keep, ["fully erased"] * len(keep), log)
     return t
 
 
