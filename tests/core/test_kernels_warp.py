@@ -142,3 +142,13 @@ def test_opencv_results_do_not_depend_on_the_thread_count(photo):
     finally:
         torch.set_num_threads(old)
     assert torch.equal(outs[0], outs[2]) and torch.equal(outs[1], outs[3])
+
+
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect"])
+def test_border_copies_equal_the_gather(photo, mode):
+    from augstudio.core.ops.geometry import _window
+
+    for top, left, height, width in [(-4, -4, 264, 264), (-30, 100, 80, 200), (200, -7, 90, 60), (-2, -3, 40, 300)]:
+        a = _window(photo, top, left, height, width, mode, [5, 6, 7])
+        b = W.warp(photo, W.translation(-left, -top), (height, width), "nearest", [5, 6, 7], mode)
+        assert torch.equal(a, b), (mode, top, left)

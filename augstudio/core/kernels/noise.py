@@ -197,6 +197,11 @@ def poisson_of_levels(x: torch.Tensor, seeds: list[int], peaks: list[float]) -> 
     n = x.shape[0]
     device = x.device
     per = x[0].numel()
+    if _on_cpu(device):
+        u32 = _np_bits32(seeds, per) >> 1  # N x per, 31-bit
+        lv = x.reshape(n, per).contiguous().numpy()
+        return torch.from_numpy(np.stack([_np_poisson(lv[j], u32[j], float(p)) for j, p in enumerate(peaks)])
+                                ).view(x.shape)
     u = (bits32(seeds, per, device).to(torch.int64) >> 1) & 0x7FFFFFFF  # N x per, 31-bit
     levels = x.reshape(n, per).to(torch.int64)
     out = torch.empty((n, per), dtype=torch.float32, device=device)
@@ -218,6 +223,38 @@ def poisson_of_levels(x: torch.Tensor, seeds: list[int], peaks: list[float]) -> 
             counts = torch.where(lam_px > POISSON_EXACT, approx, counts)
         out[j] = counts
     return out.view(x.shape)
+
+
+def _np_poisson(levels: np.ndarray, u: np.ndarray, peak: float) -> np.ndarray:
+    """``poisson_of_levels`` for one item in numpy: the same k (the number of CDF entries of the pixel's
+    rate at or below its 31-bit uniform), found from a normal-approximation guess corrected one step at a
+    time on the pixels still off (a handful of gathers instead of a search over every rate's table)."""
+    lam = torch.arange(256, dtype=torch.float64, device="cpu") * (peak / 255.0)
+    top = min(float(lam[-1]), POISSON_EXACT)
+    kmax = int(top + 12 * math.sqrt(top) + 16)
+    width = kmax + 1
+    cdf = _poisson_cdf31(lam.clamp(max=POISSON_EXACT), kmax).numpy().astype(np.uint32).reshape(-1)
+    base = levels.astype(np.int32) * np.int32(width)
+    z = normal_table("cpu").numpy().take(u >> 15)
+    lam_px = levels.astype(np.float32) * np.float32(peak / 255.0)
+    approx = np.rint(lam_px + np.sqrt(lam_px) * z)
+    np.maximum(approx, 0, out=approx)
+    guess = np.minimum(approx, np.float32(kmax)).astype(np.int32)  # within a few steps of k
+    k = guess
+    active = np.flatnonzero(cdf.take(base + k) <= u)
+    while active.size:  # up: while cdf[v, k] <= u
+        k[active] += 1
+        active = active[cdf.take(base.take(active) + k.take(active)) <= u.take(active)]
+    prev = cdf.take(np.maximum(base + k - 1, base))
+    active = np.flatnonzero((k > 0) & (prev > u))
+    while active.size:  # down: while k > 0 and cdf[v, k - 1] > u
+        k[active] -= 1
+        ka = k.take(active)
+        active = active[(ka > 0) & (cdf.take(base.take(active) + np.maximum(ka - 1, 0)) > u.take(active))]
+    counts = k.astype(np.float32)
+    if float(lam[-1]) > POISSON_EXACT:
+        counts = np.where(lam_px > POISSON_EXACT, approx, counts).astype(np.float32)
+    return counts
 
 
 def _poisson_cdf31(lam: torch.Tensor, kmax: int) -> torch.Tensor:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
+import cv2
 import torch
 
 from augstudio.core.base import seeding
 from augstudio.core.base.errors import RecipeError
+from augstudio.core.kernels import cv
 from augstudio.core.kernels import warp as W
 
 from .base import Op
@@ -377,6 +379,18 @@ def _window(x, top: int, left: int, height: int, width: int, mode: str, fill):
     h, w = x.shape[-2:]
     if top >= 0 and left >= 0 and top + height <= h and left + width <= w:
         return x[..., top:top + height, left:left + width]  # a view, as torchvision's crop
+    y0, y1, x0, x1 = max(top, 0), min(top + height, h), max(left, 0), min(left + width, w)
+    borders = (y0 - top, top + height - y1, x0 - left, left + width - x1)
+    if (cv.active(x) and x.dim() == 3 and y1 > y0 and x1 > x0
+            and (mode == "constant" or max(borders[:2]) < y1 - y0 and max(borders[2:]) < x1 - x0)):
+        # OpenCV's border copy (mirrors and repeats within one period: the same pixels as the gather)
+        c = x.shape[-3]
+        src = cv.planes(x[:, y0:y1, x0:x1])
+        out, dst = cv.new_planes((c, height, width))
+        fills = W._fill_values(fill, c)
+        for i in range(c):
+            cv2.copyMakeBorder(src[i], *borders, cv.BORDERS[mode], dst=dst[i], value=fills[i])
+        return out
     if mode == "constant":
         out = torch.empty((*x.shape[:-2], height, width), dtype=x.dtype, device=x.device)
         c = x.shape[-3]
