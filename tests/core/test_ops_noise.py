@@ -182,3 +182,11 @@ def test_numpy_poisson_search_finds_the_torch_forms_counts(gravel, peak):
     with cv.torch_only():
         b = N.poisson_of_levels(x, [3, 4], [peak, peak * 0.7])
     assert torch.equal(a, b)
+
+
+def test_int8_noise_values_equal_the_int16_ones():
+    for scale in (0.0, 5.5, 25.5, 28.0):
+        a = N.scaled_normal_int16([8], (3, 40, 30), "cpu", [scale], small=True)
+        b = N.scaled_normal_int16([8], (3, 40, 30), "cpu", [scale])
+        assert a.dtype == torch.int8 and torch.equal(a.to(torch.int16), b)
+    assert N.scaled_normal_int16([8], (5,), "cpu", [40.0], small=True).dtype == torch.int16

@@ -84,7 +84,21 @@ class GroupPlan:
     deferred: list  # (op, params, matrix before it, size before it)
 
 
+_RECENT: dict = {}  # id(group) -> (group, kind, size_in, plan): signature() plans a group, run_group() reuses it
+
+
 def group_plan(group: list, kind: str, size_in: tuple) -> GroupPlan:
+    hit = _RECENT.get(id(group))
+    if hit is not None and hit[0] is group and hit[1] == kind and hit[2] == size_in:
+        return hit[3]
+    plan_ = _group_plan(group, kind, size_in)
+    if len(_RECENT) >= 64:
+        _RECENT.clear()
+    _RECENT[id(group)] = (group, kind, size_in, plan_)  # the group is held, so its id is not reused meanwhile
+    return plan_
+
+
+def _group_plan(group: list, kind: str, size_in: tuple) -> GroupPlan:
     size = size_in
     m = W.IDENTITY
     mode, fill = "edge", 0  # until a step that reaches outside says otherwise

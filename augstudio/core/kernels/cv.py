@@ -92,7 +92,9 @@ def warp_affine(src: np.ndarray, inv, out_size: tuple[int, int], interpolation: 
     m = np.array((inv[0][:3], inv[1][:3]), dtype=np.float64)
     flags = INTERP[interpolation] | cv2.WARP_INVERSE_MAP
     border = BORDERS[mode]
-    if c in (3, 4):  # interleaved: one pass over the coordinates for all channels (measured faster)
+    if c in (3, 4) and oh * ow >= src.shape[-1] * src.shape[-2]:
+        # interleaved: one pass over the coordinates for all channels; measured faster when the output is
+        # at least as large as the region read (the merge costs a pass over the region)
         merged = cv2.merge([src[i] for i in range(c)])
         out = cv2.warpAffine(merged, m, (ow, oh), flags=flags, borderMode=border, borderValue=tuple(fills))
         cv2.split(out, [dst[i] for i in range(c)])  # writes into the planes given

@@ -162,19 +162,21 @@ def standard_normal(seeds: list[int], shape, device) -> torch.Tensor:
     return normal_table(device).index_select(0, bits16(seeds, n, device).reshape(-1)).view(len(seeds), *shape)
 
 
-def scaled_normal_int16(seeds: list[int], shape, device, scales: list[float]) -> torch.Tensor:
+def scaled_normal_int16(seeds: list[int], shape, device, scales: list[float], small: bool = False) -> torch.Tensor:
     """round(scale_j * N(0, 1)) as int16 for row j: the table is scaled and rounded once per row (65536
-    values) instead of at every pixel."""
+    values) instead of at every pixel. ``small``: on the CPU, int8 when every value fits (|scale| < 29;
+    half the bytes to gather and add)."""
     n = math.prod(int(s) for s in shape)
     if _on_cpu(device):
         q = normal_table("cpu").numpy()
         idx = _np_bits16(seeds, n)
-        out = np.empty((len(seeds), n), dtype=np.int16)
+        dtype = np.int8 if small and max(abs(float(v)) for v in scales) * 4.5 < 127 else np.int16
+        out = np.empty((len(seeds), n), dtype=dtype)
         for j, scale in enumerate(scales):
             t = np.rint(q * np.float32(scale))  # float32, as the torch form's table * scale
             if abs(scale) * 4.5 >= 32767:
                 np.clip(t, -32768, 32767, out=t)
-            t.astype(np.int16).take(idx[j], out=out[j])
+            t.astype(dtype).take(idx[j], out=out[j])
         return torch.from_numpy(out).view(len(seeds), *shape)
     table = normal_table(device)
     rows = []

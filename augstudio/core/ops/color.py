@@ -143,11 +143,11 @@ def _lut_contrast(f, mean, device):
     return affine_lut(f, mean * (1.0 - f), device)
 
 
-def _run_uint8(x, seq, means=None, record=False):
+def _run_uint8(x, seq, means=None, record=False, finish=True):
     """Run [(name, value)] on uint8 ``C x H x W`` (no alpha): runs of brightness / contrast become one
     lookup table (each the exact table of the float kernel above; contrast measures the image as it is at
     its step unless ``means`` gives it), saturation and hue their colour kernels. ``record``: also return
-    the contrast means used."""
+    the contrast means used (``finish=False``: only those; the last tables are not applied)."""
     means = list(means or [])
     used = []
     lut = None  # composed tables not applied yet
@@ -170,7 +170,7 @@ def _run_uint8(x, seq, means=None, record=False):
                 x = saturate(x, v) if name == "saturation" else adjust_hue(x, v)
             continue
         lut = t if lut is None else compose_luts(lut, t)
-    x = flush(x, lut)
+    x = flush(x, lut) if finish else x
     return (x, used) if record else x
 
 
@@ -189,7 +189,7 @@ class SequenceOp(PointwiseOp, ColorOp):
         last = max((i for i, (n, _) in enumerate(seq) if n == "contrast"), default=-1)
         # only the adjustments up to the last contrast affect the measured means
         if cv.active(x):
-            _, used = _run_uint8(x, seq[:last + 1], record=True)
+            _, used = _run_uint8(x, seq[:last + 1], record=True, finish=False)
         else:
             _, used = _run_sequence(x.to(torch.float32), seq[:last + 1], record=True)
         return {"means": used}

@@ -71,9 +71,11 @@ class GaussianNoise(NoiseOp):
         # whole grey level) once, so per pixel there is one gather and one saturating add
         n, c, h, w = x.shape
         shape = (c if self.per_channel else 1, h, w)
-        noise = N.scaled_normal_int16(_seeds(params_list), shape, x.device, [p["std"] * 255.0 for p in params_list])
-        if self.mean:
-            noise = noise.add_(int(round(self.mean * 255.0)))
+        shift = int(round(self.mean * 255.0))
+        noise = N.scaled_normal_int16(_seeds(params_list), shape, x.device, [p["std"] * 255.0 for p in params_list],
+                                      small=shift == 0)
+        if shift:
+            noise = noise.add_(shift)
         if cv.active(x):  # one saturating pass (OpenCV adds int16 to uint8 exactly as below)
             cv.sync_threads()
             noise = noise.expand(n, c, h, w).reshape(-1, w).numpy()
