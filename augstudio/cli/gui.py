@@ -20,4 +20,4 @@ def run(args) -> int:
     except ImportError as e:
         raise AugstudioError(f"the desktop app cannot start: {e}. Install PySide6-Essentials and pyqtgraph "
                              "(pip install -e .)") from None
-    return run_app(args.path, args.recipe)
+    return run_app(args.path, args.recipe, exit_process=True)

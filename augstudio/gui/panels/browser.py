@@ -366,7 +366,7 @@ class BrowserWidget(QWidget):
 
         self.sidebar.setMinimumWidth(80)
         self.view.setMinimumWidth(THUMB + 16 + 24)  # one column and the scroll bar
-        split = QSplitter(Qt.Orientation.Horizontal)
+        split = self.split = QSplitter(Qt.Orientation.Horizontal)
         split.setChildrenCollapsible(False)
         split.addWidget(self.sidebar)
         split.addWidget(self.view)
@@ -390,9 +390,25 @@ class BrowserWidget(QWidget):
         self._got_first = False
         self.model.set_dataset(ds)
         self.sidebar.set_dataset(ds)
+        if self.split.orientation() == Qt.Orientation.Vertical:
+            rows = min(140, self.sidebar.count() * 22 + 12)
+            self.split.setSizes([rows, max(200, self.height() - rows)])
         self._update_header()
         if ds is not None and len(ds):
             self.view.setCurrentIndex(self.model.index(0))
+
+    WIDE = 420  # narrower than this, the class list goes above the thumbnails (two columns of them fit)
+
+    def resizeEvent(self, e):  # noqa: N802
+        super().resizeEvent(e)
+        want = Qt.Orientation.Horizontal if e.size().width() >= self.WIDE else Qt.Orientation.Vertical
+        if self.split.orientation() != want:
+            self.split.setOrientation(want)
+            if want == Qt.Orientation.Vertical:
+                rows = self.sidebar.count() * 22 + 12
+                self.split.setSizes([min(rows, 140), max(200, e.size().height() - min(rows, 140))])
+            else:
+                self.split.setSizes([110, max(200, e.size().width() - 110)])
 
     def _bad_changed(self, n: int) -> None:
         self._update_header()

@@ -43,6 +43,29 @@ from augstudio.gui.qt.workers import error_message
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 CURRENT = "<current>"
+MIN_VAL_IMAGES = 30  # below this a validation accuracy moves by more than 3 points per image
+
+
+def validation_size(counts: dict, val_fraction: float) -> int:
+    """How many images the stratified split puts in validation (``evaluate.stratified_split``'s rule:
+    round(n * f) per class, at least one and never all of a class of two or more)."""
+    total = 0
+    for n in counts.values():
+        if n >= 2:
+            total += min(max(int(round(n * val_fraction)), 1), n - 1)
+    return total
+
+
+def small_data_warning(counts: dict, val_fraction: float) -> str:
+    """A warning when the validation split is too small for the comparison to mean much, else ""."""
+    n_val = validation_size(counts, val_fraction)
+    n = sum(counts.values())
+    if n_val >= MIN_VAL_IMAGES:
+        return ""
+    step = 100.0 / max(1, n_val)
+    return (f"⚠ Only {n_val} validation image{'s' * (n_val != 1)} ({val_fraction:.0%} of {n}): one image moves "
+            f"accuracy by {step:.0f} points, so differences between recipes are mostly noise. Use a folder "
+            f"with more images (≥ {MIN_VAL_IMAGES} in validation) or a larger validation share.")
 
 
 def _pen(i: int, width: int = 2):
@@ -113,6 +136,11 @@ class EvaluatePanel(QWidget):
         self.progress.setValue(0)
         self.status = QLabel("Open a labelled dataset (one folder per class), pick recipes, then run.")
         self.status.setWordWrap(True)
+        self.warning = QLabel("")
+        self.warning.setObjectName("warning")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("color: #e0b050;")
+        self.warning.hide()
         brow = QHBoxLayout()
         brow.addWidget(self.run_btn)
         brow.addWidget(self.cancel_btn)
@@ -124,6 +152,7 @@ class EvaluatePanel(QWidget):
         ll.addLayout(form)
         ll.addLayout(brow)
         ll.addWidget(self.progress)
+        ll.addWidget(self.warning)
         ll.addWidget(self.status)
 
         # -- results: table | plots --------------------------------------------------------------------
@@ -157,17 +186,31 @@ class EvaluatePanel(QWidget):
         self.plots.addTab(relw, "Reliability")
         self.plots.addTab(self.per_class, "Per class")
 
-        results = QSplitter(Qt.Orientation.Horizontal)
+        # the table above the plots: it gets the full width, so the verdict column is read without scrolling
+        results = QSplitter(Qt.Orientation.Vertical)
         results.addWidget(self.table)
         results.addWidget(self.plots)
-        results.setSizes([520, 520])
+        results.setSizes([170, 430])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setWordWrap(True)
 
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
         split.addWidget(results)
-        split.setSizes([300, 1000])
+        split.setSizes([280, 1000])
         lay = QVBoxLayout(self)
         lay.addWidget(split)
+        self.val_fraction.valueChanged.connect(lambda _v: self.check_data())
+        ctx.dataset_changed.connect(lambda _d: self.check_data())
+        self.check_data()
+
+    def check_data(self) -> str:
+        """Warn (before any training) when the open dataset's validation split is too small."""
+        ds = self.ctx.dataset()
+        text = small_data_warning(ds.counts(), self.val_fraction.value()) if ds is not None and len(ds) else ""
+        self.warning.setText(text)
+        self.warning.setVisible(bool(text))
+        return text
 
     # -- recipes ------------------------------------------------------------------------------------------
     def _fill_recipes(self) -> None:
@@ -309,7 +352,10 @@ class EvaluatePanel(QWidget):
                 if c == 0:
                     item.setForeground(pg.mkColor(COLORS[r % len(COLORS)]))
                 self.table.setItem(r, c, item)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(self.table.columnCount() - 1, QHeaderView.ResizeMode.Stretch)  # the verdict
+        self.table.resizeRowsToContents()
         self.arm_combo.blockSignals(True)
         self.arm_combo.clear()
         self.arm_combo.addItems([a["name"] for a in result["arms"]])

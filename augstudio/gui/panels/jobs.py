@@ -1,11 +1,16 @@
-"""The Jobs panel (every long job with progress, ETA, cancel and its result) and the Export dialog."""
+"""The Jobs panel (every long job with progress, ETA, cancel and its result) and the Export dialog.
+
+A running job's row counts the seconds even before its first progress report and says what it is doing;
+a finished export offers to open its output folder. Rows of superseded latest-wins tasks (a saliency map
+or a mix replaced by a newer request) leave the list by themselves."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer, QUrl
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -60,7 +65,11 @@ class JobRow(QFrame):
         self.eta.setMinimumWidth(150)
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.clicked.connect(self._cancel)
-        self.message = QLabel("")
+        self.open_btn = QPushButton("Open folder")
+        self.open_btn.setToolTip("open the output folder in the file manager")
+        self.open_btn.clicked.connect(self.open_output)
+        self.open_btn.hide()
+        self.message = QLabel(handle.message or "starting…")
         self.message.setObjectName("dim")
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -72,6 +81,7 @@ class JobRow(QFrame):
         mid.addWidget(self.bar, 1)
         mid.addWidget(self.eta)
         mid.addWidget(self.cancel_btn)
+        mid.addWidget(self.open_btn)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 6, 8, 6)
         lay.setSpacing(3)
@@ -80,11 +90,34 @@ class JobRow(QFrame):
         lay.addWidget(self.message)
         handle.progress.connect(self._progress)
         handle.state_changed.connect(self._state)
+        self._tick = QTimer(self)
+        self._tick.setInterval(1000)
+        self._tick.timeout.connect(self._tick_elapsed)
+        if handle.is_running():
+            self._tick.start()
+
+    def _tick_elapsed(self) -> None:
+        """Before the first report (and between slow ones) the row still shows that time passes."""
+        h = self.handle
+        if not h.is_running():
+            self._tick.stop()
+            return
+        if self.cancel_btn.isEnabled():
+            self.eta.setText(f"ETA {fmt_seconds(h.eta())} · {fmt_seconds(h.elapsed())} so far")
+        else:
+            self.eta.setText(f"stopping · {fmt_seconds(h.elapsed())}")
 
     def _cancel(self) -> None:
         self.handle.cancel()
         self.cancel_btn.setEnabled(False)
         self.state.setText("cancelling…")
+        self.message.setText("stopping at the next step (a long step, such as a style iteration, ends first)")
+
+    def open_output(self) -> bool:
+        out = self.handle.output_dir
+        if out is None or not Path(out).is_dir():
+            return False
+        return QDesktopServices.openUrl(QUrl.fromLocalFile(str(out)))
 
     def _progress(self, p) -> None:
         if p.total:
@@ -111,6 +144,9 @@ class JobRow(QFrame):
         self.eta.setText(f"took {fmt_seconds(h.elapsed())}")
         self.message.setText(h.message)
         self.setProperty("state", state)
+        self._tick.stop()
+        if h.output_dir is not None and Path(h.output_dir).is_dir() and state in (DONE, CANCELLED):
+            self.open_btn.show()
 
 
 class JobsPanel(QWidget):
@@ -128,6 +164,8 @@ class JobsPanel(QWidget):
         scroll.setWidget(self.host)
         self.empty = QLabel("No jobs yet. Export (Ctrl+E) and the analysis panels run their work here.")
         self.empty.setObjectName("dim")
+        self.empty.setWordWrap(True)
+        self.empty.setMinimumWidth(60)
         self.clear_btn = QToolButton()
         self.clear_btn.setText("Clear finished")
         self.clear_btn.clicked.connect(self.clear_finished)
@@ -144,8 +182,25 @@ class JobsPanel(QWidget):
         row = JobRow(handle)
         self.list.insertWidget(0, row)
         self.rows.append(row)
-        self.empty.setText(f"{len(self.rows)} job{'s' * (len(self.rows) != 1)}")
+        handle.ended.connect(self._count)
+        if handle.background:
+            handle.ended.connect(lambda r=row: self._drop_superseded(r))
+        self._count()
         return row
+
+    def _drop_superseded(self, row: JobRow) -> None:
+        """A map or mix replaced by a newer request is no news: its row goes."""
+        if row.handle.superseded and row in self.rows:
+            self.rows.remove(row)
+            row.setParent(None)
+            row.deleteLater()
+            self._count()
+
+    def _count(self) -> None:
+        running = sum(r.handle.is_running() for r in self.rows)
+        n = len(self.rows)
+        self.empty.setText(f"{n} job{'s' * (n != 1)}" + (f", {running} running" if running else "") if n
+                           else "No jobs.")
 
     def row_for(self, handle: JobHandle) -> JobRow | None:
         return next((r for r in self.rows if r.handle is handle), None)
@@ -156,7 +211,7 @@ class JobsPanel(QWidget):
                 self.rows.remove(r)
                 r.setParent(None)
                 r.deleteLater()
-        self.empty.setText(f"{len(self.rows)} jobs" if self.rows else "No jobs.")
+        self._count()
 
 
 class ExportDialog(QDialog):
@@ -237,4 +292,6 @@ def start_export(ctx, src, recipe, out, copies=1, seed=None, fmt="png", workers=
     def make(token):
         return export_job(src, rec, out, copies=copies, seed=seed, workers=workers, fmt=fmt, cancel=token)
 
-    return ctx.run_job(f"Export → {Path(out).name}  ({copies} cop{'ies' if copies != 1 else 'y'})", make)
+    handle = ctx.run_job(f"Export → {Path(out).name}  ({copies} cop{'ies' if copies != 1 else 'y'})", make)
+    handle.output_dir = Path(out)
+    return handle

@@ -161,9 +161,9 @@ class PreviewWidget(QWidget):
         self.steps_btn.setText("Steps")
         self.steps_btn.setCheckable(True)
         self.steps_btn.setToolTip("the image after each step of the chain, for this copy (S)")
-        self.reroll_btn = QPushButton("Reroll (R)")
+        self.reroll_btn = QPushButton("Reroll")
         self.reroll_btn.setToolTip("the next copy index: new random draws (R, or Ctrl+R anywhere)")
-        self.lock = QCheckBox("Lock seed")
+        self.lock = QCheckBox("Lock")
         self.lock.setToolTip("keep the copy index fixed: Reroll is off and every image shows the same draw")
         self.copy_label = QLabel("copy 0")
         self.fit_btn = QToolButton()
@@ -176,7 +176,7 @@ class PreviewWidget(QWidget):
         self.time_label = QLabel("")
         for lab in (self.copy_label, self.pixel_label, self.time_label):
             lab.setObjectName("dim")
-            lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # never widens the window
+        self.pixel_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # never widens
         self.pixel_label.setToolTip("the pixel under the cursor: position and value")
 
         bar = QHBoxLayout()
@@ -186,11 +186,11 @@ class PreviewWidget(QWidget):
         bar.addSpacing(8)
         bar.addWidget(self.reroll_btn)
         bar.addWidget(self.lock)
-        bar.addWidget(self.copy_label, 1)
-        bar.addWidget(self.pixel_label, 2)
+        bar.addWidget(self.copy_label)
+        bar.addWidget(self.pixel_label, 1)
         bar.addWidget(self.fit_btn)
         bar.addWidget(self.actual_btn)
-        bar.addWidget(self.time_label, 1)
+        bar.addWidget(self.time_label)
 
         self.params = QTreeWidget()
         self.params.setObjectName("appliedParams")
@@ -379,13 +379,19 @@ class PreviewWidget(QWidget):
             fit = max((f[2] for f in frames), key=lambda s: s[0] * s[1])
         else:
             c, a, _rec, size = outs[0]
-            self.single.show(0, res["original"], f"original  ·  {fmt_size((h, w))}")
-            self.single.show(1, a, f"augmented · copy {c}  ·  {fmt_size(size)}")
+            # pictures of similar size share zoom / pan; a small crop of a large photo gets its own zoom
+            linked = max(h / size[0], size[0] / h, w / size[1], size[1] / w) <= 1.5
+            if linked != self.single.linked:
+                self.single.set_linked(linked)
+                self._fitted_size = None
+            own = "" if linked else "  ·  own zoom"
+            self.single.show(0, res["original"], f"original  ·  {fmt_size((h, w))}{own}")
+            self.single.show(1, a, f"augmented · copy {c}  ·  {fmt_size(size)}{own}")
             pane = self.single
-            fit = (max(h, size[0]), max(w, size[1]))
+            fit = (max(h, size[0]), max(w, size[1]), linked)
         self.stack.setCurrentIndex(PAGES[res["mode"]])
         if self._fitted_size != (fit, res["mode"]):
-            QTimer.singleShot(0, lambda pane=pane, fit=fit: pane.fit(*fit))  # once the page has its size
+            QTimer.singleShot(0, lambda pane=pane, fit=fit: pane.fit(*fit[:2]))  # once the page has its size
             self._fitted_size = (fit, res["mode"])
         self.copy_label.setText(f"copy {outs[0][0]}" + (f"–{outs[-1][0]}" if len(outs) > 1 else ""))
         self._show_records(outs)

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from augstudio.core.base.errors import ParamError
+from augstudio.core.base.jobs import Progress
 from augstudio.core.io.images import Picture, write_image
 from augstudio.core.methods.style.dispatch import StyleSettings, check_inputs, style_job
 from augstudio.gui.qt.workers import error_message
@@ -53,6 +54,19 @@ USES = {
     "fast": {"content", "model", "alpha"},
     "randconv": {"content", "alpha"},
     "stats": {"content", "alpha"},
+}
+
+
+# what a run does before its first iteration (the Jobs row and the status line say it)
+PHASES = {
+    "texture": "preparing: building the feature network and the style image's Gram targets (the first "
+               "iteration follows; at 256 px on a CPU this can take half a minute)",
+    "transfer": "preparing: building the feature network, the content and style targets (the first "
+                "iteration follows; at 256 px on a CPU this can take half a minute)",
+    "adain": "loading the AdaIN encoder and decoder, then stylising",
+    "fast": "loading the fast style network, then stylising",
+    "randconv": "stylising with random convolutions",
+    "stats": "stylising with random style statistics",
 }
 
 
@@ -256,9 +270,13 @@ class StylePanel(QWidget):
         content = self.content.path() if "content" in uses else ""
         styles = [self.style.path()] if "style" in uses and self.style.path() else []
         check_inputs(m, settings, content or None, styles)
+        phase = PHASES.get(m, "preparing")
+        total = settings.iterations if m in ("texture", "transfer") else 1
 
         def job(token):
-            return style_job(m, settings, content or None, styles, device, token)
+            # the first report comes at once: the setup before the first iteration can take half a minute
+            yield Progress(0, total, phase)
+            return (yield from style_job(m, settings, content or None, styles, device, token))
 
         return job
 
@@ -270,12 +288,13 @@ class StylePanel(QWidget):
             return None
         self.losses, self.loss_x = [], []
         self.curve.setData([], [])
+        self.image_item.clear()  # the previous result does not stay up during a new run
         self.result = None
         self.save_btn.setEnabled(False)
         self.bank_btn.setEnabled(False)
         self.start_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
-        self.status.setText("running…")
+        self.status.setText(PHASES.get(self.method.currentData(), "running…"))
         title = f"style: {self.method.currentData()}"
         self.handle = self.ctx.run_job(title, job, on_result=self._on_result, on_progress=self._on_progress,
                                        on_error=self._on_error)
@@ -283,8 +302,23 @@ class StylePanel(QWidget):
         return self.handle
 
     def cancel(self):
-        if self.handle is not None:
+        """Stop the run. The panel is free at once (Start works again; whatever the old run still reports
+        is ignored); the job itself stops after the iteration it is in."""
+        if self.handle is not None and self.handle.is_running():
             self.handle.cancel()
+            self._detach(self.handle)
+            self.status.setText("cancelled (the job stops after its current iteration; see Jobs)")
+
+    def _detach(self, handle) -> None:
+        for sig, slot in ((handle.progress, self._on_progress), (handle.finished, self._on_result),
+                          (handle.failed, self._on_error), (handle.ended, self._ended)):
+            try:
+                sig.disconnect(slot)
+            except (RuntimeError, TypeError):
+                pass
+        self.handle = None
+        self.start_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
 
     def _ended(self):
         self.start_btn.setEnabled(True)

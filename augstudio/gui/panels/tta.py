@@ -56,6 +56,7 @@ class TTAPanel(QWidget):
         self.errors: list[str] = []
         self._runner = ctx.latest()
         self._eval_handle = None
+        self.trained_on: str | None = None  # the folder a probe model was trained on
 
         # -- model and recipe ----------------------------------------------------------------------
         self.model_edit = QLineEdit()
@@ -118,6 +119,10 @@ class TTAPanel(QWidget):
 
         # -- the dataset ---------------------------------------------------------------------------------
         self.eval_btn = QPushButton("Evaluate dataset")
+        self.warning = QLabel("")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("color: #e0b050;")
+        self.warning.hide()
         self.save_btn = QPushButton("Save report…")
         self.save_btn.setEnabled(False)
         self.class_table = QTableWidget(0, 4)
@@ -135,6 +140,7 @@ class TTAPanel(QWidget):
         brow.addWidget(self.save_btn)
         brow.addStretch(1)
         dl.addLayout(brow)
+        dl.addWidget(self.warning)
         dl.addWidget(self.class_table, 1)
         dl.addWidget(self.report_text, 1)
 
@@ -188,6 +194,24 @@ class TTAPanel(QWidget):
         self.predict_btn.setEnabled(has)
         ds = self.ctx.dataset()
         self.eval_btn.setEnabled(has and ds is not None and ds.layout == "imagefolder")
+        self.check_data()
+
+    def check_data(self) -> str:
+        """Warn when the dataset to evaluate on is the one the model (a probe) was trained on."""
+        ds = self.ctx.dataset()
+        text = ""
+        if ds is not None and self.trained_on is not None and self.classifier is not None:
+            try:
+                same = Path(self.trained_on).resolve() == Path(ds.root).resolve()
+            except OSError:
+                same = False
+            if same:
+                text = ("⚠ The probe was trained on these images: scores here are mostly training accuracy "
+                        "(near 100%) and say little about TTA. Evaluate on images the model has not seen "
+                        "(a held-out folder), or load a model trained elsewhere.")
+        self.warning.setText(text)
+        self.warning.setVisible(bool(text))
+        return text
 
     def _fail(self, error: BaseException | str) -> None:
         msg = error if isinstance(error, str) else error_message(error)
@@ -241,6 +265,7 @@ class TTAPanel(QWidget):
         return self.ctx.models.load(request, self._loaded, self._load_failed)
 
     def _loaded(self, lm) -> None:
+        self.trained_on = lm.meta.get("probe_for")
         try:
             self.set_classifier(T.classifier_from_loaded(lm, self.ctx.device()))
         except ModelError as e:

@@ -6,15 +6,17 @@ bundled example recipe; ``augstudio gui PATH [--recipe FILE]`` opens a folder.
 
 from __future__ import annotations
 
+import ctypes.util
 import logging
+import os
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QTimer, QtMsgType, qInstallMessageHandler
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
-from augstudio.core.base.errors import DatasetError, RecipeError
+from augstudio.core.base.errors import AugstudioError, DatasetError, RecipeError
 from augstudio.core.io.samples import samples_dir
 from augstudio.gui.shell.main_window import MainWindow
 
@@ -105,10 +107,76 @@ def create_window(path=None, recipe_path=None, load_torch: bool = True):
     return win
 
 
-def run_app(path=None, recipe_path=None) -> int:
+# Qt's messages that say nothing to a user (the offscreen platform's, a window manager's quirks)
+_QUIET = ("propagateSizeHints", "QXcbConnection: XCB error", "qt.qpa.wayland")
+_qt_log = logging.getLogger("qt")
+
+
+def _qt_message(mode, _context, message: str) -> None:
+    if any(q in message for q in _QUIET):
+        _qt_log.debug("%s", message)
+    elif mode in (QtMsgType.QtCriticalMsg, QtMsgType.QtFatalMsg):
+        _qt_log.error("%s", message)
+    elif mode == QtMsgType.QtWarningMsg:
+        _qt_log.warning("%s", message)
+    else:
+        _qt_log.debug("%s", message)
+
+
+XCB_PACKAGES = ("libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libxcb-xinerama0 "
+                "libxcb-render-util0 libxcb-image0 libxcb-shape0 libxcb-randr0")
+
+
+def display_problem(platform: str | None = None, display: str | None = None) -> str | None:
+    """Why Qt's X11 (xcb) platform plugin would abort on this machine, or None. Qt 6 needs
+    ``libxcb-cursor.so.0`` and a few other X libraries that a minimal Debian / Ubuntu desktop may lack;
+    without them Qt prints "could not load the Qt platform plugin xcb" and aborts the process, so this is
+    checked first and said in words (with the packages to install)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    platform = os.environ.get("QT_QPA_PLATFORM", "") if platform is None else platform
+    if platform and not platform.startswith("xcb"):
+        return None  # offscreen, wayland, … chosen explicitly
+    display = os.environ.get("DISPLAY", "") if display is None else display
+    if not display:
+        if os.environ.get("WAYLAND_DISPLAY"):
+            return None  # Qt picks its Wayland plugin
+        return ("no display: $DISPLAY is not set. Run augstudio on a desktop session (or over ssh -X), or "
+                "set QT_QPA_PLATFORM=offscreen for a headless run")
+    missing = [lib for lib in ("xcb-cursor", "xkbcommon-x11", "xcb-icccm", "xcb-keysyms")
+               if ctypes.util.find_library(lib) is None]
+    if not missing:
+        return None
+    return (f"the Qt X11 platform plugin needs libraries that are not installed ({', '.join('lib' + m for m in missing)}). "
+            f"On Debian / Ubuntu: sudo apt-get install {XCB_PACKAGES}")
+
+
+def finish(code: int, ctx=None) -> None:
+    """End the process now that the window has closed: the settings are saved and every job was cancelled;
+    a job still inside one long step (a style iteration, seconds of torch work) is not waited for, and
+    neither is the interpreter's slow teardown of torch and Qt. Export worker processes end by themselves
+    soon after this process is gone (``core.workflows.pool.watch_parent``), every written file is complete
+    (atomic writes), and multiprocessing's resource tracker removes the pool's semaphores (quietly: see
+    ``run_app``)."""
+    if ctx is not None:
+        ctx.pool.waitForDone(50)
+    if "multiprocessing" in sys.modules:  # an export's worker processes: their export was cancelled
+        for p in sys.modules["multiprocessing"].active_children():
+            p.terminate()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def run_app(path=None, recipe_path=None, exit_process: bool = False) -> int:
     """Run the app until its window closes. A folder or recipe that does not exist is refused before any
     window opens (DatasetError / RecipeError: the CLI prints them and exits with code 2). Errors the
-    user is shown go to the log with their traceback (stderr, unless logging is set up already)."""
+    user is shown go to the log with their traceback (stderr, unless logging is set up already).
+    ``exit_process`` (the CLI): end the process at once when the window has closed (``finish``)."""
     if path is not None:
         p = Path(path)
         if not p.exists():
@@ -117,9 +185,20 @@ def run_app(path=None, recipe_path=None) -> int:
             raise DatasetError(f"{p}: is a file, not a folder; open the folder that holds the images")
     if recipe_path is not None and not Path(recipe_path).is_file():
         raise RecipeError(f"{recipe_path}: recipe file not found (expected a .yaml or .json file)")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    problem = display_problem()
+    if problem is not None:
+        raise AugstudioError(f"the desktop app cannot start: {problem}")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if exit_process:
+        # after a quick exit (finish) with an export's worker pool still starting, multiprocessing's
+        # resource tracker removes the pool's semaphores, as it should, and would also print a warning
+        # about them on the terminal; it takes its warning filters from ours when it starts
+        sys.warnoptions.append("ignore:resource_tracker:UserWarning")
+    qInstallMessageHandler(_qt_message)
     app = get_app()
     win = create_window(path, recipe_path)
-    code = app.exec()
+    code = int(app.exec())
+    if exit_process:
+        finish(code, win.ctx)
     del win
-    return int(code)
+    return code

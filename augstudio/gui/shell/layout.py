@@ -17,6 +17,8 @@ DEFAULT_SIZE = QSize(1440, 900)
 MIN_DOCK_WIDTH = {"Browser": 250, "Chain": 300}
 MIN_JOBS_HEIGHT = 110
 STATE_VERSION = 2  # bump when the docks change: an older saved layout is then ignored
+# a window manager's frame, before it is known (title bar and borders): the first size leaves room for it
+ASSUMED_FRAME = QSize(12, 40)
 
 
 def available_geometry(widget=None) -> QRect:
@@ -27,7 +29,7 @@ def available_geometry(widget=None) -> QRect:
     return screen.availableGeometry() if screen is not None else QRect(0, 0, 1280, 800)
 
 
-def initial_size(avail: QRect, frame: QSize = QSize(0, 0)) -> QSize:
+def initial_size(avail: QRect, frame: QSize = ASSUMED_FRAME) -> QSize:
     """The first window's size: the default where it fits, else the available area less the frame."""
     return QSize(max(640, min(DEFAULT_SIZE.width(), avail.width() - frame.width())),
                  max(480, min(DEFAULT_SIZE.height(), avail.height() - frame.height())))

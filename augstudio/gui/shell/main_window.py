@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QLabel,
@@ -429,7 +430,8 @@ class MainWindow(QMainWindow):
         super().showEvent(e)
         if not self._fitted_once:
             self._fitted_once = True
-            QTimer.singleShot(0, self.fit_to_screen)  # once the frame is known
+            QTimer.singleShot(0, self.fit_to_screen)
+            QTimer.singleShot(400, self.fit_to_screen)  # again once the window manager has framed it
 
     # -- shutdown ------------------------------------------------------------------------------------
     def ask_quit(self, jobs) -> bool:
@@ -460,10 +462,17 @@ class MainWindow(QMainWindow):
         self._closing = True
         self.settings.save_window(self.saveGeometry(), self.saveState(layout.STATE_VERSION))
         self.browser.shutdown()
-        # cancel everything; wait a moment for jobs that stop between steps (an export finishes the file
-        # it writes). A job inside one long step (a style iteration) is left behind: the app exits
-        # without waiting for it (app.finish)
-        self.ctx.shutdown(800)
+        # cancel everything, then wait a moment: jobs that write files (exports) finish the items in
+        # flight and shut their worker processes down; the others stop between steps. A job inside one
+        # long step (a style iteration) is left behind: the app's process exits without it (app.finish)
+        self.ctx.shutdown(0)
+        writers = [j for j in self.ctx.jobs if j.is_running() and j.output_dir is not None]
+        deadline = time.monotonic() + 0.8
+        while writers and time.monotonic() < deadline:
+            QApplication.processEvents()  # their ends arrive as queued signals
+            writers = [j for j in writers if j.is_running()]
+            time.sleep(0.01)
+        self.ctx.pool.waitForDone(max(0, min(150, int((deadline - time.monotonic()) * 1000))))
         e.accept()
 
     def after_first_paint(self, fn) -> None:

@@ -32,7 +32,11 @@ def build_menus(win) -> None:
     win.act_export.setEnabled(False)
     f.addAction(win.act_export)
     f.addSeparator()
-    win.act_quit = QAction("&Quit", win, shortcut=QKeySequence.StandardKey.Quit)
+    win.act_quit = QAction("&Quit", win)
+    keys = QKeySequence.keyBindings(QKeySequence.StandardKey.Quit)  # empty on some Linux desktops
+    if QKeySequence("Ctrl+Q") not in keys:
+        keys.append(QKeySequence("Ctrl+Q"))
+    win.act_quit.setShortcuts(keys)
     win.act_quit.triggered.connect(win.close)
     f.addAction(win.act_quit)
 

@@ -46,6 +46,7 @@ class ImagePane(pg.GraphicsLayoutWidget):
         self.clear()
         self.views, self.items, self.labels = [], [], []
         self.arrays = [None] * len(titles)
+        self.linked = True
         for c in range(cols):
             self.ci.layout.setColumnStretchFactor(c, 1)  # equal columns, whatever the titles' lengths
         for i, t in enumerate(titles):
@@ -68,6 +69,20 @@ class ImagePane(pg.GraphicsLayoutWidget):
         if title is not None:
             self.labels[i].setText(title)
 
+    def set_linked(self, on: bool) -> None:
+        """Share zoom / pan across the views (same-size pictures), or let each view zoom on its own (a
+        2000-pixel photo beside its 96-pixel crop)."""
+        for vb in self.views[1:]:
+            vb.setXLink(self.views[0] if on else None)
+            vb.setYLink(self.views[0] if on else None)
+        self.linked = on
+
+    def fit_each(self) -> None:
+        """Fit every view to its own picture (unlinked views)."""
+        for vb, a in zip(self.views, self.arrays):
+            if a is not None:
+                vb.setRange(xRange=(0, a.shape[1]), yRange=(0, a.shape[0]), padding=0.02)
+
     def clear_images(self) -> None:
         """Empty every view and title (nothing stale stays above a message)."""
         for i, (item, lab) in enumerate(zip(self.items, self.labels)):
@@ -79,6 +94,9 @@ class ImagePane(pg.GraphicsLayoutWidget):
         """Zoom so that an ``h`` x ``w`` picture (default: the largest shown) fits every view whole. The
         views share one range, so the range is chosen for the view with the least room."""
         if not self.views:
+            return
+        if not getattr(self, "linked", True):
+            self.fit_each()
             return
         if h is None or w is None:
             shapes = [a.shape[:2] for a in self.arrays if a is not None]
@@ -101,14 +119,11 @@ class ImagePane(pg.GraphicsLayoutWidget):
 
     def actual_size(self) -> None:
         """1:1: one picture pixel per screen pixel, centred on what is shown now."""
-        if not self.views:
-            return
-        vb = self.views[0]
-        (x0, x1), (y0, y1) = vb.viewRange()
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        ratio = self.devicePixelRatioF() or 1.0
-        w, h = vb.width() / ratio, vb.height() / ratio
-        vb.setRange(xRange=(cx - w / 2, cx + w / 2), yRange=(cy - h / 2, cy + h / 2), padding=0)
+        for vb in (self.views if not getattr(self, "linked", True) else self.views[:1]):
+            (x0, x1), (y0, y1) = vb.viewRange()
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            w, h = vb.width(), vb.height()
+            vb.setRange(xRange=(cx - w / 2, cx + w / 2), yRange=(cy - h / 2, cy + h / 2), padding=0)
 
     def _view_at(self, pos) -> int:
         for i, vb in enumerate(self.views):
