@@ -9,7 +9,8 @@ from augstudio.core.io.dataset import scan
 
 def test_bundled_samples_match_a_fresh_deterministic_build(tmp_path, samples_root):
     built = samples.build(tmp_path / "s")
-    for rel in ["wafers/Donut/donut_003.png", "shapes/star/star_007.jpg", "shapes/boxes.json"]:
+    for rel in ["wafers/Donut/donut_003.png", "shapes/star/star_007.jpg", "shapes/boxes.json",
+                "shapes/annotations.json", "wafers/annotations.json"]:
         assert (built / rel).read_bytes() == (samples_root / rel).read_bytes(), rel
 
 
@@ -42,3 +43,38 @@ def test_wafer_classes_look_like_their_names(samples_root):
     assert fail_fraction("Near-full") > 0.75
     assert fail_fraction("none") < 0.06
     assert 0.15 < fail_fraction("Random") < 0.45
+
+
+def test_bundled_samples_carry_masks_boxes_and_keypoints(samples_root):
+    """The shapes' COCO annotations: the box of boxes.json, a mask whose bounding box it is, and the
+    polygon's vertices as keypoints on the mask's outline; the wafers': a defect region over fail dies for
+    the patterned classes, none for Random and none."""
+    import torch
+
+    from augstudio.core.io.targets import read_targets
+
+    shapes = read_targets(samples_root / "shapes")
+    boxes = json.loads((samples_root / "shapes" / "boxes.json").read_text())
+    assert shapes.problems == [] and len(shapes.items) == len(boxes)
+    for it in shapes.items:
+        t = it.targets
+        assert t["boxes"].tolist() == [[float(v) for v in boxes[it.image]]]
+        ys, xs = torch.nonzero(t["mask"][0], as_tuple=True)
+        assert [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1] == boxes[it.image]
+        n = {"circle": 1, "square": 4, "triangle": 3, "star": 10}[it.image.split("/")[0]]
+        assert t["keypoints"].shape == (n, 2) and bool(t["keypoint_visible"].all())
+        x1, y1, x2, y2 = boxes[it.image]
+        k = t["keypoints"]
+        assert bool(((k[:, 0] >= x1 - 1) & (k[:, 0] <= x2 + 1) & (k[:, 1] >= y1 - 1) & (k[:, 1] <= y2 + 1)).all())
+    wafers = read_targets(samples_root / "wafers")
+    assert wafers.problems == [] and len(wafers.items) == len(samples.WAFER_CLASSES) * samples.PER_CLASS
+    for it in wafers.items:
+        t = it.targets
+        cls = it.image.split("/")[0]
+        if cls in ("Random", "none"):
+            assert len(t["boxes"]) == 0
+            continue
+        assert wafers.classes[int(t["box_labels"][0])] == cls
+        region = t["mask"][0].bool().numpy()
+        fails = np.asarray(Image.open(samples_root / "wafers" / it.image)) == 2
+        assert (fails & region).sum() >= 0.5 * region.sum() or cls == "Near-full"

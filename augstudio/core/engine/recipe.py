@@ -240,18 +240,29 @@ class Recipe:
 
         return BatchTransform(self, num_classes, model=model, device=device)
 
-    def dataset(self, source, copy: int | None = None, epoch: int = 0, output: str = "tensor",
-                batch_stage_elsewhere: bool = False):
+    def dataset(self, source, copy: int | None = None, epoch: int = 0, output: str | None = None,
+                batch_stage_elsewhere: bool = False, targets: bool = False):
         """A dataset whose item i is this recipe applied to item i, keyed by its relative path and the copy:
         ``copy=k`` gives ``augstudio export``'s copy k exactly; without it the copy is the epoch
         (``ds.set_epoch(e)``), fresh draws each epoch. ``source``: a folder, a torchvision ImageFolder, or a
         dataset with ``item_key(i)``. See ``augstudio.core.engine.training.RecipeDataset``. A recipe with a
-        batch stage is refused unless ``batch_stage_elsewhere`` (mix with ``collate_fn`` / ``batch_transform``)."""
-        from .training import RecipeDataset  # deferred: torch
+        batch stage is refused unless ``batch_stage_elsewhere`` (mix with ``collate_fn`` / ``batch_transform``).
+
+        With targets (``targets=True`` and a COCO / YOLO / VOC / mask-folder dataset, or a ``TargetDataset``
+        from ``augstudio.core.io.targets.read_targets``) items are ``(image, targets)`` with the targets as
+        torchvision ``tv_tensors`` (``output="plain"``: canonical tensors); see
+        ``augstudio.core.engine.target_training``."""
+        from augstudio.core.io.targets import TargetDataset  # deferred: torch
 
         if not batch_stage_elsewhere:
             self.check_no_batch_stage("dataset()")
-        return RecipeDataset(self, source, copy=copy, epoch=epoch, output=output)
+        if targets or isinstance(source, TargetDataset):
+            from .target_training import TargetRecipeDataset  # deferred: torch
+
+            return TargetRecipeDataset(self, source, copy=copy, epoch=epoch, output=output or "tv_tensors")
+        from .training import RecipeDataset  # deferred: torch
+
+        return RecipeDataset(self, source, copy=copy, epoch=epoch, output=output or "tensor")
 
     def collate_fn(self, num_classes: int):
         """``DataLoader(..., collate_fn=recipe.collate_fn(10))``: the batch stage (model-free mixing) runs in
