@@ -19,14 +19,16 @@ def recipe_code(recipe, path=None, dataset_root=None, imagefolder: bool = False,
         data = pprint.pformat(recipe.to_dict(), indent=1, width=100, sort_dicts=False)
         lines.append("recipe = augstudio.load_recipe(" + data.replace("\n", "\n" + " " * 30) + ")")
     root = str(dataset_root) if (dataset_root is not None and imagefolder) else "data/train"
+    batch = [s.op for s in recipe.batch if s.enabled]
+    elsewhere = ", batch_stage_elsewhere=True" if batch else ""  # the batch stage runs in the loop (below)
     lines += ["", "# training: fresh, reproducible draws on every call (per DataLoader worker and epoch)",
-              f"train = torchvision.datasets.ImageFolder({root!r}, transform=recipe.sample_transform())"]
-    key = item or "cat/001.jpg"
-    lines += ["# the exact pixels the preview shows for this item and copy (a PIL image in, a PIL image out)",
-              f"# out = recipe.apply(pil_image, item={key!r}, copy=0)"]
-    if recipe.batch:
+              f"train = torchvision.datasets.ImageFolder({root!r},",
+              f"                                        transform=recipe.sample_transform(output=\"tensor\"{elsewhere}))"]
+    if batch:
         k = num_classes or 10
-        lines += ["# the batch stage (" + ", ".join(s.op for s in recipe.batch) + "): soft labels for the loss",
-                  f"mix = recipe.batch_transform(num_classes={k})",
-                  "# images, soft = mix(images, labels)"]
+        lines += [f"# the batch stage ({', '.join(batch)}): in the training loop, images, soft = mix(images, labels)",
+                  f"mix = recipe.batch_transform(num_classes={k})"]
+    key = item or "cat/001.jpg"
+    lines += ["# the exact pixels the preview shows for this image and copy:",
+              f"# out = recipe.apply(pil_image, item={key!r}, copy=0)"]
     return "\n".join(lines) + "\n"

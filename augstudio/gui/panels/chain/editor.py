@@ -139,7 +139,8 @@ class ChainEditor(QWidget):
         self.seed_spin.valueChanged.connect(self.ctrl.set_seed)
         self.ctrl.file_changed.connect(self._sync_file)
         self.ctrl.stack.indexChanged.connect(lambda _i: self._sync_seed())
-        self.steps_model.rowsInserted.connect(self._dropped)
+        self.steps_model.op_dropped.connect(lambda row: self.steps.setCurrentIndex(self.steps_model.index(row)))
+        self.steps_model.drop_refused.connect(self.ctx.status_message)
         for w in (self.add_btn, self.remove_btn, self.up_btn, self.down_btn):
             w.setEnabled(False)
         self.setEnabled(False)
@@ -147,15 +148,6 @@ class ChainEditor(QWidget):
     def _type_ahead(self, text: str) -> None:
         self.search.setFocus()
         self.search.setText(self.search.text() + text)
-
-    def _dropped(self, _parent, first, _last) -> None:
-        """An op dropped from the palette becomes the current step (its editor shows)."""
-        if self.steps_model.added_row == first:
-            self.steps_model.added_row = None
-            self.steps.setCurrentIndex(self.steps_model.index(first))
-        if self.steps_model.refused:
-            self.ctx.status_message.emit(self.steps_model.refused)
-            self.steps_model.refused = None
 
     def code(self) -> str:
         """The Python lines for training code that load this recipe (the saved file when it holds it)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from PySide6.QtCore import QAbstractListModel, QByteArray, QMimeData, QModelIndex, Qt
+from PySide6.QtCore import QAbstractListModel, QByteArray, QMimeData, QModelIndex, Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QListView
 
 from augstudio.core.base.errors import AugstudioError
@@ -33,11 +33,12 @@ def step_summary(step: Step) -> str:
 
 
 class StepListModel(QAbstractListModel):
+    op_dropped = Signal(int)  # the row where an op from the palette was added
+    drop_refused = Signal(str)  # why an op from the palette could not be added
+
     def __init__(self, ctrl: ChainController, parent=None):
         super().__init__(parent)
         self.ctrl = ctrl
-        self.added_row: int | None = None  # where the last op dropped from the palette went
-        self.refused: str | None = None  # why the last dropped op was refused
         ctrl.model.listeners.append(self._on_model)
 
     @property
@@ -120,11 +121,11 @@ class StepListModel(QAbstractListModel):
             if row < 0:
                 row = parent.row() if parent.isValid() else len(self.chain)
             try:
-                self.added_row = self.ctrl.add(bytes(data.data(OP_MIME)).decode(), row)
-                self.refused = None
+                added = self.ctrl.add(bytes(data.data(OP_MIME)).decode(), row)
             except AugstudioError as e:
-                self.refused = str(e)
+                self.drop_refused.emit(str(e))
                 return False
+            self.op_dropped.emit(added)
             return True
         if not data.hasFormat(MIME):
             return False
