@@ -28,11 +28,12 @@ def _default(p) -> str:
 def build() -> list[dict]:
     """The catalogue from the declarations themselves (imports every op family)."""
     from .registry import all_batch_ops, all_ops  # deferred: the families import torch
+    from .target_effects import target_effect  # deferred: as above
 
     ops = list(all_ops().values()) + list(all_batch_ops().values())
     ops.sort(key=lambda c: (FAMILY_ORDER.index(c.family) if c.family in FAMILY_ORDER else 99, c.name))
     return [{"name": c.name, "family": c.family, "summary": c.summary, "categorical": c.categorical,
-             "batch": issubclass(c, BatchOp),
+             "batch": issubclass(c, BatchOp), "targets": target_effect(c),
              "params": [{"name": p.name, "kind": p.kind, "default": _default(p), "range": p.describe_range(),
                          "help": p.help} for p in c.params]} for c in ops]
 
@@ -51,15 +52,26 @@ def write(entries: list[dict] | None = None) -> bool:
     return True
 
 
+# what each target effect (ops.target_effects) means, in the table and in `augstudio ops NAME`
+TARGETS_TEXT = {"geometric": "moved", "erase": "erased", "nested": "by its steps", "policy": "by its sub-ops",
+                "keep": "kept", "refuse": "refused"}
+TARGETS_LONG = {
+    "geometric": "moved with the image (masks nearest, boxes enclosing their moved corners, keypoints exactly)",
+    "erase": "erased mask pixels become the recipe's ignore_index; fully erased boxes dropped if asked",
+    "nested": "through each nested step that ran", "policy": "moved by the geometric sub-ops it drew",
+    "keep": "unchanged", "refuse": "refused (the result blends differently moved images)"}
+
+
 def table_markdown(entries: list[dict]) -> str:
-    rows = ["| op | family | what it does | parameters (default; range) | categorical images |",
-            "|---|---|---|---|---|"]
+    rows = ["| op | family | what it does | parameters (default; range) | categorical images | masks, boxes, keypoints |",
+            "|---|---|---|---|---|---|"]
     for e in entries:
         params = "<br>".join(f"`{p['name']}` ({p['default']}{'; ' + p['range'] if p['range'] else ''})"
                              for p in e["params"]) or "—"
         cat = {"geometric": "yes (nearest)", "refuse": "refused", "custom": "yes (on categories)"}.get(
             e["categorical"], e["categorical"])
-        rows.append(f"| `{e['name']}` | {e['family']} | {e['summary']} | {params} | {cat} |")
+        rows.append(f"| `{e['name']}` | {e['family']} | {e['summary']} | {params} | {cat} | "
+                    f"{TARGETS_TEXT.get(e.get('targets'), '—')} |")
     return "\n".join(rows)
 
 
@@ -69,6 +81,8 @@ def _one_help(e: dict) -> str:
     for p in e["params"]:
         lines.append(f"  {p['name']:<16} {p['kind']:<9} default {p['default']:<14} {p['range']:<16} {p['help']}")
     lines.append(f"  {'p':<16} {'float':<9} default {'1.0':<14} {'0 .. 1':<16} probability of applying the step")
+    if e.get("targets"):
+        lines.append(f"masks, boxes, keypoints: {TARGETS_LONG[e['targets']]}")
     return "\n".join(lines)
 
 
