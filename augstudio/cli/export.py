@@ -1,4 +1,5 @@
-"""augstudio export SRC --recipe R --out DST [--copies N] [--seed S] [--workers W] [--format png|jpg|same]"""
+"""augstudio export SRC --recipe R --out DST [--copies N] [--seed S] [--workers W]
+[--format png|jpg|same|webdataset [--shard-size N] [--shard-image png|jpg|same]] [--engine local|ray [--address A]]"""
 
 from __future__ import annotations
 
@@ -19,9 +20,25 @@ def add_parser(sub) -> str:
     p.add_argument("--out", "-o", required=True, help="output folder (created; must not be inside SRC)")
     p.add_argument("--copies", "-n", type=int, default=1, help="augmented copies per image (default 1)")
     p.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
-    p.add_argument("--workers", "-j", type=int, default=1, help="worker processes (results do not depend on it)")
-    p.add_argument("--format", choices=("png", "jpg", "same"), default="png",
-                   help="output format; 'same' keeps the source's (palette images are always PNG)")
+    p.add_argument("--workers", "-j", type=int, default=None,
+                   help="worker processes (default 1; results do not depend on it); with --engine ray and no "
+                        "--address: the CPUs of the Ray started here (default all)")
+    p.add_argument("--format", choices=("png", "jpg", "same", "webdataset"), default="png",
+                   help="output format; 'same' keeps the source's (palette images are always PNG); 'webdataset': "
+                        "tar shards (DST/shard-000000.tar ...) for streaming training")
+    p.add_argument("--shard-size", type=int, default=1000,
+                   help="--format webdataset: samples per shard, rounded down to whole source images (default 1000)")
+    p.add_argument("--shard-image", choices=("png", "jpg", "same"), default="png",
+                   help="--format webdataset: the image format inside the shards (default png)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this machine (default); ray: Ray tasks on a cluster (same bytes; SRC and DST must "
+                        "be paths every node can reach)")
+    p.add_argument("--address", default=None,
+                   help="--engine ray: the cluster (auto, HOST:6379 or ray://HOST:10001); default: RAY_ADDRESS, "
+                        "else a Ray started on this machine")
+    p.add_argument("--gpus-per-task", type=float, default=None,
+                   help="--engine ray with --device cuda: GPUs each task asks for (default 1; 0.25 packs four "
+                        "tasks on a GPU)")
     p.add_argument("--device", default="cpu",
                    help="where the recipe's steps run: cpu (default), cuda, mps or auto (CUDA, else MPS, else CPU)")
     return "export"
@@ -30,8 +47,10 @@ def add_parser(sub) -> str:
 def run(args) -> int:
     from augstudio.core.workflows.export import export_job  # deferred: torch
 
-    job = export_job(args.src, args.recipe, args.out, copies=args.copies, seed=args.seed,
-                     workers=args.workers, fmt=args.format, device=args.device)
+    workers = args.workers if args.engine == "ray" else (args.workers or 1)
+    job = export_job(args.src, args.recipe, args.out, copies=args.copies, seed=args.seed, workers=workers,
+                     fmt=args.format, device=args.device, engine=args.engine, address=args.address,
+                     shard_size=args.shard_size, shard_format=args.shard_image, gpus_per_task=args.gpus_per_task)
     last = {"done": 0, "total": 0}
 
     try:

@@ -11,6 +11,13 @@ Layout of the output folder::
     DST/.augstudio-export.json         what decides the bytes (recipe, copies, format, source): a re-run
                                        resumes only when it matches, so two exports never mix
 
+With ``fmt="webdataset"`` the images go into WebDataset tar shards instead (``DST/shard-000000.tar`` ...,
+see ``export_shards``); manifest.jsonl, errors.jsonl, labels.csv and recipe.yaml are written as above.
+
+``engine="ray"`` runs the same per-item (or per-shard) work as Ray tasks on a cluster or on a Ray started on
+this machine (``ray_engine``); the bytes, the manifest, the journal and the resume are those of the local
+engine. The output folder must be a path every node and this machine can reach (a shared file system).
+
 A recipe with a batch stage is the same job: each (item, copy) is mixed with a partner drawn from the seed
 (``export_items``), in the same worker processes, under the same names, journal and finishing step.
 
@@ -45,11 +52,15 @@ from augstudio.core.io.outputs import (
     os_error_message,
     safe_rel,
 )
+from augstudio.core.io.webdataset import shard_urls
 
 from .export_items import BatchContext, ItemTask, ItemWorker, load_stage_model
+from .export_shards import DEFAULT_SHARD_SIZE, ShardTask, ShardWorker, items_per_shard, plan_shards
 from .pool import ordered_results
 
 FORMATS = ("png", "jpg", "same")
+WEBDATASET = "webdataset"
+ENGINES = ("local", "ray")
 _SAME_OK = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp", ".bmp": "bmp", ".tif": "tiff",
             ".tiff": "tiff"}
 PARTIAL = "manifest.partial.jsonl"  # the resume journal while an export runs
@@ -65,11 +76,17 @@ class ExportSummary:
     bad: int = 0
     cancelled: bool = False
     errors: list = field(default_factory=list)
+    shards: int = 0  # --format webdataset: how many shards the export has
+    nodes: int = 0  # --engine ray: how many nodes ran this run's tasks
 
     def line(self) -> str:
         state = "cancelled" if self.cancelled else "done"
-        return (f"export {state}: {self.written} images written, {self.skipped_existing} already there, "
+        where = f" on {self.nodes} Ray node{'s' * (self.nodes != 1)}" if self.nodes else ""
+        text = (f"export {state}{where}: {self.written} images written, {self.skipped_existing} already there, "
                 f"{self.bad} bad source files skipped (see errors.jsonl) -> {self.out}")
+        if self.shards:
+            text += f" ({self.shards} WebDataset shard{'s' * (self.shards != 1)}: {shard_urls(self.shards)})"
+        return text
 
 
 def plan_outputs(items: list[Item], copies: int, fmt: str) -> dict[str, tuple]:
@@ -120,24 +137,30 @@ def _read_manifest(path: Path) -> dict[str, dict]:
     return done
 
 
-def _fingerprint(recipe: Recipe, copies: int, fmt: str, src: Path, device) -> dict:
+def _fingerprint(recipe: Recipe, copies: int, fmt: str, src: Path, device, shards: dict | None = None) -> dict:
     """What decides the bytes of an export; a resume is allowed only into a folder made with the same."""
     fp = {"augstudio_export": 1, "augstudio": __version__, "source": str(Path(src).resolve()),
           "copies": copies, "format": fmt, "recipe": recipe.to_dict()}
+    if shards:  # --format webdataset: the shard size and the image format inside the shards
+        fp.update(shards)
     if device.type != "cpu":  # another device rounds differently (within a grey level): not resumable across
         fp["device"] = device.type
     return json.loads(json.dumps(fp))
 
 
-def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, workers: int = 1,
+def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, workers: int | None = 1,
                fmt: str = "png", cancel: CancelToken | None = None, device: str = "cpu",
-               deterministic: bool = True):
+               deterministic: bool = True, engine: str = "local", address: str | None = None,
+               shard_size: int = DEFAULT_SHARD_SIZE, shard_format: str = "png", gpus_per_task: float | None = None):
     """Generator job: yields Progress per source image; returns an ExportSummary.
 
     ``device``: where the recipe's steps run (``cpu``, ``cuda``, ``auto``); images are decoded and encoded
     on the CPU. ``deterministic``: deterministic algorithms where the device needs them (CUDA), so a
-    re-run repeats the bytes. Raises OutputError / DatasetError / RecipeError / ModelError before any work
-    when the arguments are bad.
+    re-run repeats the bytes. ``fmt="webdataset"``: tar shards of ``shard_size`` samples (rounded down to
+    whole source images) holding ``shard_format`` images. ``engine="ray"``: Ray tasks on the cluster at
+    ``address`` (else ``RAY_ADDRESS``, else a Ray started here with ``workers`` CPUs, all when None); with
+    ``device`` cuda each task asks for ``gpus_per_task`` GPUs (default 1). Raises OutputError /
+    DatasetError / RecipeError / ModelError / ParamError before any work when the arguments are bad.
     """
     src = Path(src)
     out = Path(out)
@@ -146,90 +169,194 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
         recipe.seed = int(seed)
     if copies < 1:
         raise RecipeError(f"--copies must be >= 1, got {copies}")
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise RecipeError(f"--workers must be >= 1, got {workers}")
-    if fmt not in FORMATS:
-        raise RecipeError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt not in (*FORMATS, WEBDATASET):
+        raise RecipeError(f"--format must be one of {', '.join((*FORMATS, WEBDATASET))}, got {fmt!r}")
+    if fmt == WEBDATASET and (shard_size < 1 or shard_format not in FORMATS):
+        raise RecipeError(f"--shard-size must be >= 1 (got {shard_size}) and --shard-image one of "
+                          f"{', '.join(FORMATS)} (got {shard_format!r})")
+    if engine not in ENGINES:
+        raise RecipeError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     recipe.pipeline()  # validate ops before any output exists
-    dev = resolve_device(device)
-    if recipe.batch:
-        load_stage_model(recipe)  # a model that cannot load stops the export before it starts
-    ds = require_images(scan(src, check_files=False))
-    out_r = check_output_folder(src, out)
-    check_writable(out_r)
-    remove_temp_files(out_r)
-    cancel = cancel or CancelToken()
-    classes = list(ds.classes) or ["unlabelled"]
-    batch = BatchContext(tuple((it.path, it.label) for it in ds.items), len(classes)) if recipe.batch else None
+    session = None
+    if engine == "ray":
+        check_output_folder(src, out)  # a wrong folder is said before a cluster is started or reached
+        from .ray_engine import RaySession, gpus_for  # deferred: ray (optional)
 
-    plan = plan_outputs(ds.items, copies, fmt)
-    partial_path = out_r / PARTIAL
-    claim_output_folder(out_r, STATE, _fingerprint(recipe, copies, fmt, ds.root, dev))
-    done = _read_manifest(out_r / "manifest.jsonl")  # a finished export run again: nothing to redo
-    done.update(read_journal(partial_path, require=("records",)))
-    summary = ExportSummary(str(out))
-    summary.sources = len(ds.items)
-    for prob in ds.problems:
-        if not prob.reason.endswith("ignored"):
-            summary.errors.append({"source": prob.path, "error": prob.reason})
-
-    tasks = []
-    for i, it in enumerate(ds.items):
-        outs = plan[it.path]
-        prev = done.get(it.path)
-        if (prev is not None and len(prev["records"]) == len(outs)
-                and all(isinstance(r, dict) and is_plain_file(out_r / safe_rel(str(r.get("output", ""))))
-                        for r in prev["records"])):
-            summary.skipped_existing += len(outs)
-            continue
-        tasks.append(ItemTask(str(ds.root), str(out_r), i, it.path, it.class_name, outs))
-    total = len(ds.items)
-    finished = total - len(tasks)
-    # keep only the final manifest text per source (not the parsed records): memory stays small
-    done = {k: _manifest_text(v["records"]) for k, v in done.items() if isinstance(v.get("records"), list)}
-    yield Progress(finished, total, "starting")
-
-    holder: list = []  # the process pool, when one is made
-    threads = torch.get_num_threads()
+        session = RaySession(address, num_cpus=workers).__enter__()
     try:
-        with open_journal(partial_path) as partial:
-            # one torch thread per worker: small images gain nothing from more, and busy cores lose a lot
-            worker_args = (recipe.to_dict(), 1, batch, str(dev), deterministic)
-            for res in ordered_results(tasks, workers, ItemWorker, worker_args, holder, preload=[__name__]):
-                if "fatal" in res:
-                    raise WriteError(res["fatal"])
-                if "error" in res:
-                    summary.bad += 1
-                    summary.errors.append({"source": res["source"], "error": res["error"]})
-                else:
-                    summary.written += len(res["records"])
-                    try:
-                        partial.write(json.dumps(res, separators=(",", ":")) + "\n")
-                        partial.flush()
-                    except OSError as e:
-                        raise WriteError(os_error_message(e, out_r)) from None
-                    done[res["source"]] = _manifest_text(res["records"])
-                finished += 1
-                yield Progress(finished, total, res["source"])
-                if cancel.cancelled:
-                    summary.cancelled = True
-                    raise JobCancelled(f"export cancelled after {finished} of {total} images "
-                                       f"({summary.written} written); finished images are kept, no partial "
-                                       "files remain. Run it again to resume.")
+        if session is not None:
+            dev_type, gpus = gpus_for(device, session.resources())
+            dev = torch.device(dev_type)
+            gpus = gpus if gpus_per_task is None or not gpus else float(gpus_per_task)
+        else:
+            dev, gpus = resolve_device(device), 0.0
+        run = _Run(src, out, recipe, copies, workers or 1, fmt, cancel or CancelToken(), dev, deterministic,
+                   engine, gpus, shard_size, shard_format)
+        return (yield from run.go())
     finally:
-        torch.set_num_threads(threads)  # the in-process worker set one thread for this job only
-        for ex in holder:  # wait for the (at most 2 x workers) items in flight; each write is atomic
-            ex.shutdown(wait=True, cancel_futures=True)
-        remove_temp_files(out_r)
+        if session is not None:
+            session.close()
 
-    # final files, written atomically in a fixed order so the bytes do not depend on workers
-    order = {it.path: i for i, it in enumerate(ds.items)}
-    lines = [done[src_rel] for src_rel in sorted(done, key=lambda s: order.get(s, 1 << 60))
-             if src_rel in order and done[src_rel]]
-    manifest = "\n".join(lines) + "\n" if lines else ""
-    if batch is not None:
-        _write_labels(out_r, classes, manifest)
-    return finish_export(out_r, recipe, summary, partial_path, manifest)
+
+class _Run:
+    """One export run, after its arguments were checked: plan, claim, resume, run the units, finish."""
+
+    def __init__(self, src, out, recipe, copies, workers, fmt, cancel, dev, deterministic, engine, gpus,
+                 shard_size, shard_format):
+        self.src, self.out, self.recipe, self.copies, self.workers = src, out, recipe, copies, workers
+        self.fmt, self.cancel, self.dev, self.deterministic = fmt, cancel, dev, deterministic
+        self.engine, self.gpus = engine, gpus
+        self.shards = fmt == WEBDATASET
+        self.shard_size, self.shard_format = shard_size, shard_format
+
+    def go(self):
+        recipe, copies = self.recipe, self.copies
+        if recipe.batch:
+            load_stage_model(recipe)  # a model that cannot load stops the export before it starts
+        ds = require_images(scan(self.src, check_files=False))
+        out_r = check_output_folder(self.src, self.out)
+        check_writable(out_r)
+        remove_temp_files(out_r)
+        classes = list(ds.classes) or ["unlabelled"]
+        batch = (BatchContext(tuple((it.path, it.label) for it in ds.items), len(classes)) if recipe.batch
+                 else None)
+
+        plan = plan_outputs(ds.items, copies, self.shard_format if self.shards else self.fmt)
+        partial_path = out_r / PARTIAL
+        shard_fp = {"shard_size": self.shard_size, "shard_image": self.shard_format} if self.shards else None
+        claim_output_folder(out_r, STATE, _fingerprint(recipe, copies, self.fmt, ds.root, self.dev, shard_fp))
+        done = _read_manifest(out_r / "manifest.jsonl")  # a finished export run again: nothing to redo
+        if self.shards:  # bad items are part of a finished shard: keep their errors with it
+            done.update(_read_errors(out_r / "errors.jsonl"))
+            done.update(read_journal(partial_path))
+        else:
+            done.update(read_journal(partial_path, require=("records",)))
+        summary = ExportSummary(str(self.out))
+        summary.sources = len(ds.items)
+        for prob in ds.problems:
+            if not prob.reason.endswith("ignored"):
+                summary.errors.append({"source": prob.path, "error": prob.reason})
+
+        def item_task(i, it):
+            return ItemTask(str(ds.root), str(out_r), i, it.path, it.class_name, plan[it.path])
+
+        if self.shards:
+            units, pending = self.shard_units(ds, done, summary, item_task)
+        else:
+            units = []
+            for i, it in enumerate(ds.items):
+                outs = plan[it.path]
+                prev = done.get(it.path)
+                if (prev is not None and len(prev["records"]) == len(outs)
+                        and all(isinstance(r, dict) and is_plain_file(out_r / safe_rel(str(r.get("output", ""))))
+                                for r in prev["records"])):
+                    summary.skipped_existing += len(outs)
+                    continue
+                units.append(item_task(i, it))
+            pending = len(units)
+        total = len(ds.items)
+        finished = total - pending
+        # keep only the final manifest text per source (not the parsed records): memory stays small
+        done = {k: _manifest_text(v["records"]) for k, v in done.items() if isinstance(v.get("records"), list)}
+        yield Progress(finished, total, "starting")
+
+        holder: list = []  # the process pool or the Ray tasks, when there are some
+        threads = torch.get_num_threads()
+        try:
+            with open_journal(partial_path) as partial:
+                for res in self.results(units, batch, classes, holder):
+                    if "fatal" in res:
+                        raise WriteError(res["fatal"])
+                    for r in res["items"] if "shard" in res else [res]:
+                        if "fatal" in r:
+                            raise WriteError(r["fatal"])
+                        if "error" in r:
+                            summary.bad += 1
+                            summary.errors.append({"source": r["source"], "error": r["error"]})
+                            if not self.shards:  # a folder export tries a bad item again on a re-run
+                                finished += 1
+                                continue
+                        else:
+                            summary.written += len(r["records"])
+                            done[r["source"]] = _manifest_text(r["records"])
+                        try:
+                            partial.write(json.dumps(r, separators=(",", ":")) + "\n")
+                            partial.flush()
+                        except OSError as e:
+                            raise WriteError(os_error_message(e, out_r)) from None
+                        finished += 1
+                    yield Progress(finished, total, res.get("shard") or res["source"])
+                    if self.cancel.cancelled:
+                        summary.cancelled = True
+                        raise JobCancelled(f"export cancelled after {finished} of {total} images "
+                                           f"({summary.written} written); finished images are kept, no partial "
+                                           "files remain. Run it again to resume.")
+        finally:
+            torch.set_num_threads(threads)  # the in-process worker set one thread for this job only
+            for ex in holder:  # wait for the items in flight (at most 2 per worker); each write is atomic
+                ex.shutdown(wait=True, cancel_futures=True)
+                summary.nodes = len(getattr(ex, "nodes", ()))
+            remove_temp_files(out_r)
+
+        # final files, written atomically in a fixed order so the bytes do not depend on workers
+        order = {it.path: i for i, it in enumerate(ds.items)}
+        lines = [done[src_rel] for src_rel in sorted(done, key=lambda s: order.get(s, 1 << 60))
+                 if src_rel in order and done[src_rel]]
+        manifest = "\n".join(lines) + "\n" if lines else ""
+        if batch is not None:
+            _write_labels(out_r, classes, manifest)
+        return finish_export(out_r, recipe, summary, partial_path, manifest)
+
+    def shard_units(self, ds, done: dict, summary: ExportSummary, item_task) -> tuple[list, int]:
+        """The shards still to make (a shard is done when its file exists and every item of it has a
+        record or an error from an earlier run), and how many items they hold."""
+        units, out_r = [], Path(item_task(0, ds.items[0]).out_root)
+        shards = plan_shards(len(ds.items), items_per_shard(self.shard_size, self.copies))
+        for name, idx in shards:
+            prevs = [done.get(ds.items[i].path) for i in idx]
+            if is_plain_file(out_r / name) and all(
+                    p is not None and ("error" in p or len(p.get("records", ())) == self.copies) for p in prevs):
+                for p in prevs:
+                    if "error" in p:
+                        summary.errors.append({"source": p["source"], "error": p["error"]})
+                    else:
+                        summary.skipped_existing += len(p["records"])
+                continue
+            units.append(ShardTask(name, str(out_r), tuple(item_task(i, ds.items[i]) for i in idx)))
+        summary.shards = len(shards)
+        return units, sum(len(u.items) for u in units)
+
+    def results(self, units: list, batch, classes: list, holder: list):
+        """The results of the units from the chosen engine (the local one yields them in order)."""
+        # one torch thread per worker: small images gain nothing from more, and busy cores lose a lot
+        worker_args = (self.recipe.to_dict(), 1, batch, str(self.dev), self.deterministic)
+        make, args = ItemWorker, worker_args
+        if self.shards:
+            make, args = ShardWorker, (worker_args, self.copies, tuple(classes))
+        if self.engine == "ray":
+            from .ray_engine import ray_results  # deferred: ray (optional)
+
+            return ray_results(units, make, args, holder, cpus=1, gpus=self.gpus)
+        return ordered_results(units, self.workers, make, args, holder, preload=[__name__])
+
+
+def _read_errors(path: Path) -> dict[str, dict]:
+    """The bad items of an earlier, finished webdataset export (their shards are complete without them)."""
+    out: dict[str, dict] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return out
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            return {}
+        if isinstance(rec, dict) and isinstance(rec.get("source"), str) and "error" in rec:
+            out[rec["source"]] = {"source": rec["source"], "error": rec["error"]}
+    return out
 
 
 def _write_labels(out_r: Path, classes: list[str], manifest: str) -> None:
