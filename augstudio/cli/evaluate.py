@@ -1,5 +1,5 @@
 """augstudio evaluate --data DIR --recipes a.yaml b.yaml ... [--model probe|ARCH] [--epochs N] [--seeds S]
-[--val-fraction F] [--device D] [--report OUT]"""
+[--val-fraction F] [--device D] [--threads T] [--engine local|ray [--address A]] [--report OUT]"""
 
 from __future__ import annotations
 
@@ -33,6 +33,15 @@ def add_parser(sub) -> str:
     p.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
     p.add_argument("--lr", type=float, default=5e-3, help="peak AdamW learning rate of the one-cycle schedule (default 0.005)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps or auto (default auto: CUDA, else MPS, else CPU)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per training run (default: torch's; with --engine ray: 1, and each run asks "
+                        "Ray for this many CPUs). The numbers depend on it: compare runs made with the same")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: the runs one after the other here (default); ray: each (arm, seed) run is a Ray task, "
+                        "with a GPU when the cluster has them (the same numbers as a local run with the same --threads)")
+    p.add_argument("--address", default=None,
+                   help="--engine ray: the cluster (auto, HOST:6379 or ray://HOST:10001); default: RAY_ADDRESS, "
+                        "else a Ray started on this machine")
     p.add_argument("--report", "-o", default=None,
                    help="write the report folder here (results.json, PNG plots, report.html)")
     return "evaluate"
@@ -44,7 +53,8 @@ def run(args) -> int:
 
     job = evaluate_job(args.data, args.recipes, model=args.model, epochs=args.epochs, seeds=args.seeds,
                        val_fraction=args.val_fraction, image_size=args.image_size, batch_size=args.batch_size,
-                       lr=args.lr, split_seed=args.split_seed, device=args.device, report=args.report)
+                       lr=args.lr, split_seed=args.split_seed, device=args.device, report=args.report,
+                       threads=args.threads, engine=args.engine, address=args.address)
     try:
         result = run_with_tqdm(job, desc="evaluate")
     except KeyboardInterrupt:

@@ -16,6 +16,9 @@ validation set.
    accuracy, and the per-epoch curves; then mean +- std over seeds and a paired comparison of every
    recipe against no augmentation (``metrics.paired_comparison``).
 
+One (arm, seed) run is ``evaluate_run.train_run``; the local engine runs them one after the other here,
+the Ray engine (``engine="ray"``) as one Ray task each; results.json is the same either way.
+
 The result is plain data (JSON-able) holding the validation predictions, so every number can be
 recomputed from ``results.json``. ``report.write_report`` turns it into a folder with plots and HTML.
 """
@@ -23,16 +26,11 @@ recomputed from ``results.json``. ``report.write_report`` turns it into a folder
 from __future__ import annotations
 
 import contextlib
-import copy as _copy
-import functools
-import math
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from augstudio.core.base import seeding
 from augstudio.core.base.device import deterministic as deterministic_on
@@ -45,15 +43,12 @@ from augstudio.core.base.errors import (
 )
 from augstudio.core.base.jobs import CancelToken, Progress
 from augstudio.core.engine.recipe import Recipe, load_recipe
-from augstudio.core.engine.training import (  # AugMix's second view (copy index) and JS term
-    JSD_COPY_OFFSET,
-    jsd_loss,
-)
 from augstudio.core.io.dataset import scan
-from augstudio.core.io.images import picture_to_pil, read_image
-from augstudio.core.models.networks import build_model, check_model_name, init_weights
+from augstudio.core.io.images import read_image
+from augstudio.core.models.networks import check_model_name
 
 from . import metrics
+from .evaluate_run import Experiment, Inputs, Pictures, RunWorker, train_run
 from .report import check_output, write_report
 
 NO_AUG = "no augmentation"
@@ -82,70 +77,6 @@ def stratified_split(labels: list[int], val_fraction: float, seed: int) -> tuple
     return sorted(train), sorted(val)
 
 
-class _Pictures:
-    """Decoded pictures by index: kept in memory up to ``budget`` bytes, read again from disk beyond that
-    (so a large folder does not need its decoded size in RAM)."""
-
-    def __init__(self, root, budget: int):
-        self.root = Path(root)
-        self.budget = budget
-        self.used = 0
-        self.paths: list[str] = []
-        self.cache: list = []
-
-    def add(self, path: str, pic) -> None:
-        n = pic.pixels.numel()
-        keep = self.used + n <= self.budget
-        self.used += n if keep else 0
-        self.paths.append(path)
-        self.cache.append(pic if keep else None)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        pic = self.cache[i]
-        if pic is None:
-            pic = read_image(self.root / self.paths[i])
-        return pic
-
-
-class _Inputs:
-    """Turns pictures into the float ``C x H x W`` tensors (0..1) the model eats, all at one size.
-
-    ``onehot``: categorical datasets with the probe (palette index k -> channel k);
-    ``rgb``: everything else (gray repeated, alpha dropped, categorical coloured by its palette)."""
-
-    def __init__(self, mode: str, size: tuple[int, int], num_categories: int = 0):
-        self.mode = mode
-        self.size = size
-        self.num_categories = num_categories
-
-    @property
-    def channels(self) -> int:
-        return self.num_categories if self.mode == "onehot" else 3
-
-    def __call__(self, pic):
-        x = pic.pixels
-        if self.mode == "onehot":
-            idx = x[0].long().clamp(max=self.num_categories - 1)
-            t = F.one_hot(idx, self.num_categories).permute(2, 0, 1).float()
-            if tuple(t.shape[-2:]) != self.size:
-                t = F.interpolate(t[None], size=self.size, mode="nearest")[0]
-            return t
-        if pic.kind == "categorical":
-            arr = torch.from_numpy(np.asarray(picture_to_pil(pic).convert("RGB")).copy())
-            x = arr.permute(2, 0, 1)
-        elif x.shape[0] == 1:
-            x = x.expand(3, -1, -1)
-        elif x.shape[0] == 4:
-            x = x[:3]
-        t = x.float() / 255.0
-        if tuple(t.shape[-2:]) != self.size:
-            t = F.interpolate(t[None], size=self.size, mode="bilinear", antialias=True, align_corners=False)[0]
-        return t.clamp_(0, 1)
-
-
 def _recipe_name(r, i: int, taken: set) -> str:
     src = getattr(r, "source", None)
     base = Path(src).stem if src else f"recipe {i + 1}"
@@ -156,49 +87,24 @@ def _recipe_name(r, i: int, taken: set) -> str:
     return name
 
 
-def _batch_key(seed: int, epoch: int, start: int) -> tuple:
-    """The batch stage's key for one batch: (seed, epoch, first index), so a run is reproducible in any process
-    (without a key, ``Recipe.batch_transform`` draws from ``torch.initial_seed()`` and a call counter)."""
-    return ("evaluate", seed, epoch, start)
-
-
-def _jsd_weight(recipe) -> float | None:
-    """AugMix's consistency-loss weight when an enabled augmix step asks for it (``jsd: true``), else None."""
-    for s in recipe.steps:
-        if s.enabled and s.op == "augmix" and s.values.get("jsd"):
-            return float(s.values.get("jsd_weight", 12.0))
-    return None
-
-
-def _smoothing_only(batch_steps) -> float | None:
-    """The label-smoothing amount when the batch stage holds only label smoothing (the fallback used when
-    the batch-stage module is not available)."""
-    eps = 0.0
-    for s in batch_steps:
-        if not s.enabled:
-            continue
-        if s.op != "label_smoothing":
-            return None
-        for key in ("smoothing", "epsilon", "eps", "alpha", "amount"):
-            if key in s.values:
-                eps = float(s.values[key])
-                break
-    return eps
-
-
 # -- the job -------------------------------------------------------------------------------------------------
 def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2, val_fraction: float = 0.2,
                  image_size=None, batch_size: int = 32, lr: float = 5e-3, weight_decay: float = 5e-4,
                  split_seed: int = 0, device=None, token: CancelToken | None = None, report=None,
                  recipe_names: list[str] | None = None, threads: int | None = None,
-                 cache_bytes: int = 2 << 30, deterministic: bool = True):
+                 cache_bytes: int = 2 << 30, deterministic: bool = True, engine: str = "local",
+                 address: str | None = None):
     """The experiment job. ``recipes``: paths, dicts or ``Recipe`` objects (no-augmentation is added as the
     first arm). ``seeds``: a count N (seeds 0..N-1) or a list. ``image_size``: model input (h, w) or one int;
     default: the dataset's common size when all images share one and it is at most 128, else 64.
     ``report``: a folder to write the report into (results.json, PNG plots, report.html).
     ``cache_bytes``: decoded pictures kept in memory; beyond it, pictures are read again when used.
     ``device``: cpu, cuda, mps or auto; ``deterministic``: deterministic algorithms where the device needs
-    them (CUDA), so the same seeds give the same numbers on the same machine."""
+    them (CUDA), so the same seeds give the same numbers on the same machine.
+    ``engine="ray"``: every (arm, seed) run is one Ray task (``threads`` CPUs each, default 1, and one GPU when
+    the device is CUDA, or auto on a cluster with GPUs) on the cluster at ``address`` (else ``RAY_ADDRESS``,
+    else a Ray started here); the numbers equal a local run with the same ``threads`` (torch's CPU
+    reductions depend on the thread count). ``data`` must be a path every node can reach."""
 
     token = token or CancelToken()
     t_start = time.time()
@@ -213,6 +119,8 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
         raise RecipeError(f"--val-fraction must be between 0 and 1 (exclusive), got {val_fraction}")
     if batch_size < 1:
         raise RecipeError(f"batch size must be >= 1, got {batch_size}")
+    if engine not in ("local", "ray"):
+        raise RecipeError(f"--engine must be local or ray, got {engine!r}")
 
     check_model_name(model)
     arms: list[tuple[str, Recipe]] = [(NO_AUG, Recipe())]
@@ -232,7 +140,7 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
         raise DatasetError(f"{ds.root}: evaluation needs a labelled dataset: one sub-folder per class, at least "
                            f"two classes (found {len(ds.classes)} class folder(s), layout {ds.layout}).")
     problems = [{"path": p.path, "reason": p.reason} for p in ds.problems]
-    pics = _Pictures(ds.root, cache_bytes)
+    pics = Pictures(ds.root, cache_bytes)
     labels, paths = [], []
     kinds, sizes, max_index = set(), set(), 0
     n_items = len(ds.items)
@@ -262,26 +170,32 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
     image_size = (int(image_size[0]), int(image_size[1]))
     if categorical and model == "probe":
         ncat = max_index + 1
-        inputs = _Inputs("onehot", image_size, max(ncat, 2))
+        inputs = Inputs("onehot", image_size, max(ncat, 2))
     else:
-        inputs = _Inputs("rgb", image_size)
-    num_classes = len(ds.classes)
+        inputs = Inputs("rgb", image_size)
 
     train_idx, val_idx = stratified_split(labels, val_fraction, split_seed)
     if not val_idx:
         raise DatasetError(f"{ds.root}: no class has two or more images, so nothing can be held out for validation.")
-    dev = resolve_device(device)
-    settled = contextlib.ExitStack()
-    settled.enter_context(deterministic_on(dev, deterministic))
-    old_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
+    session = None
+    if engine == "ray":
+        from .ray_engine import RaySession, gpus_for  # deferred: ray (optional)
 
+        session = RaySession(address).__enter__()
+    settled = contextlib.ExitStack()
+    old_threads = torch.get_num_threads()
     try:
-        val_x = torch.stack([inputs(pics[i]) for i in val_idx]).to(dev)
+        if session is not None:
+            dev_type, gpus = gpus_for(device, session.resources())
+            dev = torch.device(dev_type)
+        else:
+            dev, gpus = resolve_device(device), 0.0
+        settled.enter_context(deterministic_on(dev, deterministic))
+        if threads:
+            torch.set_num_threads(threads)
+        val_x = torch.stack([inputs(pics[i]) for i in val_idx])
         norm = _channel_stats([inputs(pics[i]) for i in train_idx]) if inputs.mode != "onehot" else (None, None)
-        val_y = torch.tensor([labels[i] for i in val_idx], device=dev)
-        plain_train = None  # the no-augmentation inputs, made once
+        val_y = torch.tensor([labels[i] for i in val_idx])
 
         # recipes must suit the data (e.g. a colour op on wafer maps): say so before any training
         for name, rec in arms[1:]:
@@ -294,121 +208,24 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
                 where = f"{rec.source}: " if rec.source else f"recipe '{name}': "
                 raise RecipeError(f"{where}{e}") from None
 
-        total = len(seeds) * len(arms) * epochs
-        done = 0
+        exp = Experiment(arms, pics, labels, paths, train_idx, inputs, norm, len(ds.classes), categorical, val_x,
+                         val_y, model, epochs, batch_size, lr, weight_decay, str(dev), deterministic, threads)
+        units = [(seed, a) for seed in seeds for a in range(len(arms))]
+        if session is None:
+            outcomes = yield from _local_runs(exp, units, token)
+        else:  # one Ray task per (seed, arm), each with `threads` CPUs (default 1) and a GPU when on CUDA
+            outcomes = yield from _ray_runs(exp, units, token, cpus=threads or 1, gpus=gpus)
         runs: dict[str, list[dict]] = {name: [] for name, _ in arms}
-        for seed in seeds:
-            for name, rec in arms:
-                rec_s = rec.copy()
-                rec_s.seed = seeding.derive_seed(rec.seed, "evaluate", seed)
-                pipe = rec_s.pipeline() if rec_s.steps else None
-                net = build_model(model, inputs.channels, num_classes, *norm)
-                init_weights(net, seeding.generator(seed, "evaluate", 0, "init"))
-                net.to(dev)
-                batch_tf, smoothing = None, 0.0
-                if any(s.enabled for s in rec_s.batch):
-                    if categorical:
-                        raise RecipeError(f"recipe '{name}': its batch steps ({', '.join(s.op for s in rec_s.batch)}) "
-                                          "mix images, and categorical (palette) images cannot be mixed: their "
-                                          "values are category labels. Remove the batch steps for this dataset.")
-                    try:
-                        batch_tf = rec_s.batch_transform(num_classes, model=net, device=dev)
-                    except ImportError:
-                        smoothing = _smoothing_only(rec_s.batch)
-                        if smoothing is None:
-                            raise RecipeError(f"recipe '{name}': its batch stage needs augstudio's batch-stage "
-                                              "module, which is not installed in this version") from None
-                jsd = _jsd_weight(rec_s)
-                if jsd is not None and (batch_tf is not None or smoothing):
-                    raise RecipeError(f"recipe '{name}': AugMix's Jensen-Shannon consistency (jsd: true) cannot be "
-                                      "combined with a batch stage here; set jsd: false or remove the batch steps")
-                if jsd is not None and plain_train is None:
-                    plain_train = torch.stack([inputs(pics[i]) for i in train_idx])
-                opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-                # one cycle (warm up, then anneal to ~0): short runs end at a settled minimum
-                steps = epochs * max(1, -(-len(train_idx) // batch_size))
-                sched = torch.optim.lr_scheduler.LambdaLR(opt, functools.partial(one_cycle, steps=steps))
-                curves = {"epoch": [], "train_loss": [], "train_accuracy": [], "val_accuracy": [], "val_nll": []}
-                skipped: set[str] = set()
-                for epoch in range(epochs):
-                    token.check(f"seed {seed}, {name}, epoch {epoch + 1}")
-                    # the same order for every arm of this seed
-                    g_order = seeding.generator(seed, "evaluate", epoch, "order")
-                    order = torch.randperm(len(train_idx), generator=g_order, device=g_order.device)
-                    if pipe is None and plain_train is None:
-                        plain_train = torch.stack([inputs(pics[i]) for i in train_idx])
-                    net.train()
-                    tot_loss = tot_correct = tot_n = 0.0
-                    for b0 in range(0, len(order), batch_size):
-                        bidx = order[b0:b0 + batch_size].tolist()
-                        if pipe is None:
-                            xs = plain_train[bidx]
-                            ys = [labels[train_idx[j]] for j in bidx]
-                        else:
-                            xl, ys, views, keep = [], [], [], []
-                            for j in bidx:
-                                i = train_idx[j]
-                                try:
-                                    out, _ = pipe.run(pics[i], rec_s.seed, paths[i], epoch)
-                                    if jsd is not None:  # a second, independent view of the same image
-                                        out2, _ = pipe.run(pics[i], rec_s.seed, paths[i], epoch + JSD_COPY_OFFSET)
-                                        views.append(inputs(out2))
-                                except AugstudioError as e:
-                                    if paths[i] not in skipped:
-                                        skipped.add(paths[i])
-                                        problems.append({"path": paths[i], "arm": name, "reason": str(e)})
-                                    continue
-                                xl.append(inputs(out))
-                                ys.append(labels[i])
-                                keep.append(j)
-                            if not xl:
-                                continue
-                            xs = torch.stack(xl)
-                            if jsd is not None:  # [clean; view 1; view 2], the loss on the clean images
-                                xs = torch.cat([plain_train[keep], xs, torch.stack(views)])
-                        if len(ys) < 2 and any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()):
-                            continue  # batch norm cannot train on one sample
-                        xs = xs.to(dev)
-                        y = torch.tensor(ys, device=dev)
-                        if batch_tf is not None:
-                            xs, soft = batch_tf(xs, y, key=_batch_key(seed, epoch, b0))
-                            soft = soft.to(dev).float()
-                        else:
-                            soft = torch.nn.functional.one_hot(y, num_classes).float()
-                            if smoothing:
-                                soft = soft * (1 - smoothing) + smoothing / num_classes
-                        with torch.enable_grad():
-                            logits = net(xs.float())
-                            if jsd is not None and pipe is not None:
-                                parts = logits.split(len(ys))
-                                logits = parts[0]
-                                loss = -(soft * torch.log_softmax(logits, 1)).sum(1).mean() + jsd_loss(*parts, weight=jsd)
-                            else:
-                                loss = -(soft * torch.log_softmax(logits, 1)).sum(1).mean()
-                            opt.zero_grad(set_to_none=True)
-                            loss.backward()
-                            opt.step()
-                            sched.step()
-                        tot_loss += float(loss.detach()) * len(ys)
-                        tot_correct += float((logits.argmax(1) == y).sum())
-                        tot_n += len(ys)
-                    probs = _predict(net, val_x)
-                    curves["epoch"].append(epoch + 1)
-                    curves["train_loss"].append(tot_loss / tot_n if tot_n else float("nan"))
-                    curves["train_accuracy"].append(tot_correct / tot_n if tot_n else float("nan"))
-                    curves["val_accuracy"].append(metrics.accuracy(probs, val_y.cpu()))
-                    curves["val_nll"].append(metrics.nll(probs, val_y.cpu()))
-                    done += 1
-                    yield Progress(done, total, f"seed {seed} · {name} · epoch {epoch + 1}/{epochs} · "
-                                   f"val acc {curves['val_accuracy'][-1]:.3f}",
-                                   preview={"arm": name, "seed": seed, "curves": _copy.deepcopy(curves)})
-                m = metrics.summary(probs, val_y.cpu())
-                runs[name].append({"seed": seed, "metrics": m, "curves": curves, "probs": probs.tolist(),
-                                   "skipped_items": sorted(skipped)})
+        for unit in units:  # in the local order, whatever order the runs finished in
+            res = outcomes[unit]
+            runs[arms[unit[1]][0]].append(res["run"])
+            problems.extend(res["problems"])
     finally:
         settled.close()
         if threads:
             torch.set_num_threads(old_threads)
+        if session is not None:
+            session.close()
 
     result = {
         "augstudio_results": RESULTS_VERSION,
@@ -425,6 +242,7 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
         "seconds": round(time.time() - t_start, 2),
     }
     summarize(result)
+    total = len(units) * epochs
     if report is not None:
         yield Progress(total, total, "writing the report")
         write_report(result, report)
@@ -432,13 +250,45 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
     return result
 
 
-def one_cycle(step: int, steps: int, warmup: float = 0.25) -> float:
-    """The learning-rate factor at ``step`` of ``steps``: linear warm-up from 0.1 over the first quarter,
-    then a cosine down to 0 (a one-cycle schedule; any number of steps, even one)."""
-    w = max(1, round(warmup * steps))
-    if step < w:
-        return 0.1 + 0.9 * step / w
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - w) / max(1, steps - w))))
+def _local_runs(exp: Experiment, units: list, token: CancelToken):
+    """Every run in this process, one after the other, with progress after every epoch."""
+    total, done, outcomes = len(units) * exp.epochs, 0, {}
+    for seed, a in units:
+        name = exp.arms[a][0]
+        gen = train_run(exp, a, seed, token)
+        while True:
+            try:
+                ep = next(gen)
+            except StopIteration as stop:
+                outcomes[(seed, a)] = stop.value
+                break
+            done += 1
+            curves = ep["curves"]
+            yield Progress(done, total, f"seed {seed} · {name} · epoch {ep['epoch']}/{exp.epochs} · "
+                           f"val acc {curves['val_accuracy'][-1]:.3f}",
+                           preview={"arm": name, "seed": seed, "curves": curves})
+    return outcomes
+
+
+def _ray_runs(exp: Experiment, units: list, token: CancelToken, cpus: float, gpus: float):
+    """Every run as one Ray task; progress when a run ends (all its epochs at once)."""
+    from .ray_engine import ray_results  # deferred: ray (optional)
+
+    total, done, outcomes, holder = len(units) * exp.epochs, 0, {}, []
+    yield Progress(0, total, f"{len(units)} runs on Ray")
+    try:
+        for res in ray_results(units, RunWorker, (exp,), holder, cpus=cpus, gpus=gpus, chunk=1):
+            unit = (res["seed"], res["arm"])
+            outcomes[unit] = res
+            done += exp.epochs
+            name, curves = exp.arms[res["arm"]][0], res["run"]["curves"]
+            yield Progress(done, total, f"seed {unit[0]} · {name} · done · val acc {curves['val_accuracy'][-1]:.3f}",
+                           preview={"arm": name, "seed": unit[0], "curves": curves})
+            token.check(f"{len(outcomes)} of {len(units)} runs done")
+    finally:
+        for job in holder:  # cancel the runs still in flight (cancel, Ctrl-C, an error)
+            job.shutdown(wait=True, cancel_futures=True)
+    return outcomes
 
 
 def _channel_stats(tensors: list) -> tuple[list[float], list[float]]:
@@ -447,15 +297,6 @@ def _channel_stats(tensors: list) -> tuple[list[float], list[float]]:
     mean = x.mean(dim=(0, 2, 3))
     std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
     return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
-
-
-def _predict(net, x, batch: int = 256):
-    net.eval()
-    out = []
-    with torch.no_grad():
-        for b0 in range(0, len(x), batch):
-            out.append(torch.softmax(net(x[b0:b0 + batch].float()).double(), 1).cpu())
-    return torch.cat(out)
 
 
 def summarize(result: dict) -> dict:
