@@ -1,10 +1,12 @@
-"""Make the README screenshots from the app itself (offscreen):
+"""Make the README screenshots from the app itself (offscreen), at a 1280 x 800 screen:
 
-    python scripts/screenshots.py [--out docs/screenshots]
+    python scripts/screenshots.py [--out docs/screenshots] [--size 1280x800]
 
-main.png  browser + chain editor + preview on the bundled shapes samples with the example recipe
-grid.png  the sample grid: 12 draws of the wafer recipe for one wafer map, with their copy indices
-jobs.png  the Jobs panel: a finished export, a cancelled one, and one running with its ETA
+main.png   browser + chain editor + preview on the bundled shapes samples with the example recipe
+grid.png   the sample grid: 12 draws of the wafer recipe for one wafer map, with their copy indices
+steps.png  the steps view: the image after each step of the chain
+mix.png    the Mix tab: PuzzleMix of two shapes (saliency, mask, transport, the mix and its label)
+jobs.png   the Jobs panel: a finished export, a cancelled one, and one running with its ETA
 """
 
 from __future__ import annotations
@@ -23,21 +25,27 @@ os.environ["AUGSTUDIO_SETTINGS_DIR"] = tempfile.mkdtemp(prefix="augstudio-shots-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "screenshots"))
+    ap.add_argument("--size", default="1280x800", help="the screen the window fits (WIDTHxHEIGHT)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    sw, sh = (int(v) for v in args.size.lower().split("x"))
 
-    from PySide6.QtCore import Qt
+    from PySide6.QtCore import QRect, Qt
 
     from augstudio.core.engine.recipe import load_recipe
     from augstudio.core.io.samples import samples_dir
     from augstudio.gui.panels.jobs import start_export
     from augstudio.gui.shell.app import create_window, get_app
+    from augstudio.gui.shell.main_window import MainWindow
 
+    # the offscreen platform's screen is 800 x 800: the window fits the screen size asked for instead
+    MainWindow.available_geometry = lambda self: QRect(0, 0, sw, sh)
     app = get_app()
     win = create_window(samples_dir() / "shapes")
-    win.resize(1440, 900)
+    win.resize(sw, sh)
     win.ask_unsaved = lambda: None
+    win.ask_quit = lambda jobs: True
 
     def spin(seconds, until=None):
         end = time.time() + seconds
@@ -59,6 +67,35 @@ def main() -> int:
         win.preview.request()
         spin(5, lambda n=n: win.preview.renders > n)
     win.grab().save(str(out / "main.png"))
+
+    # the steps view: the same image after each step
+    win.preview.set_steps_mode(True)
+    spin(10, lambda: win.preview.last_result is not None and "frames" in win.preview.last_result)
+    spin(0.5)
+    win.preview.fit()
+    spin(0.3)
+    win.grab().save(str(out / "steps.png"))
+    win.preview.set_steps_mode(False)
+
+    # the Mix tab: PuzzleMix of a circle and a star
+    win.tabs.setCurrentIndex(2)
+    host = win.tabs.widget(2)
+    spin(10, lambda: host.panel is not None)
+    mix = host.panel
+    shapes = samples_dir() / "shapes"
+    a = sorted((shapes / "circle").glob("*.*"))[2]
+    bpath = sorted((shapes / "star").glob("*.*"))[1]
+    mix.set_pair(a, bpath)
+    spin(60, lambda: mix.last_result is not None and not mix.runner.busy())
+    for _ in range(8):  # a draw where both images show (lambda well inside 0..1)
+        if 0.25 <= mix.last_result["weights"][0] <= 0.75:
+            break
+        done = mix.last_result
+        mix.reroll()
+        spin(60, lambda done=done: mix.last_result is not done and not mix.runner.busy())
+    spin(0.5)
+    win.grab().save(str(out / "mix.png"))
+    win.tabs.setCurrentIndex(0)
 
     # the sample grid on a wafer map
     win.open_folder(samples_dir() / "wafers")
@@ -99,7 +136,7 @@ def main() -> int:
     r.cancel()
     win._closing = True
     win.close()
-    for p in ("main.png", "grid.png", "jobs.png"):
+    for p in ("main.png", "grid.png", "steps.png", "mix.png", "jobs.png"):
         print(out / p)
     return 0
 

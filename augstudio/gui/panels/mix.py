@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QScrollArea,
-    QSizePolicy,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -50,7 +49,7 @@ METHODS = ("puzzlemix", "mixup", "cutmix")
 VIEWS = (("a", "Image A"), ("b", "Image B"), ("sal_a", "Saliency A"), ("sal_b", "Saliency B"),
          ("mask", "Mask (A shows)"), ("transported_a", "Transported A"), ("transported_b", "Transported B"),
          ("mixed", "Mixed"))
-CONTROLS_WIDTH = 310
+CONTROLS_WIDTH = 290
 
 
 def fit_cover(x, size):
@@ -157,7 +156,6 @@ class MixPanel(QWidget):
         self.view_labels = self.tiles.views
         self.weights_label = QLabel("—")
         self.weights_label.setWordWrap(True)
-        self.weights_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.weights_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         pics = QGroupBox("Result")
         pl = QVBoxLayout(pics)

@@ -373,7 +373,7 @@ class PreviewWidget(QWidget):
                 elif not rec["applied"]:
                     title = f"{rec['step']}. {rec['op']}  ·  not applied"
                 else:
-                    title = f"{rec['step']}. {rec['op']}  ·  {_short(rec['params'], 40)}"
+                    title = f"{rec['step']}. {rec['op']}  ·  {_short(rec['params'], 30)}"
                 self.steps.show(i, a, title)
             pane = self.steps
             fit = max((f[2] for f in frames), key=lambda s: s[0] * s[1])

@@ -158,9 +158,10 @@ class ImageLabel(QLabel):
         super().__init__(text, parent)
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._pixmap: QPixmap | None = None
+        self.hint = QSize(128, 128)
 
     def sizeHint(self) -> QSize:  # noqa: N802 - not the pixmap's size: the picture fits whatever it is given
-        return QSize(128, 128)
+        return self.hint
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802
         return QSize(16, 16)
@@ -211,6 +212,7 @@ class TileGrid(QWidget):
             lay.setSpacing(2)
             pic = ImageLabel("—")
             pic.setMinimumSize(self.MIN_TILE, self.MIN_TILE)
+            pic.hint = QSize(self.MIN_TILE, self.MIN_TILE)  # small preferred size: the tiles grow to the room
             pic.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
             pic.setStyleSheet("background: #222;")
             cap = QLabel(title)
