@@ -133,3 +133,21 @@ class _Items(torch.utils.data.Dataset):
 
     def item_key(self, i):
         return f"{i}.png"
+
+
+def test_targets_on_the_device_equal_the_cpu(photos):
+    """Targets follow the device of the image and give the CPU's values (masks exactly: the nearest index is
+    computed on the CPU; boxes and keypoints within 1e-3 px)."""
+    recipe = Recipe.from_dict({"seed": 5, "steps": [
+        {"op": "hflip", "p": 0.5}, {"op": "affine"}, {"op": "cutout"}, {"op": "random_resized_crop", "size": [48, 48]}]})
+    mask = torch.zeros(64, 64, dtype=torch.int64)
+    mask[10:40, 12:50] = 2
+    t = {"mask": mask, "boxes": [[12, 10, 50, 40]], "keypoints": [[20, 20]]}
+    items = [f"i{i}" for i in range(len(photos))]
+    _, cpu, _ = recipe.apply_batch(photos, items, targets=[t] * len(photos))
+    _, dev, _ = recipe.apply_batch(photos.to(DEVICE), items, targets=[t] * len(photos))
+    for a, b in zip(cpu, dev):
+        assert b["mask"].device.type == torch.device(DEVICE).type
+        assert torch.equal(a["mask"], b["mask"].cpu())
+        assert torch.allclose(a["boxes"], b["boxes"].cpu(), atol=1e-3)
+        assert torch.allclose(a["keypoints"], b["keypoints"].cpu(), atol=1e-3)

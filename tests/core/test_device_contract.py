@@ -245,3 +245,24 @@ def test_regression_puzzlemix_takes_a_half_precision_model(photos):
         net = ProbeNet(3, width=4, depth=2, seed=0).eval().to(dtype)
         s = saliency(net, x, torch.tensor([0, 1, 2]))
         assert s.dtype == torch.float32 and s.shape == (3, 40, 40) and torch.isfinite(s).all()
+
+
+def test_targets_keep_to_the_device_of_the_image(photos):
+    """Masks, boxes and keypoints through geometry, erasing, containers and a policy, per image and batched:
+    every tensor the targets engine makes states its device."""
+    recipe = Recipe.from_dict({"seed": 2, "steps": [
+        {"op": "hflip", "p": 0.5}, {"op": "rotate", "degrees": [-30, 30]}, {"op": "trivial_augment"},
+        {"op": "one_of", "steps": [{"op": "scale"}, {"op": "translate"}]}, {"op": "cutout", "holes": 2},
+        {"op": "random_resized_crop", "size": [32, 32]}], "targets": {"drop_erased_boxes": True, "min_visibility": 0.2}})
+    mask = torch.zeros(40, 40, dtype=torch.int64)
+    mask[5:25, 8:30] = 3
+    targets = {"mask": mask, "boxes": [[8, 5, 30, 25]], "box_labels": [3], "keypoints": [[10, 10], [35, 35]]}
+    items = [f"i{i}" for i in range(len(photos))]
+    ref, ref_t, _ = recipe.apply_batch(photos, items, targets=[targets] * len(photos))
+    with meta_default():
+        out, got, _ = recipe.apply_batch(photos, items, targets=[targets] * len(photos))
+        _, one = recipe.apply(photos[0], item=items[0], targets=targets)
+    assert torch.equal(out, ref)
+    for a, b in zip(ref_t, got):
+        assert all(b[k].device.type == "cpu" and torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(one[k], ref_t[0][k]) for k in one)
