@@ -101,10 +101,20 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+def laptop_screen() -> None:
+    """The offscreen platform's screen is 800 x 800; the window fits a 1440 x 900 laptop screen instead."""
+    from PySide6.QtCore import QRect
+
+    from augstudio.gui.shell.main_window import MainWindow
+
+    MainWindow.available_geometry = lambda self: QRect(0, 0, 1440, 900)
+
+
 def child_launch(folder: str) -> None:
     """Child process: time to the first painted thumbnails (printed as an absolute timestamp)."""
     from augstudio.gui.shell.app import create_window, get_app
 
+    laptop_screen()
     app = get_app()
     win = create_window(folder, load_torch=False)
     win.resize(1440, 900)  # a laptop-sized window (the offscreen screen is small)
@@ -168,6 +178,7 @@ def measure_in_app(folder: Path, export_src: Path) -> dict:
     from augstudio.gui.qt.images import display_array, to_qimage
     from augstudio.gui.shell.app import create_window, get_app
 
+    laptop_screen()
     app = get_app()
     win = create_window(folder, load_torch=True)
     win.resize(1440, 900)

@@ -9,6 +9,7 @@ their reason as a tooltip.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict, deque
 from pathlib import Path
 
@@ -121,8 +122,9 @@ class ThumbnailLoader(QObject):
             self._stop = True
             self._queue.clear()
             self._cv.notify_all()
+        end = time.monotonic() + 0.3  # daemon threads: a decode in progress is not waited for long
         for t in self._threads:
-            t.join(timeout=1.0)
+            t.join(timeout=max(0.0, end - time.monotonic()))
 
     def _work(self) -> None:
         while True:

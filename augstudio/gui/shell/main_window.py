@@ -467,12 +467,12 @@ class MainWindow(QMainWindow):
         # long step (a style iteration) is left behind: the app's process exits without it (app.finish)
         self.ctx.shutdown(0)
         writers = [j for j in self.ctx.jobs if j.is_running() and j.output_dir is not None]
-        deadline = time.monotonic() + 0.8
+        deadline = time.monotonic() + 0.5
         while writers and time.monotonic() < deadline:
             QApplication.processEvents()  # their ends arrive as queued signals
             writers = [j for j in writers if j.is_running()]
             time.sleep(0.01)
-        self.ctx.pool.waitForDone(max(0, min(150, int((deadline - time.monotonic()) * 1000))))
+        self.ctx.pool.waitForDone(max(0, min(100, int((deadline - time.monotonic()) * 1000))))
         e.accept()
 
     def after_first_paint(self, fn) -> None:
