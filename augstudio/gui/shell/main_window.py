@@ -446,7 +446,8 @@ class MainWindow(QMainWindow):
                           f"{'them' if n != 1 else 'it'}? An export resumes where it stopped when you run it "
                           "again with the same settings.", QMessageBox.StandardButton.NoButton, self)
         quit_btn = box.addButton("Cancel jobs and quit", QMessageBox.ButtonRole.AcceptRole)
-        box.addButton("Keep running", QMessageBox.ButtonRole.RejectRole)
+        keep = box.addButton("Keep running", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)  # Enter does not throw work away
         box.exec()
         return box.clickedButton() is quit_btn
 
