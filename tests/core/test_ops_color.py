@@ -153,3 +153,24 @@ def test_own_hue_kernel_equals_torchvision_byte_for_byte(astronaut):
     batch = torch.stack([x, x.flip(-1)])
     with cv.torch_only():
         assert torch.equal(adjust_hue(batch, 0.2), TF.adjust_hue(batch, 0.2))
+
+
+def test_color_jitter_takes_torchvision_forms_and_draws_the_same():
+    """torchvision's ColorJitter takes b or [min, max] (hue h or [min, max]); one number means the range it
+    stands for, so b = 0.3 and [0.7, 1.3] give the same draws; an adjustment at [1, 1] ([0, 0] for hue) is
+    left out without a draw, as torchvision's None; bad ranges name the parameter."""
+    from augstudio.core.base.errors import ParamError
+    from augstudio.core.engine.recipe import load_recipe
+
+    a = op("color_jitter", brightness=0.3, contrast=0.2, hue=0.05)
+    b = op("color_jitter", brightness=[0.7, 1.3], contrast=[0.8, 1.2], hue=[-0.05, 0.05])
+    assert a.values == b.values
+    for k in range(5):
+        assert a.sample(seeding.generator(3, k), (8, 8)) == b.sample(seeding.generator(3, k), (8, 8))
+    p = op("color_jitter", saturation=[0.5, 0.9]).sample(seeding.generator(0), (8, 8))
+    assert p["brightness"] is None and p["hue"] is None and 0.5 <= p["saturation"] <= 0.9
+    assert load_recipe({"steps": [{"op": "color_jitter", "hue": 0}]}).to_dict()["steps"][0]["hue"] == [0, 0]
+    with pytest.raises(ParamError, match=r"'brightness'.*low must not exceed high"):
+        op("color_jitter", brightness=[1.2, 0.8])
+    with pytest.raises(ParamError, match=r"'hue'"):
+        op("color_jitter", hue=[-0.7, 0.1])

@@ -309,20 +309,25 @@ class Hue(SequenceOp):
 class ColorJitter(SequenceOp):
     name = "color_jitter"
     summary = "Random brightness, contrast, saturation and hue, applied in a random order (torchvision semantics)."
+    # torchvision's forms: one number b means [max(0, 1-b), 1+b] (hue h: [-h, h]), or give the [min, max]
+    # range itself; [1, 1] (hue [0, 0]) leaves that adjustment out without a draw, as torchvision's None
     params = (
-        Param("brightness", "float", 0.0, low=0.0, high=10.0, typical=(0.0, 1.0), help="factor drawn from [max(0, 1-b), 1+b]"),
-        Param("contrast", "float", 0.0, low=0.0, high=10.0, typical=(0.0, 1.0), help="factor drawn from [max(0, 1-c), 1+c]"),
-        Param("saturation", "float", 0.0, low=0.0, high=10.0, typical=(0.0, 1.0), help="factor drawn from [max(0, 1-s), 1+s]"),
-        Param("hue", "float", 0.0, low=0.0, high=0.5, help="hue shift drawn from [-h, h] (fraction of a turn)"),
+        Param("brightness", "range", [1.0, 1.0], low=0.0, high=100.0, scalar="factor", typical=(0.0, 2.0),
+              help="brightness factor range; one number b means [max(0, 1-b), 1+b]"),
+        Param("contrast", "range", [1.0, 1.0], low=0.0, high=100.0, scalar="factor", typical=(0.0, 2.0),
+              help="contrast factor range; one number c means [max(0, 1-c), 1+c]"),
+        Param("saturation", "range", [1.0, 1.0], low=0.0, high=100.0, scalar="factor", typical=(0.0, 2.0),
+              help="saturation factor range; one number s means [max(0, 1-s), 1+s]"),
+        Param("hue", "range", [0.0, 0.0], low=-0.5, high=0.5, scalar="symmetric",
+              help="hue shift range (fraction of a turn); one number h means [-h, h]"),
     )
 
     def sample(self, gen, size):
         order = torch.randperm(4, generator=gen, device=gen.device).tolist()
         out = {"order": order}
-        for name in ("brightness", "contrast", "saturation"):
-            v = getattr(self, name)
-            out[name] = round(seeding.uniform(gen, max(0.0, 1 - v), 1 + v), 6) if v > 0 else None
-        out["hue"] = round(seeding.uniform(gen, -self.hue, self.hue), 6) if self.hue > 0 else None
+        for name, off in (("brightness", 1.0), ("contrast", 1.0), ("saturation", 1.0), ("hue", 0.0)):
+            lo, hi = getattr(self, name)
+            out[name] = None if lo == hi == off else round(seeding.uniform(gen, lo, hi), 6)
         return out
 
     def sequence(self, params):

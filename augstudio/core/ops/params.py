@@ -113,7 +113,7 @@ class Param:
                 }[self.scalar]
                 if self.scalar == "symmetric" and x < 0:
                     raise ParamError(f"{prefix}: a single number means [-x, x], so it must be >= 0, got {value!r}")
-                value = [a, b]
+                value = [a + 0, b + 0]  # + 0: -0.0 (from [-x, x] at 0) reads as 0
             if not isinstance(value, (list, tuple)) or len(value) != 2:
                 raise ParamError(f"{prefix} must be a pair [low, high] within {self.describe_range()}, got {value!r}")
             a = self._plain(value[0], prefix, integer)
