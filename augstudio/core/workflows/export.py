@@ -85,7 +85,8 @@ class ExportSummary:
         text = (f"export {state}{where}: {self.written} images written, {self.skipped_existing} already there, "
                 f"{self.bad} bad source files skipped (see errors.jsonl) -> {self.out}")
         if self.shards:
-            text += f" ({self.shards} WebDataset shard{'s' * (self.shards != 1)}: {shard_urls(self.shards)})"
+            text += (f" ({self.shards} WebDataset shard{'s' * (self.shards != 1)}: "
+                     f"{Path(self.out) / shard_urls(self.shards)})")
         return text
 
 

@@ -189,29 +189,40 @@ def ray_results(units: list, make: Callable, make_args: tuple, holder: list, *, 
 
     submit()
     while job.pending:
-        ready, _ = ray.wait(list(job.pending), num_returns=1, timeout=1.0)
+        ready, rest = ray.wait(list(job.pending), num_returns=1, timeout=1.0)
         if not ready:
             continue
-        ref = ready[0]
-        n = job.pending.pop(ref)
-        try:
-            out = ray.get(ref)
-        except ray.exceptions.RayTaskError as e:  # our code raised inside the task
-            cause = getattr(e, "cause", None)
-            if isinstance(cause, AugstudioError):
-                raise cause from None
-            raise
-        except ray.exceptions.RayError as e:  # the worker or its node died, after Ray's retries
-            raise OutputError(f"a Ray worker died {max_retries + 1} times on the same {n} item(s) ({type(e).__name__}: "
-                              f"killed, out of memory, or its node was lost); finished outputs are kept. Run the "
-                              "same command again to resume, with more memory per task if it was short.") from None
-        job.nodes[out["node"]] = job.nodes.get(out["node"], 0) + n
-        s = out["seconds"] / max(1, n)
-        per_unit = s if per_unit is None else 0.8 * per_unit + 0.2 * s
+        if rest:  # every other result already there, in one call (the driver's cost grows with the cluster)
+            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        outs = []
+        for ref in ready:
+            n = job.pending.pop(ref)
+            out = _get(ray, ref, n, max_retries)
+            job.nodes[out["node"]] = job.nodes.get(out["node"], 0) + n
+            s = out["seconds"] / max(1, n)
+            per_unit = s if per_unit is None else 0.8 * per_unit + 0.2 * s
+            outs.append(out)
         if time.monotonic() - scanned > RESCAN_S:
             slots, scanned = _slots(cpus, gpus), time.monotonic()
-        submit()
-        yield from out["results"]
+        submit()  # the freed slots get work before this generator hands the results on
+        for out in outs:
+            yield from out["results"]
+
+
+def _get(ray, ref, n: int, max_retries: int) -> dict:
+    """One finished task's output; an error raised by augstudio inside it as itself, a dead worker as an
+    OutputError that says how to go on."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:  # our code raised inside the task
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, AugstudioError):
+            raise cause from None
+        raise
+    except ray.exceptions.RayError as e:  # the worker or its node died, after Ray's retries
+        raise OutputError(f"a Ray worker died {max_retries + 1} times on the same {n} item(s) ({type(e).__name__}: "
+                          f"killed, out of memory, or its node was lost); finished outputs are kept. Run the "
+                          "same command again to resume, with more memory per task if it was short.") from None
 
 
 def gpus_for(device: str | None, resources: dict) -> tuple[str, float]:
