@@ -5,7 +5,6 @@ detection models take a batch of it and run an optimisation step."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

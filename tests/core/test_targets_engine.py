@@ -16,8 +16,8 @@ import torch
 
 from augstudio.core.base.errors import RecipeError
 from augstudio.core.engine.recipe import load_recipe
-from augstudio.core.ops.policy import run_subs, sub_instance
 from augstudio.core.ops.geometry import GeometricOp
+from augstudio.core.ops.policy import run_subs, sub_instance
 
 H, W = 48, 64
 
