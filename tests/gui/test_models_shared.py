@@ -18,7 +18,8 @@ from augstudio.gui.qt.context import AppContext
 
 def test_panels_share_one_cached_model_loading_job(qtbot, tmp_path, monkeypatch):
     ckpt = loading.save_checkpoint(tmp_path / "net.pt", ProbeNet(3, width=4, depth=1), loading.PROBE_ARCH,
-                                   ["circle", "square", "star"], arch_kwargs={"width": 4, "depth": 1})
+                                   ["circle", "square", "star"], mean=(0.5,) * 3, std=(0.25,) * 3,
+                                   arch_kwargs={"width": 4, "depth": 1})
     threads = []
     real = loading.load_model
     monkeypatch.setattr(loading, "load_model",

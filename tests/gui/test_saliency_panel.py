@@ -3,6 +3,7 @@ display controls (opacity, colormap, threshold -> box) acting without recomputat
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -104,7 +105,9 @@ def test_saliency_panel_probe_compute_and_controls(qtbot, tmp_path, samples_root
     panel.set_model_file(tmp_path / "nope.pt")  # loads as a job: the error arrives from it
     qtbot.waitUntil(lambda: bool(panel.errors) and "model file not found" in panel.errors[-1], timeout=10000)
     ts_path = tmp_path / "m.ts"
-    torch.jit.save(torch.jit.script(load_model(probe_file).module), str(ts_path))
+    lm = load_model(probe_file)
+    torch.jit.save(torch.jit.script(lm.module), str(ts_path), _extra_files={"augstudio.json": json.dumps(
+        {"classes": lm.classes, "mean": list(lm.mean), "std": list(lm.std), "input_size": list(lm.input_size)})})
     asked = []
     panel.confirm_code = lambda p: asked.append(p) or False
     before = panel.model
@@ -125,7 +128,7 @@ def test_saliency_latest_request_wins_and_stale_maps_are_dropped(qtbot, tmp_path
     from augstudio.core.models.networks import ProbeNet
 
     ckpt = save_checkpoint(tmp_path / "net.pt", ProbeNet(2, width=4, depth=1), PROBE_ARCH, ["circle", "square"],
-                           arch_kwargs={"width": 4, "depth": 1})
+                           mean=(0.5,) * 3, std=(0.25,) * 3, arch_kwargs={"width": 4, "depth": 1})
     ctx = AppContext(max_threads=2)
     panel = SaliencyPanel(ctx)
     qtbot.addWidget(panel)
