@@ -98,7 +98,10 @@ def test_every_batch_op_makes_its_tensors_on_the_device_of_its_input(name, with_
     from augstudio.core.models.networks import ProbeNet
 
     model = ProbeNet(3, width=4, depth=2, seed=0).eval() if with_model else None
-    recipe = Recipe.from_dict({"seed": 2, "steps": [], "batch": [{"op": name}]})
+    step = {"op": name}
+    if name == "one_of":  # a switch between the mixing ops, as timm's Mixup(switch_prob) does
+        step["steps"] = [{"op": "mixup"}, {"op": "cutmix"}, {"op": "puzzlemix"}]
+    recipe = Recipe.from_dict({"seed": 2, "steps": [], "batch": [step]})
     x = photos.float() / 255
     y = torch.tensor([0, 1, 2])
     stage = recipe.batch_transform(3, model=model)

@@ -134,5 +134,5 @@ def test_cli_style_texture_and_clear_errors(tmp_path, capsys):
     assert "style loss" in capsys.readouterr().out
     assert main(["style", "texture", str(src), "--out", str(src)]) == 2  # never overwrites a source
     assert "never overwrites" in capsys.readouterr().err
-    assert main(["style", "adain", str(src), str(src), "-m", str(tmp_path / "none"), "--out", str(out)]) == 1
+    assert main(["style", "adain", str(src), str(src), "-m", str(tmp_path / "none"), "--out", str(out)]) == 2  # a missing model: a bad argument
     assert "adain-train" in capsys.readouterr().err

@@ -554,7 +554,7 @@ def test_dropped_boxes_keep_their_extras_through_box_index(coco_root, voc_root, 
     ta, tb = a.targets, b.targets
     keep_a, keep_b = [0, 2], [1, 2]  # as ops report the boxes they kept
     ta = {"boxes": ta["boxes"][keep_a], "box_labels": ta["box_labels"][keep_a], "mask": ta["mask"][keep_a]}
-    tb = {k: v[keep_b] if k in ("boxes", "box_labels", "mask") else v for k, v in tb.items()}
+    tb = {k: v[keep_b] if k in ("boxes", "box_labels", "box_index", "mask") else v for k, v in tb.items()}
     write_targets(ds, tmp_path / "out", [(a.image, a.size, ta, {**a.extras, "box_index": keep_a}),
                                          (b.image, b.size, tb, {**b.extras, "box_index": keep_b})])
     anns = json.loads((tmp_path / "out" / "annotations" / "instances_train.json").read_text())["annotations"]

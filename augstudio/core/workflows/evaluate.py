@@ -195,7 +195,7 @@ def evaluate_job(data, recipes, model: str = "probe", epochs: int = 10, seeds=2,
             torch.set_num_threads(threads)
         val_x = torch.stack([inputs(pics[i]) for i in val_idx])
         norm = _channel_stats([inputs(pics[i]) for i in train_idx]) if inputs.mode != "onehot" else (None, None)
-        val_y = torch.tensor([labels[i] for i in val_idx])
+        val_y = torch.tensor([labels[i] for i in val_idx], device="cpu")
 
         # recipes must suit the data (e.g. a colour op on wafer maps): say so before any training
         for name, rec in arms[1:]:
