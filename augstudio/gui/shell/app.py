@@ -197,6 +197,10 @@ def run_app(path=None, recipe_path=None, exit_process: bool = False) -> int:
     qInstallMessageHandler(_qt_message)
     app = get_app()
     win = create_window(path, recipe_path)
+    if exit_process:
+        # at once when the window has closed, not after the events still queued (a job's progress, …)
+        ctx = win.ctx
+        app.lastWindowClosed.connect(lambda: finish(0, ctx))
     code = int(app.exec())
     if exit_process:
         finish(code, win.ctx)

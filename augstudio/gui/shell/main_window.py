@@ -468,7 +468,7 @@ class MainWindow(QMainWindow):
         # long step (a style iteration) is left behind: the app's process exits without it (app.finish)
         self.ctx.shutdown(0)
         writers = [j for j in self.ctx.jobs if j.is_running() and j.output_dir is not None]
-        deadline = time.monotonic() + 0.5
+        deadline = time.monotonic() + 0.4
         while writers and time.monotonic() < deadline:
             QApplication.processEvents()  # their ends arrive as queued signals
             writers = [j for j in writers if j.is_running()]
