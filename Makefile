@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: run test lint bench clean-venv screenshots
+.PHONY: run test lint bench figures clean-venv screenshots
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,12 @@ test: $(STAMP_TEST)
 bench: $(STAMP_TEST)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/chain.py
+
+# Every number in the README, measured again (about an hour on 2 cores; never part of `make test`):
+# `make figures ONLY=localisation,tta_wafers` reruns some, `python -m benchmarks.figures --list` names them.
+figures: $(STAMP_TEST)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks.figures $(if $(ONLY),--only $(ONLY))
 
 screenshots: $(STAMP_TEST)
 	$(BIN)/python scripts/screenshots.py

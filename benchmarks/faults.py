@@ -140,9 +140,8 @@ def kills(tmp: Path, n_kills: int, n_images: int = 400) -> dict:
 def gui_load(tmp: Path, n_images: int, seconds: float, passes: int = 4, jobs: bool = True) -> dict:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import psutil
-    from PySide6.QtCore import QElapsedTimer, QTimer
-
     from augstudio.gui.app import create_window, get_app
+    from PySide6.QtCore import QElapsedTimer, QTimer
 
     src = tmp / "gui_src"
     t0 = time.perf_counter()
@@ -271,17 +270,18 @@ def main() -> None:
     ap.add_argument("--no-gui", action="store_true")
     ap.add_argument("--no-jobs", action="store_true", help="GUI part: thumbnails only (to attribute memory)")
     ap.add_argument("--gui-only", action="store_true", help="skip the bad-input and kill parts")
+    ap.add_argument("--json", default=None, help="also write the raw results here (benchmarks/figures.py reads it)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="augstudio-faults-"))
-    rows = []
+    rows, raw = [], {}
     try:
         if not args.gui_only:
-            b = bad_inputs(tmp)
+            b = raw["bad_inputs"] = bad_inputs(tmp)
             rows.append(("bad inputs tried / handled", f"{b['tried']} / {b['handled']}"))
             rows.append(("  check job: bad reported", str(b["check_bad"])))
             rows.append(("  export: bad skipped / written", f"{b['export_bad']} / {b['export_written']}"))
             rows.append(("  source folder untouched", str(b["source_untouched"])))
-            k = kills(tmp, args.kills, args.kill_images)
+            k = raw["kills"] = kills(tmp, args.kills, args.kill_images)
             rows.append(("kills (SIGKILL, 2 workers) / survived", f"{k['kills']} / {k['survived']}"))
             rows.append(("bytes lost (must be 0)", str(k["bytes_lost"])))
             rows.append(("temporary files left", str(len(k["leftovers"]))))
@@ -291,7 +291,7 @@ def main() -> None:
             if k["rc"] != 0:
                 rows.append(("  final run failed", k["err"]))
         if not args.no_gui:
-            g = gui_load(tmp, args.images, args.seconds, args.passes, jobs=not args.no_jobs)
+            g = raw["gui"] = gui_load(tmp, args.images, args.seconds, args.passes, jobs=not args.no_jobs)
             rows.append((f"GUI event-loop latency, {g['images']:,} images", f"p50 {g['p50']:.1f} ms, p99 "
                          f"{g['p99']:.1f} ms, max {g['max']:.0f} ms ({g['ticks']} ticks)"))
             rows.append(("  target p99 < 50 ms", "met" if g["p99"] < 50 else "NOT met"))
@@ -310,6 +310,8 @@ def main() -> None:
     print(f"{'check':{width}s}  result")
     for name, val in rows:
         print(f"{name:{width}s}  {val}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(raw, indent=1, default=str))
 
 
 if __name__ == "__main__":

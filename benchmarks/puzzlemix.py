@@ -181,6 +181,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--skip-224", action="store_true")
+    ap.add_argument("--json", default=None, help="also write every number here (benchmarks/figures.py reads it)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -255,6 +256,17 @@ def main(argv=None):
     g = torch.cat(gaps)
     print(f"\nmask energy vs GCO swap over {g.numel()} masks: within 1% on {(g <= 0.01).float().mean():.1%}, "
           f"median {g.median():+.2e}, max {g.max():+.2e}")
+    if args.json:
+        import json
+
+        out = {"device": str(dev), "threads": torch.get_num_threads(), "repeats": args.repeats,
+               "rows": [{"batch": b, "what": w, "augstudio_ms": a, "reference_ms": r} for b, w, a, r in rows],
+               "parts": [{"batch": b, "blocks": w, "solve_ms": a, "gco_ms": r, "transport_ms": c, "dense_ms": d}
+                         for b, w, a, r, c, d in parts],
+               "energy": {"n": g.numel(), "within_1pct": float((g <= 0.01).float().mean()),
+                          "median": float(g.median()), "max": float(g.max())}}
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -180,7 +180,9 @@ def main(argv=None):
     ap.add_argument("--fast-sizes", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--memory-size", type=int, default=512)
     ap.add_argument("--skip", nargs="*", default=[], help="any of: iter converge vgg adain fast memory")
+    ap.add_argument("--json", default=None, help="also write every number here (benchmarks/figures.py reads it)")
     args = ap.parse_args(argv)
+    out: dict = {"device": args.device}
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -191,6 +193,7 @@ def main(argv=None):
     astro = to_float(torch.from_numpy(data.astronaut()).permute(2, 0, 1).contiguous(), dev)
     rnd = RandomMultiScaleFeatures(seed=0).to(dev)
     print(f"device {dev}, torch threads {torch.get_num_threads()}\n")
+    out["threads"] = torch.get_num_threads()
 
     # 1. seconds per iteration (one forward + backward of the loss) ------------------------------------
     if "iter" not in args.skip:
@@ -245,6 +248,7 @@ def main(argv=None):
         for name, tp, to in rows:
             print(f"| {name} | {tp:.3f} | {to:.3f} | {tp / to:.2f}x |")
         print()
+        out["iteration"] = {"size": S, "rows": [{"loss": n, "plain_s": tp, "augstudio_s": to} for n, tp, to in rows]}
 
     # 2. time to reach plain's final loss ------------------------------------------------------------
     if "converge" not in args.skip:
@@ -289,6 +293,10 @@ def main(argv=None):
             ratio = f"{t_hit / tp[-1][0]:.2f}" if t_hit is not None else "-"
             print(f"| {name} | {target:.4g} | {tp[-1][0]:.1f} | {hit} | {to[-1][1]:.4g} | {ratio} |")
         print()
+        out["converge"] = {"size": S, "iterations": args.iterations, "rows": [
+            {"task": n, "plain_s": tp[-1][0], "augstudio_s": time_to(to, target),
+             "ratio": (time_to(to, target) / tp[-1][0]) if time_to(to, target) is not None else None}
+            for n, tp, to, target in rows]}
 
     # 3. AdaIN and fast style, ms per image ------------------------------------------------------------
     rows = []
@@ -309,6 +317,7 @@ def main(argv=None):
         for name, S, ms in rows:
             print(f"| {name} | {S} | {ms:.0f} |")
         print()
+        out["feed_forward"] = [{"method": n, "size": S, "ms": ms} for n, S, ms in rows]
 
     # 4. peak memory at 512 -----------------------------------------------------------------------------
     if "memory" not in args.skip:
@@ -332,6 +341,12 @@ def main(argv=None):
         for name, mib in rows:
             print(f"| {name} | {mib:.0f} |")
         print()
+        out["memory"] = {"size": S, "kind": kind, "rows": [{"work": n, "mib": mib} for n, mib in rows]}
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
 
 
 def _ms(fn, reps, dev):
