@@ -19,6 +19,7 @@ interleaved for OpenCV only where that is measured faster (the warp), with ``cv2
 from __future__ import annotations
 
 import contextlib
+import os
 
 import cv2
 import numpy as np
@@ -60,6 +61,20 @@ def sync_threads() -> None:
     if n != _STATE["threads"]:
         cv2.setNumThreads(n)
         _STATE["threads"] = n
+
+
+def _stop_pool_before_fork() -> None:
+    """OpenCV's thread pool is not fork-safe: a forked child (a DataLoader or export worker) that resizes
+    the pool it inherited waits for ever on a condition variable the parent's pool threads were waiting on
+    (seen: ``pthread_cond_destroy`` inside ``cv2.setNumThreads`` in 1 of ~6 forked loaders). The pool is
+    emptied before every fork, so a child starts with none; the parent's next kernel makes it again."""
+    if cv2.getNumThreads() > 1:
+        cv2.setNumThreads(1)  # joins the pool's threads
+    _STATE["threads"] = None  # parent and child: the next kernel sets the count torch has
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(before=_stop_pool_before_fork)
 
 
 def planes(x: torch.Tensor) -> np.ndarray:
