@@ -145,6 +145,10 @@ def tta_wafers(ctx) -> str:
     top = sum(it["plain_conf"] for it in prep["items"]) / len(prep["items"])
     cmd = f"augstudio tta --model {rel} --data wafers_held_out --tta d4"
     text = text[text.index("TTA evaluation"):].replace(str(path), rel).strip()
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("report written to"))
+    head, sep, matrix = text.partition("predicted):\n")
+    if sep:  # the confusion matrix is aligned plain text: keep it in a code block
+        text = f"{head}{sep}\n```\n{matrix.strip(chr(10))}\n```"
     ctx.write_block(DOC, "tta_wafers", f"```\n{cmd}\n```\n\n" + text)
     ctx.write_block(DOC, "distill_wafers", distill)
     ctx.write_block(DOC, "tta_wafers_probe", (
