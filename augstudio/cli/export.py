@@ -39,6 +39,9 @@ def add_parser(sub) -> str:
     p.add_argument("--gpus-per-task", type=float, default=None,
                    help="--engine ray with --device cuda: GPUs each task asks for (default 1; 0.25 packs four "
                         "tasks on a GPU)")
+    p.add_argument("--no-strict", dest="strict", action="store_false",
+                   help="warn about unknown top-level recipe keys instead of refusing them (a typo such as "
+                        "'step:' would otherwise export without augmentation)")
     p.add_argument("--device", default="cpu",
                    help="where the recipe's steps run: cpu (default), cuda, mps or auto (CUDA, else MPS, else CPU)")
     return "export"
@@ -50,7 +53,8 @@ def run(args) -> int:
     workers = args.workers if args.engine == "ray" else (args.workers or 1)
     job = export_job(args.src, args.recipe, args.out, copies=args.copies, seed=args.seed, workers=workers,
                      fmt=args.format, device=args.device, engine=args.engine, address=args.address,
-                     shard_size=args.shard_size, shard_format=args.shard_image, gpus_per_task=args.gpus_per_task)
+                     shard_size=args.shard_size, shard_format=args.shard_image, gpus_per_task=args.gpus_per_task,
+                     strict=args.strict)
     last = {"done": 0, "total": 0}
 
     try:

@@ -239,3 +239,13 @@ def test_exit_code_1_when_the_disk_fills(shapes, tmp_path, monkeypatch, capsys):
     code = main(["export", str(shapes), "-r", _recipe_file(tmp_path, RECIPE), "-o", str(tmp_path / "o")])
     assert code == 1
     assert "disk full" in capsys.readouterr().err
+
+
+def test_export_refuses_an_unknown_top_level_key_unless_told_not_to_be_strict(shapes, tmp_path, capsys):
+    """A `step:` typo loads as a recipe without steps: an export would write every image unaugmented."""
+    typo = _recipe_file(tmp_path, {"seed": 1, "step": [{"op": "hflip"}]})
+    assert main(["export", str(shapes), "-r", typo, "-o", str(tmp_path / "o")]) == 2
+    assert "unknown top-level key 'step'; did you mean 'steps'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    with pytest.warns(UserWarning, match="did you mean 'steps'"):
+        assert main(["export", str(shapes), "-r", typo, "-o", str(tmp_path / "o"), "--no-strict"]) == 0

@@ -152,7 +152,8 @@ def _fingerprint(recipe: Recipe, copies: int, fmt: str, src: Path, device, shard
 def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, workers: int | None = 1,
                fmt: str = "png", cancel: CancelToken | None = None, device: str = "cpu",
                deterministic: bool = True, engine: str = "local", address: str | None = None,
-               shard_size: int = DEFAULT_SHARD_SIZE, shard_format: str = "png", gpus_per_task: float | None = None):
+               shard_size: int = DEFAULT_SHARD_SIZE, shard_format: str = "png", gpus_per_task: float | None = None,
+               strict: bool = True):
     """Generator job: yields Progress per source image; returns an ExportSummary.
 
     ``device``: where the recipe's steps run (``cpu``, ``cuda``, ``auto``); images are decoded and encoded
@@ -160,12 +161,14 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
     re-run repeats the bytes. ``fmt="webdataset"``: tar shards of ``shard_size`` samples (rounded down to
     whole source images) holding ``shard_format`` images. ``engine="ray"``: Ray tasks on the cluster at
     ``address`` (else ``RAY_ADDRESS``, else a Ray started here with ``workers`` CPUs, all when None); with
-    ``device`` cuda each task asks for ``gpus_per_task`` GPUs (default 1). Raises OutputError /
+    ``device`` cuda each task asks for ``gpus_per_task`` GPUs (default 1). ``strict``: an unknown top-level
+    recipe key (a typo such as ``step:``) is an error, not a warning: an export of a recipe that lost its
+    steps would write thousands of unaugmented files. Raises OutputError /
     DatasetError / RecipeError / ModelError / ParamError before any work when the arguments are bad.
     """
     src = Path(src)
     out = Path(out)
-    recipe = load_recipe(recipe)
+    recipe = load_recipe(recipe, strict=strict)
     if seed is not None:
         recipe.seed = int(seed)
     if copies < 1:
