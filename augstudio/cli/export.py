@@ -39,6 +39,10 @@ def add_parser(sub) -> str:
     p.add_argument("--gpus-per-task", type=float, default=None,
                    help="--engine ray with --device cuda: GPUs each task asks for (default 1; 0.25 packs four "
                         "tasks on a GPU)")
+    p.add_argument("--targets", action="store_true",
+                   help="export the source's masks, boxes and keypoints too, moved with the pixels and written "
+                        "in the source's format (COCO JSON, YOLO txt, Pascal VOC XML or images/ + masks/); "
+                        "dropped boxes and lost keypoints are listed in manifest.jsonl")
     p.add_argument("--no-strict", dest="strict", action="store_false",
                    help="warn about unknown top-level recipe keys instead of refusing them (a typo such as "
                         "'step:' would otherwise export without augmentation)")
@@ -54,7 +58,7 @@ def run(args) -> int:
     job = export_job(args.src, args.recipe, args.out, copies=args.copies, seed=args.seed, workers=workers,
                      fmt=args.format, device=args.device, engine=args.engine, address=args.address,
                      shard_size=args.shard_size, shard_format=args.shard_image, gpus_per_task=args.gpus_per_task,
-                     strict=args.strict)
+                     strict=args.strict, targets=args.targets)
     last = {"done": 0, "total": 0}
 
     try:

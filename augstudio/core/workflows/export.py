@@ -56,6 +56,7 @@ from augstudio.core.io.webdataset import shard_urls
 
 from .export_items import BatchContext, ItemTask, ItemWorker, load_stage_model
 from .export_shards import DEFAULT_SHARD_SIZE, ShardTask, ShardWorker, items_per_shard, plan_shards
+from .export_targets import read_export_targets, write_export_targets
 from .pool import ordered_results
 
 FORMATS = ("png", "jpg", "same")
@@ -77,6 +78,7 @@ class ExportSummary:
     cancelled: bool = False
     errors: list = field(default_factory=list)
     shards: int = 0  # --format webdataset: how many shards the export has
+    targets: list = field(default_factory=list)  # --targets: the annotation files written
     nodes: int = 0  # --engine ray: how many nodes ran this run's tasks
 
     def line(self) -> str:
@@ -84,6 +86,8 @@ class ExportSummary:
         where = f" on {self.nodes} Ray node{'s' * (self.nodes != 1)}" if self.nodes else ""
         text = (f"export {state}{where}: {self.written} images written, {self.skipped_existing} already there, "
                 f"{self.bad} bad source files skipped (see errors.jsonl) -> {self.out}")
+        if self.targets:
+            text += f" (targets: {', '.join(self.targets)})"
         if self.shards:
             text += (f" ({self.shards} WebDataset shard{'s' * (self.shards != 1)}: "
                      f"{Path(self.out) / shard_urls(self.shards)})")
@@ -138,12 +142,15 @@ def _read_manifest(path: Path) -> dict[str, dict]:
     return done
 
 
-def _fingerprint(recipe: Recipe, copies: int, fmt: str, src: Path, device, shards: dict | None = None) -> dict:
+def _fingerprint(recipe: Recipe, copies: int, fmt: str, src: Path, device, shards: dict | None = None,
+                 targets: str | None = None) -> dict:
     """What decides the bytes of an export; a resume is allowed only into a folder made with the same."""
     fp = {"augstudio_export": 1, "augstudio": __version__, "source": str(Path(src).resolve()),
           "copies": copies, "format": fmt, "recipe": recipe.to_dict()}
     if shards:  # --format webdataset: the shard size and the image format inside the shards
         fp.update(shards)
+    if targets:  # --targets: the images are the annotated ones, with records the targets are replayed from
+        fp["targets"] = targets
     if device.type != "cpu":  # another device rounds differently (within a grey level): not resumable across
         fp["device"] = device.type
     return json.loads(json.dumps(fp))
@@ -153,7 +160,7 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
                fmt: str = "png", cancel: CancelToken | None = None, device: str = "cpu",
                deterministic: bool = True, engine: str = "local", address: str | None = None,
                shard_size: int = DEFAULT_SHARD_SIZE, shard_format: str = "png", gpus_per_task: float | None = None,
-               strict: bool = True):
+               strict: bool = True, targets: bool = False):
     """Generator job: yields Progress per source image; returns an ExportSummary.
 
     ``device``: where the recipe's steps run (``cpu``, ``cuda``, ``auto``); images are decoded and encoded
@@ -163,7 +170,8 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
     ``address`` (else ``RAY_ADDRESS``, else a Ray started here with ``workers`` CPUs, all when None); with
     ``device`` cuda each task asks for ``gpus_per_task`` GPUs (default 1). ``strict``: an unknown top-level
     recipe key (a typo such as ``step:``) is an error, not a warning: an export of a recipe that lost its
-    steps would write thousands of unaugmented files. Raises OutputError /
+    steps would write thousands of unaugmented files. ``targets``: export the source's masks, boxes and
+    keypoints too (COCO / YOLO / VOC / mask folder, written in the same format; ``export_targets``). Raises OutputError /
     DatasetError / RecipeError / ModelError / ParamError before any work when the arguments are bad.
     """
     src = Path(src)
@@ -197,7 +205,7 @@ def export_job(src, recipe, out, copies: int = 1, seed: int | None = None, worke
         else:
             dev, gpus = resolve_device(device), 0.0
         run = _Run(src, out, recipe, copies, workers or 1, fmt, cancel or CancelToken(), dev, deterministic,
-                   engine, gpus, shard_size, shard_format)
+                   engine, gpus, shard_size, shard_format, targets)
         return (yield from run.go())
     finally:
         if session is not None:
@@ -208,18 +216,24 @@ class _Run:
     """One export run, after its arguments were checked: plan, claim, resume, run the units, finish."""
 
     def __init__(self, src, out, recipe, copies, workers, fmt, cancel, dev, deterministic, engine, gpus,
-                 shard_size, shard_format):
+                 shard_size, shard_format, targets=False):
         self.src, self.out, self.recipe, self.copies, self.workers = src, out, recipe, copies, workers
         self.fmt, self.cancel, self.dev, self.deterministic = fmt, cancel, dev, deterministic
         self.engine, self.gpus = engine, gpus
         self.shards = fmt == WEBDATASET
         self.shard_size, self.shard_format = shard_size, shard_format
+        self.targets = targets
 
     def go(self):
         recipe, copies = self.recipe, self.copies
         if recipe.batch:
             load_stage_model(recipe)  # a model that cannot load stops the export before it starts
-        ds = require_images(scan(self.src, check_files=False))
+        tds = None
+        if self.targets:
+            tds, ds = read_export_targets(self.src, recipe, self.shards)
+            require_images(ds)
+        else:
+            ds = require_images(scan(self.src, check_files=False))
         out_r = check_output_folder(self.src, self.out)
         check_writable(out_r)
         remove_temp_files(out_r)
@@ -230,7 +244,8 @@ class _Run:
         plan = plan_outputs(ds.items, copies, self.shard_format if self.shards else self.fmt)
         partial_path = out_r / PARTIAL
         shard_fp = {"shard_size": self.shard_size, "shard_image": self.shard_format} if self.shards else None
-        claim_output_folder(out_r, STATE, _fingerprint(recipe, copies, self.fmt, ds.root, self.dev, shard_fp))
+        claim_output_folder(out_r, STATE, _fingerprint(recipe, copies, self.fmt, ds.root, self.dev, shard_fp,
+                                                          tds.format if tds else None))
         done = _read_manifest(out_r / "manifest.jsonl")  # a finished export run again: nothing to redo
         if self.shards:  # bad items are part of a finished shard: keep their errors with it
             done.update(_read_errors(out_r / "errors.jsonl"))
@@ -239,12 +254,12 @@ class _Run:
             done.update(read_journal(partial_path, require=("records",)))
         summary = ExportSummary(str(self.out))
         summary.sources = len(ds.items)
-        for prob in ds.problems:
+        for prob in [*ds.problems, *(tds.problems if tds else ())]:
             if not prob.reason.endswith("ignored"):
                 summary.errors.append({"source": prob.path, "error": prob.reason})
 
         def item_task(i, it):
-            return ItemTask(str(ds.root), str(out_r), i, it.path, it.class_name, plan[it.path])
+            return ItemTask(str(ds.root), str(out_r), i, it.path, it.class_name, plan[it.path], tds is not None)
 
         if self.shards:
             units, pending = self.shard_units(ds, done, summary, item_task)
@@ -311,6 +326,12 @@ class _Run:
         manifest = "\n".join(lines) + "\n" if lines else ""
         if batch is not None:
             _write_labels(out_r, classes, manifest)
+        if tds is not None:
+            try:
+                manifest, errors, summary.targets = write_export_targets(out_r, tds, recipe, manifest)
+            except OSError as e:
+                raise WriteError(os_error_message(e, out_r)) from None
+            summary.errors += errors
         return finish_export(out_r, recipe, summary, partial_path, manifest)
 
     def shard_units(self, ds, done: dict, summary: ExportSummary, item_task) -> tuple[list, int]:

@@ -36,6 +36,7 @@ class ItemTask:
     rel: str
     class_name: str | None
     outputs: tuple  # (copy, rel_out, fmt) per copy
+    targets: bool = False  # records say the source's size and kind: the targets are replayed from them
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ class ItemWorker:
                 atomic_write_bytes(dest, data)
                 records.append({"output": rel_out, "source": task.rel, "class": task.class_name, "copy": copy,
                                 "size": list(out.size), **rec})
+                if task.targets:
+                    records[-1].update(source_size=list(pic.size), kind=pic.kind)
         except (RecipeError, ImageError, OutputError) as e:
             return {"source": task.rel, "error": str(e)}
         except OSError as e:
