@@ -1,3 +1,5 @@
+import pytest
+
 from augstudio.cli import main
 from augstudio.core.ops import all_batch_ops, all_ops
 from augstudio.core.workflows.docs import op_help, ops_table_markdown
@@ -72,3 +74,29 @@ def test_a_closed_pipe_ends_quietly():
     p.stdout.close()
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) == 0 and "Traceback" not in err, err
+
+
+def test_the_readmes_adding_an_op_example_runs_as_written():
+    """The README's op class registers, validates its parameter, runs in a recipe with the seed path, and
+    leaves targets alone; it is removed from the registry afterwards (other tests list every op)."""
+    import re
+    from pathlib import Path
+
+    import torch
+
+    from augstudio.core.engine.recipe import load_recipe
+    from augstudio.core.ops import REGISTRY
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Adding an op"):readme.index("## Dependencies, and why")]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    try:
+        exec(compile(code, "README.md (Adding an op)", "exec"), {})
+        x = torch.arange(256, dtype=torch.uint8).reshape(1, 16, 16).repeat(3, 1, 1)
+        recipe = load_recipe({"seed": 1, "steps": [{"op": "keep_top_bits", "bits": [2, 2]}]})
+        out, t = recipe.apply(x, item="a.png", targets={"boxes": [[1, 2, 5, 6]]})
+        assert torch.equal(out, x & 0xC0) and t["boxes"].tolist() == [[1.0, 2.0, 5.0, 6.0]]
+        with pytest.raises(Exception, match="bits"):
+            load_recipe({"steps": [{"op": "keep_top_bits", "bits": [0, 9]}]})
+    finally:
+        REGISTRY.pop("keep_top_bits", None)

@@ -174,8 +174,11 @@ JSD_COPY_OFFSET = 1_000_003  # copy index of the second augmented view (distinct
 
 class JSDViews:
     """``transform=`` for a dataset: ``image -> (clean, aug1, aug2)`` for AugMix's Jensen-Shannon consistency
-    loss (Hendrycks et al., 2020). ``clean`` is the image without the recipe's steps; ``aug1`` and ``aug2``
-    are two independent results of the recipe (typically one ``augmix`` step). ``post`` (optional, e.g.
+    loss (Hendrycks et al., 2020). ``aug1`` and ``aug2`` are two independent results of the recipe;
+    ``clean`` is the recipe with its ``augmix`` steps left out (the same draws as ``aug1`` for the other
+    steps), so a recipe that resizes and ends with ``to_tensor`` / ``normalize`` gives three tensors of one
+    shape that the default collate batches; a recipe of ``augmix`` alone gives the image itself as ``clean``.
+    ``post`` (optional, e.g.
     ``torchvision.transforms.functional.to_tensor``) is applied to each of the three. Picklable for
     DataLoader workers when ``post`` is.
 
@@ -196,6 +199,10 @@ class JSDViews:
     def __init__(self, recipe, post=None):
         self.recipe = _recipe(recipe, "JSDViews")
         self.post = post
+        self.clean = self.recipe.copy()
+        for step in self.clean.steps:  # other steps keep their draws: each step has its own stream
+            if step.op == "augmix":
+                step.enabled = False
         self._counter = itertools.count()
 
     def __getstate__(self):
@@ -214,7 +221,7 @@ class JSDViews:
 
     def views(self, image, item=0, copy: int = 0, categorical: bool = False):
         """``(clean, aug1, aug2)`` for one image: the recipe at copies ``copy`` and ``copy + JSD_COPY_OFFSET``."""
-        clean = from_picture(*as_picture(image, categorical=categorical))
+        clean = self.clean.apply(image, item=item, copy=copy, categorical=categorical)
         aug1 = self.recipe.apply(image, item=item, copy=copy, categorical=categorical)
         aug2 = self.recipe.apply(image, item=item, copy=copy + JSD_COPY_OFFSET, categorical=categorical)
         out = (clean, aug1, aug2)
