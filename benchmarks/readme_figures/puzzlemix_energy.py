@@ -25,7 +25,7 @@ def _photos():
             for a in (data.astronaut(), data.chelsea(), data.coffee())]
 
 
-def _crops(photos, gen, n, size=32):
+def crops(photos, gen, n, size=32):
     import torch
     from torch.nn import functional as F
 
@@ -68,7 +68,7 @@ def energy_gaps(bn: int, batches: int, seed: int):
     gaps = []
     for _ in range(batches):
         n = 20
-        a, b = _crops(photos, gen, n), _crops(photos, gen, n)
+        a, b = crops(photos, gen, n), crops(photos, gen, n)
         s1 = F.avg_pool2d(torch.rand(n, 1, 32, 32, generator=gen) ** 4, 5, 1, 2)[:, 0]  # sparse, smoothed peaks
         s2 = F.avg_pool2d(torch.rand(n, 1, 32, 32, generator=gen) ** 4, 5, 1, 2)[:, 0]
         lam = torch.rand(n, generator=gen)

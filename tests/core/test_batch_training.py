@@ -9,78 +9,22 @@ batch) must fail the same check. PuzzleMix takes the model being trained, as in 
 from __future__ import annotations
 
 import statistics
+import sys
+from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
-from torch.nn import functional as F
 
-from augstudio.core.engine.recipe import Recipe
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-SEEDS = (0, 1, 2)
-NLL_MARGIN = 0.3
+# one training for the test and the README's figure (`make figures`): the figure reports what this checks
+from benchmarks.readme_figures.training import NLL_MARGIN, SEEDS  # noqa: E402
+from benchmarks.readme_figures.training import digits as _digits  # noqa: E402
+from benchmarks.readme_figures.training import train as _train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def digits():
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
-    x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
-    y = torch.tensor(d.target, dtype=torch.long)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    x, y = x[perm], y[perm]
-    return x[:1400], y[:1400], x[1400:], y[1400:]
-
-
-def _net():
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(16 * 8 * 8, 10))
-
-
-def _shuffle_30pct(soft, gen):
-    """The sabotage: 30% of the batch's soft labels permuted among themselves."""
-    k = int(0.3 * len(soft))
-    sel = torch.randperm(len(soft), generator=gen)[:k]
-    out = soft.clone()
-    out[sel] = soft[sel][torch.randperm(k, generator=gen)]
-    return out
-
-
-def _train(digits, batch, seed, sabotage=False):
-    torch.set_num_threads(1)
-    torch.manual_seed(seed)
-    xtr, ytr, xte, yte = digits
-    model = _net()
-    mix = Recipe.from_dict({"seed": seed, "steps": [], "batch": batch}).batch_transform(10, model=model) \
-        if batch else None
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(seed + 1)
-    g_sab = torch.Generator().manual_seed(seed + 2)
-    for _epoch in range(5):
-        order = torch.randperm(len(ytr), generator=g)
-        for i in range(0, len(ytr), 64):
-            idx = order[i:i + 64]
-            if mix is None:
-                images, soft = xtr[idx], F.one_hot(ytr[idx], 10).float()
-            else:
-                images, soft = mix(xtr[idx], ytr[idx], key=(seed, _epoch, i))
-            if sabotage:
-                soft = _shuffle_30pct(soft, g_sab)
-            model.train()
-            loss = -(soft * F.log_softmax(model(images), 1)).sum(1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        p = F.softmax(model(xte), 1)
-    acc = (p.argmax(1) == yte).float().mean().item()
-    nll = -torch.log(p[torch.arange(len(yte)), yte].clamp_min(1e-12)).mean().item()
-    return acc, nll
+    return _digits()
 
 
 def _medians(runs):

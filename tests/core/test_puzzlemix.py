@@ -4,12 +4,15 @@ against the dense official form, the energy terms against the official formulas,
 from __future__ import annotations
 
 import itertools
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from augstudio.core.kernels.graphcut import _chain_min_marginals, grid_energy, solve_grid
 from augstudio.core.methods.puzzlemix import (
     cost_matrix,
@@ -21,6 +24,10 @@ from augstudio.core.methods.puzzlemix import (
     saliency,
     transport_image,
 )
+from benchmarks.readme_figures.puzzlemix_energy import (
+    crops,  # noqa: E402
+    energy_gaps,  # noqa: E402
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,50 +38,11 @@ def photos():
             for a in (data.astronaut(), data.chelsea(), data.coffee())]
 
 
-def _crops(photos, gen, n, size=32):
-    out = []
-    for _ in range(n):
-        im = photos[int(torch.randint(0, len(photos), (), generator=gen))]
-        s = int(torch.randint(size, 300, (), generator=gen))
-        y = int(torch.randint(0, im.shape[1] - s, (), generator=gen))
-        x = int(torch.randint(0, im.shape[2] - s, (), generator=gen))
-        out.append(F.interpolate(im[None, :, y:y + s, x:x + s], size=(size, size), mode="bilinear",
-                                 antialias=True)[0])
-    return torch.stack(out)
-
-
-def _gco_official(prob, i):
-    """GCO called exactly as the official graphcut_multi: int32 costs scaled by 1000 * block_num^2."""
-    import gco  # test-only (gco-wrapper is in the test extras): a missing GCO fails here, never skips
-    bn = prob.unary.shape[1]
-    large = 1000 * bn ** 2
-    labels = gco.cut_grid_graph((large * prob.unary[i].numpy()).astype(np.int32),
-                                prob.pairwise.numpy().astype(np.float32),
-                                (large * prob.wv[i].numpy()).astype(np.int32),
-                                (large * prob.wh[i].numpy()).astype(np.int32), algorithm="swap")
-    return torch.from_numpy(np.asarray(labels).reshape(bn, bn)).long()
-
-
-def _energy_gaps(photos, sizes, batches, seed):
-    """Relative energy gaps (ours - GCO) / |GCO| on random PuzzleMix mask problems."""
-    torch.set_num_threads(1)
-    gen = torch.Generator().manual_seed(seed)
-    gaps = []
-    for bn in sizes:
-        for _ in range(batches):
-            n = 20
-            a, b = _crops(photos, gen, n), _crops(photos, gen, n)
-            # saliency-like maps: sparse peaks, smoothed
-            s1 = F.avg_pool2d(torch.rand(n, 1, 32, 32, generator=gen) ** 4, 5, 1, 2)[:, 0]
-            s2 = F.avg_pool2d(torch.rand(n, 1, 32, 32, generator=gen) ** 4, 5, 1, 2)[:, 0]
-            lam = torch.rand(n, generator=gen)
-            prob = mask_problem(a, b, s1, s2, lam, bn)
-            ours = solve_grid(prob.unary, prob.wv, prob.wh, prob.pairwise)
-            ref = torch.stack([_gco_official(prob, i) for i in range(n)])
-            e_ours = grid_energy(ours, prob.unary, prob.wv, prob.wh, prob.pairwise)
-            e_ref = grid_energy(ref, prob.unary, prob.wv, prob.wh, prob.pairwise)
-            gaps.append((e_ours - e_ref) / e_ref.abs())
-    return torch.cat(gaps)
+def _energy_gaps(sizes, batches, seed):
+    """Relative energy gaps (ours - GCO) / |GCO| on random PuzzleMix mask problems: the README figure's
+    problems (``make figures``), GCO called exactly as the official graphcut_multi. A missing GCO (the test
+    extra gco-wrapper) fails here, never skips."""
+    return torch.cat([energy_gaps(bn, batches, seed) for bn in sizes])
 
 
 def _summary(gaps) -> str:
@@ -86,7 +54,7 @@ def _summary(gaps) -> str:
 def test_solver_energy_on_small_grids_is_never_above_gco(photos):
     """2x2 and 4x4 grids are solved exactly (exhaustive search over rows): never above GCO's swap, which is
     a local search."""
-    gaps = _energy_gaps(photos, (2, 4), batches=3, seed=1)
+    gaps = _energy_gaps((2, 4), batches=3, seed=1)
     print(f"\n2x2 and 4x4 vs GCO swap, {_summary(gaps)}")
     assert gaps.numel() == 120 and gaps.max().item() <= 1e-6
 
@@ -94,7 +62,7 @@ def test_solver_energy_on_small_grids_is_never_above_gco(photos):
 def test_solver_energy_on_grids_solved_approximately_is_within_1pct_of_gco(photos):
     """8x8 and 16x16 grids, where the solver is approximate (as GCO's alpha-beta swap is): reported apart
     from the small grids, whose exact solutions would flatter the figure."""
-    gaps = _energy_gaps(photos, (8, 16), batches=6, seed=0)
+    gaps = _energy_gaps((8, 16), batches=6, seed=0)
     print(f"\n8x8 and 16x16 vs GCO swap, {_summary(gaps)}")
     assert gaps.numel() == 240
     assert (gaps <= 0.01).float().mean().item() >= 0.95 and gaps.median().item() <= 0.0
@@ -225,7 +193,7 @@ def test_salient_halves_end_up_in_the_mix():
 
 def test_mixed_image_is_the_mask_blend_and_ratio_its_mean(photos):
     gen = torch.Generator().manual_seed(4)
-    a, b = _crops(photos, gen, 4), _crops(photos, gen, 4)
+    a, b = crops(photos, gen, 4), crops(photos, gen, 4)
     s1, s2 = a.mean(1), b.mean(1)
     res = puzzlemix_pairs(a, b, s1, s2, torch.tensor([0.2, 0.4, 0.6, 0.8]), 8)
     m = res.mask[:, None]
