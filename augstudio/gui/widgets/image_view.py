@@ -2,7 +2,8 @@
 
 * ``ImagePane``: pyqtgraph views in a grid with shared zoom / pan (HWC uint8 arrays, row-major), for the
   preview and the style panel's live result; fit / 1:1 zoom, the pixel under the cursor (``hovered``) and
-  a click on a view (``clicked``).
+  a click on a view (``clicked``); masks, boxes and keypoints over a view (``set_targets``, drawn by
+  ``target_overlay``) and a short note pinned to a view's top-left corner (``set_badge``).
 * ``ImageLabel``: a picture (anything ``to_qimage`` takes, or a QImage built on a worker) scaled to fit,
   kept fitted when the label is resized; for the saliency, mix and TTA views.
 * ``TileGrid``: captioned ``ImageLabel``s that re-flow their columns to be as large as the room allows
@@ -18,10 +19,13 @@ from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from augstudio.gui.qt.images import to_qimage
+from augstudio.gui.widgets.target_overlay import KINDS, TargetOverlay
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 BG = "#1e1f22"
+BADGE_STYLE = {"warn": "background: rgba(150, 80, 0, 225); color: #fff3e0;",
+               "note": "background: rgba(55, 60, 70, 225); color: #e6e8ec;"}
 
 
 class ImagePane(pg.GraphicsLayoutWidget):
@@ -39,11 +43,17 @@ class ImagePane(pg.GraphicsLayoutWidget):
         self.items: list[pg.ImageItem] = []
         self.labels: list[pg.LabelItem] = []
         self.arrays: list[np.ndarray | None] = []
+        self.overlays: dict[int, TargetOverlay] = {}  # made on first use: most panes never show targets
+        self.overlay_kinds = set(KINDS)
+        self.badges: dict[int, QLabel] = {}
         self.scene().sigMouseMoved.connect(self._moved)
         self.scene().sigMouseClicked.connect(self._clicked)
 
     def set_layout(self, titles: list[str], cols: int) -> None:
         self.clear()
+        for lab in self.badges.values():
+            lab.deleteLater()
+        self.overlays, self.badges = {}, {}
         self.views, self.items, self.labels = [], [], []
         self.arrays = [None] * len(titles)
         self.linked = True
@@ -56,6 +66,7 @@ class ImagePane(pg.GraphicsLayoutWidget):
             vb = self.addViewBox(row=2 * r + 1, col=c, lockAspect=True, invertY=True, enableMenu=False)
             img = pg.ImageItem(axisOrder="row-major")
             vb.addItem(img)
+            vb.sigResized.connect(lambda _vb, i=i: self._place_badge(i))
             if self.views:
                 vb.setXLink(self.views[0])
                 vb.setYLink(self.views[0])
@@ -68,6 +79,48 @@ class ImagePane(pg.GraphicsLayoutWidget):
         self.arrays[i] = a
         if title is not None:
             self.labels[i].setText(title)
+
+    def set_targets(self, i: int, data: dict | None) -> None:
+        """Draw ``target_overlay.overlay_data``'s result over view ``i`` (None: no targets)."""
+        if data is None and i not in self.overlays:
+            return
+        if i not in self.overlays:
+            self.overlays[i] = TargetOverlay(self.views[i])
+            self.overlays[i].set_kinds(self.overlay_kinds)
+        self.overlays[i].set(data)
+
+    def set_overlay_kinds(self, kinds) -> None:
+        """Which target kinds (``target_overlay.KINDS``) every view shows."""
+        self.overlay_kinds = set(kinds)
+        for ov in self.overlays.values():
+            ov.set_kinds(self.overlay_kinds)
+
+    def set_badge(self, i: int, text: str, tooltip: str = "", kind: str = "warn") -> None:
+        """A short note over view ``i``'s top-left corner ("" hides it); ``kind``: "warn" or "note"."""
+        lab = self.badges.get(i)
+        if not text:
+            if lab is not None:
+                lab.hide()
+            return
+        if lab is None:
+            lab = self.badges[i] = QLabel(self.viewport())
+            lab.setObjectName("targetsBadge")
+            lab.setWordWrap(True)
+        lab.setStyleSheet(BADGE_STYLE[kind] + " border-radius: 3px; padding: 2px 5px;")
+        lab.setText(text)
+        lab.setToolTip(tooltip)
+        self._place_badge(i)
+        lab.show()
+
+    def _place_badge(self, i: int) -> None:
+        lab = self.badges.get(i)
+        if lab is None or i >= len(self.views):
+            return
+        r = self.mapFromScene(self.views[i].sceneBoundingRect()).boundingRect()
+        want = lab.fontMetrics().horizontalAdvance(lab.text()) + 16  # one line when the view has the room
+        lab.setFixedWidth(max(60, min(want, r.width() - 8)))
+        lab.adjustSize()
+        lab.move(r.left() + 4, r.top() + 4)
 
     def set_linked(self, on: bool) -> None:
         """Share zoom / pan across the views (same-size pictures), or let each view zoom on its own (a
@@ -89,6 +142,8 @@ class ImagePane(pg.GraphicsLayoutWidget):
             item.clear()
             lab.setText("")
             self.arrays[i] = None
+            self.set_targets(i, None)
+            self.set_badge(i, "")
 
     def fit(self, h: int | None = None, w: int | None = None) -> None:
         """Zoom so that an ``h`` x ``w`` picture (default: the largest shown) fits every view whole. The
