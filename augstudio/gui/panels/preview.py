@@ -8,11 +8,17 @@ slider moves only the newest request is rendered. Everything augmentation-relate
 image selected, a file that cannot be read, an empty folder) replaces the pictures, so nothing stale
 stays on screen. Fit / 1:1 zoom, and the pixel under the cursor is read out in the tool bar; a click on a
 grid cell shows that copy large, with its parameters.
+
+When the folder is a dataset with targets (COCO, YOLO, VOC, mask folder; read once per opened folder, on
+the worker), the masks, boxes and keypoints are drawn over the original and each augmented copy, moved by
+the records that made the copy's pixels (``Pipeline.replay_targets``, as ``Recipe.apply(targets=)`` does);
+a badge says what the recipe dropped, or which step cannot carry targets.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -23,6 +29,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QPushButton,
     QSizePolicy,
     QSpinBox,
@@ -35,10 +42,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from augstudio.core.base.errors import AugstudioError
+from augstudio.core.base.targets import normalize_targets
+from augstudio.core.engine.recipe import note_lost
 from augstudio.core.io.images import read_image
 from augstudio.gui.qt.images import display_array
 from augstudio.gui.qt.workers import error_message
 from augstudio.gui.widgets.image_view import ImagePane
+from augstudio.gui.widgets.target_overlay import KINDS, TargetSource, lost_summary, overlay_data
 
 SINGLE, GRID, STEPS = "single", "grid", "steps"
 PAGES = {SINGLE: 0, GRID: 1, STEPS: 2}
@@ -66,26 +77,51 @@ class PictureCache:
         return pic
 
 
-def render(pic, recipe, item_key, copies, token=None) -> dict:
-    """Run the recipe on ``pic`` for each copy index; returns display arrays and step records."""
+def render(pic, recipe, item_key, copies, token=None, targets=None, classes=()) -> dict:
+    """Run the recipe on ``pic`` for each copy index; returns display arrays and step records. With
+    ``targets`` (canonical, for ``pic``) also what to draw over the original and each copy ("overlays"),
+    moved with the copy's own records; a step that cannot carry targets leaves them out ("targets_note")."""
     t0 = time.perf_counter()
     pipe = recipe.pipeline()
-    outs = []
+    outs, overlays, note = [], [], ""
+    ignore = recipe.targets.ignore_index
+    if targets is not None:
+        try:
+            targets = normalize_targets(targets, pic.size)
+        except AugstudioError as e:
+            targets, note = None, f"targets not shown: {e}"
+    original = overlay_data(targets, classes, ignore)
+    try:
+        if targets is not None:
+            pipe.check_targets()
+    except AugstudioError as e:  # AugMix: the pixels still show, without targets
+        head = str(e).split(" cannot carry")[0]
+        targets, note = None, f"targets not shown: {head} cannot carry masks, boxes or keypoints"
     for c in copies:
         if token is not None:
             token.check()
         out, records = pipe.run(pic, recipe.seed, item_key, c)
         outs.append((c, display_array(out), records, out.size))
+        if targets is not None:  # the same records as the pixels: what Recipe.apply(targets=) does
+            log: list = []
+            try:
+                moved = pipe.replay_targets(targets, records, pic.kind, pic.size, recipe.targets, log=log)
+            except AugstudioError as e:
+                targets, note = None, f"targets not shown: {e}"
+                continue
+            note_lost(records, log)
+            overlays.append(overlay_data(moved, classes, ignore))
     return {"original": display_array(pic), "outputs": outs, "size": pic.size,
-            "ms": (time.perf_counter() - t0) * 1000.0}
+            "ms": (time.perf_counter() - t0) * 1000.0, "targets_note": note,
+            "original_overlay": original, "overlays": overlays if targets is not None else [None] * len(outs)}
 
 
-def render_steps(pic, recipe, item_key, copy, token=None) -> dict:
+def render_steps(pic, recipe, item_key, copy, token=None, targets=None, classes=()) -> dict:
     """``render`` for one copy, plus the picture after each step: the steps replayed one by one from the
     copy's records (``Pipeline.replay(..., fuse=False)``), so each frame shows what that step did. The last
     frame can differ by a grey level from the fused result, which resamples consecutive geometric steps
     once."""
-    res = render(pic, recipe, item_key, [copy], token)
+    res = render(pic, recipe, item_key, [copy], token, targets, classes)
     records = res["outputs"][0][2]
     pipe_cls = type(recipe.pipeline())
     frames = [(None, res["original"], pic.size)]
@@ -172,6 +208,20 @@ class PreviewWidget(QWidget):
         self.actual_btn = QToolButton()
         self.actual_btn.setText("1:1")
         self.actual_btn.setToolTip("one picture pixel per screen pixel (Ctrl+1)")
+        # the dataset's targets: one toggle per kind, in a menu (three check boxes would widen the window)
+        self.targets_btn = QToolButton()
+        self.targets_btn.setText("Targets")
+        self.targets_btn.setToolTip("draw the dataset's masks, boxes and keypoints, moved as the pixels were")
+        self.targets_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.targets_btn.setMenu(QMenu(self.targets_btn))
+        self.targets_btn.hide()  # shown once the open folder turns out to have targets
+        self.kind_actions = {}
+        for kind in KINDS:
+            act = self.kind_actions[kind] = self.targets_btn.menu().addAction(kind.capitalize())
+            act.setCheckable(True)
+            act.setChecked(ctx.settings.q.value(f"preview/show_{kind}", True, type=bool))
+            act.toggled.connect(lambda on, k=kind: self._kind_toggled(k, on))
+        self.targets = TargetSource()
         self.pixel_label = QLabel("")
         self.time_label = QLabel("")
         for lab in (self.copy_label, self.pixel_label, self.time_label):
@@ -187,6 +237,7 @@ class PreviewWidget(QWidget):
         bar.addWidget(self.reroll_btn)
         bar.addWidget(self.lock)
         bar.addWidget(self.copy_label)
+        bar.addWidget(self.targets_btn)
         bar.addWidget(self.pixel_label, 1)
         bar.addWidget(self.fit_btn)
         bar.addWidget(self.actual_btn)
@@ -225,6 +276,7 @@ class PreviewWidget(QWidget):
         self.actual_btn.clicked.connect(self.actual_size)
         for pane in (self.single, self.grid, self.steps):
             pane.hovered.connect(self.pixel_label.setText)
+        self._kind_toggled(None, True)
         self.grid.clicked.connect(self.open_cell)
         # single letters act only while the preview has the focus: typing in a list or a field never rerolls
         here = Qt.ShortcutContext.WidgetWithChildrenShortcut
@@ -281,6 +333,13 @@ class PreviewWidget(QWidget):
     def request(self) -> None:
         self._timer.start()
 
+    def _kind_toggled(self, kind, on: bool) -> None:
+        if kind is not None:
+            self.ctx.settings.q.setValue(f"preview/show_{kind}", on)
+        kinds = {k for k, act in self.kind_actions.items() if act.isChecked()}
+        for pane in (self.single, self.grid):
+            pane.set_overlay_kinds(kinds)
+
     def copies(self) -> list[int]:
         if self.mode == GRID:
             return list(range(self.copy, self.copy + self.n_spin.value()))
@@ -303,17 +362,21 @@ class PreviewWidget(QWidget):
         recipe = ctx.recipe().copy()
         copies = self.copies()
         mode = self.mode
-        pictures = self.pictures
+        pictures, source, ds = self.pictures, self.targets, ctx.dataset()
         t_submit = time.perf_counter()
 
         def work(token):
             pic = pictures.get(path)
             token.check()
+            tg = source.get(ds, item.path, pic.size)
+            args = (None, []) if tg is None else (tg["targets"], tg["classes"])
             if mode == STEPS:
-                res = render_steps(pic, recipe, item.path, copies[0], token)
+                res = render_steps(pic, recipe, item.path, copies[0], token, *args)
             else:
-                res = render(pic, recipe, item.path, copies, token)
-            res.update(copies=copies, grid=mode == GRID, mode=mode, t_submit=t_submit, path=str(path))
+                res = render(pic, recipe, item.path, copies, token, *args)
+            if tg is not None and tg["note"]:
+                res["targets_note"] = tg["note"]
+            res.update(has_targets=tg is not None, copies=copies, grid=mode == GRID, mode=mode, t_submit=t_submit, path=str(path))
             return res
 
         ctx.preview_runner.submit(work, self._show, self._error)
@@ -357,8 +420,9 @@ class PreviewWidget(QWidget):
             if len(self.grid.items) != n:
                 self.grid.set_layout([f"copy {c}" for c, *_ in outs], cols)
                 self._fitted_size = None
-            for i, (c, a, _rec, size) in enumerate(outs):
+            for i, (c, a, rec, size) in enumerate(outs):
                 self.grid.show(i, a, f"copy {c}  ·  {fmt_size(size)}")
+                self._show_targets(self.grid, i, res["overlays"][i], rec, res, short=True)
             pane = self.grid
             fit = max((o[3] for o in outs), key=lambda s: s[0] * s[1])
         elif res["mode"] == STEPS:
@@ -387,8 +451,11 @@ class PreviewWidget(QWidget):
             own = "" if linked else "  ·  own zoom"
             self.single.show(0, res["original"], f"original  ·  {fmt_size((h, w))}{own}")
             self.single.show(1, a, f"augmented · copy {c}  ·  {fmt_size(size)}{own}")
+            self.single.set_targets(0, res["original_overlay"])
+            self._show_targets(self.single, 1, res["overlays"][0], outs[0][2], res)
             pane = self.single
             fit = (max(h, size[0]), max(w, size[1]), linked)
+        self.targets_btn.setVisible(res["has_targets"])
         self.stack.setCurrentIndex(PAGES[res["mode"]])
         if self._fitted_size != (fit, res["mode"]):
             QTimer.singleShot(0, lambda pane=pane, fit=fit: pane.fit(*fit[:2]))  # once the page has its size
@@ -402,6 +469,16 @@ class PreviewWidget(QWidget):
         self.time_label.setText(f"{res['ms']:.1f} ms")
         self.rendered.emit({"ms": res["ms"], "display_ms": display_ms, "size": res["size"],
                             "total_ms": total_ms})
+
+    @staticmethod
+    def _show_targets(pane, i, overlay, records, res, short: bool = False) -> None:
+        """The moved targets over view ``i``, and a badge: what the recipe dropped, or why none are drawn."""
+        pane.set_targets(i, overlay)
+        lost, details = lost_summary(records)
+        if res["targets_note"]:
+            pane.set_badge(i, "no targets" if short else res["targets_note"], res["targets_note"], kind="note")
+        else:
+            pane.set_badge(i, f"⚠ {re.sub(r' [(][^)]*[)]', '', lost) if short else lost}" if lost else "", details)
 
     def _show_records(self, outs) -> None:
         """The parameters each step drew: for one copy as rows, for a grid one branch per copy."""
