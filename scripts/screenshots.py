@@ -1,12 +1,13 @@
 """Make the README screenshots from the app itself (offscreen), at a 1280 x 800 screen:
 
-    python scripts/screenshots.py [--out docs/screenshots] [--size 1280x800]
+    python scripts/screenshots.py [--out docs/screenshots] [--size 1280x800] [--only targets]
 
 main.png   browser + chain editor + preview on the bundled shapes samples with the example recipe
 grid.png   the sample grid: 12 draws of the wafer recipe for one wafer map, with their copy indices
 steps.png  the steps view: the image after each step of the chain
 mix.png    the Mix tab: PuzzleMix of two shapes (saliency, mask, transport, the mix and its label)
 jobs.png   the Jobs panel: a finished export, a cancelled one, and one running with its ETA
+targets.png the shapes' COCO masks, boxes and keypoints drawn over the original and the augmented image
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "screenshots"))
     ap.add_argument("--size", default="1280x800", help="the screen the window fits (WIDTHxHEIGHT)")
+    ap.add_argument("--only", choices=["targets"], help="make this one screenshot only")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -66,7 +68,14 @@ def main() -> int:
         n = win.preview.renders
         win.preview.request()
         spin(5, lambda n=n: win.preview.renders > n)
+    if args.only == "targets":
+        targets_shot(win, spin, out)
+        win._closing = True
+        win.close()
+        print(out / "targets.png")
+        return 0
     win.grab().save(str(out / "main.png"))
+    targets_shot(win, spin, out)
 
     # the steps view: the same image after each step
     win.preview.set_steps_mode(True)
@@ -136,9 +145,23 @@ def main() -> int:
     r.cancel()
     win._closing = True
     win.close()
-    for p in ("main.png", "grid.png", "steps.png", "mix.png", "jobs.png"):
+    for p in ("main.png", "targets.png", "grid.png", "steps.png", "mix.png", "jobs.png"):
         print(out / p)
     return 0
+
+
+def targets_shot(win, spin, out: Path) -> None:
+    """The shapes with the sample recipe, masks + boxes + keypoints on (the bundled COCO annotations)."""
+    pv = win.preview
+    for act in pv.kind_actions.values():
+        act.setChecked(True)
+    b = win.browser
+    b.view.setCurrentIndex(b.model.index(b.model.row_of("square/square_013.jpg")))  # a square: four vertex keypoints
+    spin(10, lambda: pv.last_result is not None and pv.last_result["path"].endswith("square_013.jpg"))
+    spin(1.5, lambda: b.loader.pending() == 0)
+    assert pv.last_result["has_targets"] and pv.last_result["overlays"][0], "no targets drawn"
+    spin(0.5)
+    win.grab().save(str(out / "targets.png"))
 
 
 if __name__ == "__main__":
