@@ -30,6 +30,7 @@ class ChainController(QObject):
         self.seed = 0
         self.batch: list[Step] = []
         self.extra: dict = {}
+        self.targets = None  # the recipe's targets: options (min_visibility, ...), kept as loaded
         self.model.listeners.append(self._on_model)
         self.stack.cleanChanged.connect(self._clean_changed)
 
@@ -38,13 +39,17 @@ class ChainController(QObject):
 
     # recipe <-> model
     def recipe(self) -> Recipe:
-        return Recipe([s.copy() for s in self.model.steps], [s.copy() for s in self.batch], self.seed,
-                      dict(self.extra), str(self.path) if self.path else None)
+        recipe = Recipe([s.copy() for s in self.model.steps], [s.copy() for s in self.batch], self.seed,
+                        dict(self.extra), str(self.path) if self.path else None)
+        if self.targets is not None:
+            recipe.targets = self.targets
+        return recipe
 
     def load(self, recipe: Recipe, path: Path | None = None) -> None:
         self.seed = recipe.seed
         self.batch = [s.copy() for s in recipe.batch]
         self.extra = dict(recipe.extra)
+        self.targets = recipe.targets
         self.path = Path(path) if path else None
         self.model.reset([s.copy() for s in recipe.steps])
         self.stack.clear()
