@@ -125,6 +125,10 @@ class Pipeline:
                 if kind == "categorical" and op.categorical == "refuse":
                     raise op.refuse_categorical(self.where(i))
             plans.append(plan(todo, kind) if fuse else [[t] for t in todo])
+        if len(plans) == 1:  # one image: its groups in turn (what the partition below gives for one item)
+            for group in plans[0]:
+                x = self._guard(lambda group=group, x=x: run_group(x, [group], kind), [i for i, _, _ in group], x, kind)
+            return x
         # items whose plans agree run together (all of them, for a single image)
         parts: dict[tuple, list[int]] = {}
         size = tuple(x.shape[-2:])
