@@ -132,28 +132,56 @@ def histograms(x: torch.Tensor) -> torch.Tensor:
     return torch.bincount(flat.reshape(-1), minlength=256 * c).view(c, 256)
 
 
-def gray(x: torch.Tensor) -> torch.Tensor:
+def gray(x: torch.Tensor, floor: bool = True) -> torch.Tensor:
     """torchvision's grey of uint8 (or whole-number float) RGB ``... x 3 x H x W``, floored, as float32
     ``... x 1 x H x W``: one pass per channel, converting as it multiplies (the same float32 products and
-    fused sums as converting first)."""
+    fused sums as converting first). ``floor=False``: not yet floored, for a truncating cast to uint8 (the
+    sums are >= 0, so truncation is the floor) that saves the pass."""
     r, g, b = x.unbind(-3)
     w0, w1, w2 = GRAY_WEIGHTS
-    return torch.mul(r, w0).add_(g, alpha=w1).add_(b, alpha=w2).floor_().unsqueeze_(-3)
+    s = torch.mul(r, w0).add_(g, alpha=w1).add_(b, alpha=w2)
+    return (s.floor_() if floor else s).unsqueeze_(-3)
+
+
+def _gray_u8(x: torch.Tensor) -> np.ndarray:
+    """``gray(x)`` of a CPU uint8 RGB ``3 x H x W`` as a uint8 ``H x W`` numpy array (numpy's truncating
+    cast of the unfloored sums: the same bytes as floor, then ``to_uint8``, one pass fewer)."""
+    return gray(x, floor=False).numpy().reshape(x.shape[-2:]).astype(np.uint8)
+
+
+def grayscale(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """``gray(x)`` of uint8 RGB ``3 x H x W`` as uint8, repeated into ``channels`` planes."""
+    if cv.active(x) and x.dim() == 3:
+        out, dst = cv.new_planes((channels, *x.shape[-2:]))
+        dst[:] = _gray_u8(x)
+        return out
+    g = gray(x).to(torch.int16).to(torch.uint8)  # whole numbers 0..255: warp.to_uint8's cast
+    return g.expand((*x.shape[:-3], channels, *x.shape[-2:])).contiguous() if channels > 1 else g
+
+
+def gray_mean(x: torch.Tensor) -> float:
+    """The mean of ``gray(x)`` (RGB) or of ``x`` (one channel) of uint8 ``C x H x W``: an exact sum of whole
+    numbers (the same for any thread count) over the pixel count."""
+    if x.shape[-3] == 3 and x.dim() == 3 and cv.active(x):  # the same whole numbers, summed exactly
+        return float(cv2.sumElems(_gray_u8(x))[0]) / float(x[0].numel())
+    g = gray(x) if x.shape[-3] == 3 else x
+    return float(g.sum(dtype=torch.float64).item()) / float(g.numel())
 
 
 def saturate(x: torch.Tensor, factor: float, grey: torch.Tensor | None = None) -> torch.Tensor:
     """Blend uint8 RGB ``3 x H x W`` with its grey: ``floor(clamp(f x + (1 - f) grey))`` (torchvision's
     adjust_saturation). The torch form computes it in float32 as torchvision does; the OpenCV form blends
     the uint8 planes in one pass each (``cv2.addWeighted``, within one grey level of it)."""
-    grey = gray(x) if grey is None else grey
     if cv.active(x):
         cv.sync_threads()
-        g8 = grey.numpy().reshape(x.shape[-2:]).astype(np.uint8)  # whole numbers: numpy's cast is the fast one
+        # whole numbers: numpy's cast is the fast one (and floors the unfloored sums: they are >= 0)
+        g8 = _gray_u8(x) if grey is None else grey.numpy().reshape(x.shape[-2:]).astype(np.uint8)
         src = cv.planes(x)
         out, dst = cv.new_planes(x.shape)
         for i in range(3):
             cv2.addWeighted(src[i], factor, g8, 1.0 - factor, _FLOOR, dst=dst[i])
         return out
+    grey = gray(x) if grey is None else grey
     g = grey.mul(1.0 - factor)
     return torch.mul(x, factor).add_(g).clamp_(0, 255).floor_().to(torch.int16).to(torch.uint8)
 
@@ -230,4 +258,4 @@ def _hue_cv(x: torch.Tensor, factor: float, rows: int = 128) -> torch.Tensor:
     return out
 
 
-__all__ = ["GRAY_WEIGHTS", "bitwise", "gray", "saturate", "affine_lut", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]
+__all__ = ["GRAY_WEIGHTS", "bitwise", "gray", "grayscale", "gray_mean", "saturate", "affine_lut", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]

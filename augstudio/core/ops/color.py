@@ -33,7 +33,8 @@ from augstudio.core.kernels.color import (
     apply_luts,
     bitwise,
     compose_luts,
-    gray,
+    gray_mean,
+    grayscale,
     histograms,
     levels,
     saturate,
@@ -65,8 +66,7 @@ def _gray_float(x: torch.Tensor) -> torch.Tensor:
 def mean_gray(x: torch.Tensor) -> float:
     """Mean of torchvision's floored grey image, as an exact sum (whole numbers in float64: the same for
     any thread count)."""
-    g = gray(x) if x.shape[-3] == 3 else x
-    return float(g.sum(dtype=torch.float64).item()) / float(g.numel())
+    return gray_mean(x)
 
 
 class ColorOp(Op):
@@ -358,10 +358,7 @@ class Grayscale(PointwiseOp, ColorOp):
         x, alpha = split_alpha(x, kind)
         if x.shape[-3] == 1:
             return join_alpha(x, alpha)
-        g = W.to_uint8(gray(x))
-        if self.keep_channels:
-            g = g.expand(x.shape).contiguous()
-        return join_alpha(g, alpha)
+        return join_alpha(grayscale(x, 3 if self.keep_channels else 1), alpha)
 
 
 @register
