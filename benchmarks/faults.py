@@ -140,8 +140,9 @@ def kills(tmp: Path, n_kills: int, n_images: int = 400) -> dict:
 def gui_load(tmp: Path, n_images: int, seconds: float, passes: int = 4, jobs: bool = True) -> dict:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import psutil
-    from augstudio.gui.shell.app import create_window, get_app
     from PySide6.QtCore import QElapsedTimer, QTimer
+
+    from augstudio.gui.shell.app import create_window, get_app
 
     src = tmp / "gui_src"
     t0 = time.perf_counter()
