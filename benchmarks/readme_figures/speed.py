@@ -153,3 +153,29 @@ def speed_faults(ctx) -> str:
             f"**Scan** (`python benchmarks/scan.py`): {s['files']:,} files in {full['best_s']:.2f} s (best of "
             f"{s['repeat']}, every file stat-ed)" + (f"; torchvision's `make_dataset` {tv['best_s']:.2f} s." if tv
                                                      else "."))
+
+
+def _printed(text: str, keep=("|", "Ray overhead", "driver", "load average", "2000 outputs", "outputs of")) -> str:
+    """The tables and summary lines a benchmark script prints (its progress lines left out)."""
+    lines = [line.rstrip() for line in text.splitlines()]
+    out = [line for line in lines if line.startswith(keep)]
+    return "\n".join(out)
+
+
+@figure("speed_export_threads", "benchmarks/export_threads.py (2,000 outputs under 2 busy processes: default "
+        "threads vs OMP_NUM_THREADS=1, -j 1 / -j 2, plain and mixup)", minutes=14, quick="--repeat 1")
+def speed_export_threads(ctx) -> str:
+    args = _quick(ctx, [], ["--repeat", "1"])
+    text = ctx.script("benchmarks/export_threads.py", *args)
+    return ("**Export on a busy machine** (`python benchmarks/export_threads.py`): `augstudio export` with torch's "
+            "default threads against `OMP_NUM_THREADS=1` set by hand (exports run one torch thread per worker; "
+            "target: within 1.3x).\n\n" + _printed(text))
+
+
+@figure("speed_ray", "benchmarks/ray_export.py (2,000 images x 2 copies: local -j 1 / -j 2 vs --engine ray, "
+        "Ray Data, the driver's cap, N nodes on paper)", minutes=12, quick="--repeat 1")
+def speed_ray(ctx) -> str:
+    args = _quick(ctx, [], ["--repeat", "1"])
+    text = ctx.script("benchmarks/ray_export.py", *args, timeout=3600)
+    return ("**Ray** (`python benchmarks/ray_export.py`; every tree checked byte for byte against the local "
+            "engine's; details in [benchmarks/README.md](benchmarks/README.md)):\n\n" + _printed(text))
