@@ -60,3 +60,15 @@ def wafer_folder(tmp_path) -> Path:
     for cls in ("Center", "Donut", "none"):
         shutil.copytree(SAMPLES / "wafers" / cls, root / cls)
     return root
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Small images on a shared 2-core machine: intra-op threads only add contention (exports and their
+    tests run one torch thread per worker); restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -28,15 +28,7 @@ GEOMETRIC = {"seed": 7, "steps": [{"op": "hflip", "p": 0.5}, {"op": "rotate", "d
                                   {"op": "translate", "x": [-0.1, 0.1], "y": [-0.1, 0.1], "p": 0.5}]}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small images on a shared 2-core machine: intra-op threads only add contention."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def files_of(root: Path) -> dict[str, bytes]:

@@ -29,14 +29,7 @@ RECIPE = {"seed": 11, "steps": [{"op": "hflip", "p": 0.5}, {"op": "rotate", "deg
                                 {"op": "contrast", "factor": [0.7, 1.3]}]}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture

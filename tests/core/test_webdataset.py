@@ -24,14 +24,7 @@ from augstudio.core.workflows.export import export_job  # noqa: E402
 RECIPE = {"seed": 7, "steps": [{"op": "hflip", "p": 0.5}, {"op": "rotate", "degrees": [-20, 20]}]}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture
