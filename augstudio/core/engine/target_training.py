@@ -12,18 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from augstudio.core.base.errors import DatasetError, RecipeError
 from augstudio.core.io.images import read_image
 from augstudio.core.io.targets import TargetDataset, read_targets
 
-from .training import _recipe, finished
+from .training import EpochKeyedDataset, _recipe, finished
 
 OUTPUTS = ("tv_tensors", "plain")
 
 
-class TargetRecipeDataset(torch.utils.data.Dataset):
+class TargetRecipeDataset(EpochKeyedDataset):
     """``source``: a ``TargetDataset`` (``augstudio.core.io.targets.read_targets``) or a folder / COCO JSON in
     any format it reads. ``copy=k`` gives export's copy k; without it the copy is the epoch (``set_epoch``).
     Items are ``(image, targets)``; batch them with ``collate_fn=TargetRecipeDataset.collate`` (lists: each
@@ -39,20 +37,7 @@ class TargetRecipeDataset(torch.utils.data.Dataset):
         self.epoch = int(epoch)
         self.output = output
         self._pipeline = None
-        self._pipeline_for_check().check_targets()
-
-    def _pipeline_for_check(self):
-        if self._pipeline is None:
-            self._pipeline = self.recipe.pipeline()
-        return self._pipeline
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_pipeline"] = None  # rebuilt in each worker
-        return state
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self.pipeline().check_targets()
 
     def __len__(self) -> int:
         return len(self.data.items)
@@ -61,7 +46,7 @@ class TargetRecipeDataset(torch.utils.data.Dataset):
         return self.data.items[i].image
 
     def __getitem__(self, i: int):
-        pipe = self._pipeline_for_check()
+        pipe = self.pipeline()
         item = self.data.items[i]
         path = self.data.abspath(item)
         pic = read_image(path)

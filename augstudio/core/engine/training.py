@@ -60,7 +60,27 @@ def finished(pipeline, pic, output: str):
     return from_picture(pic, output)
 
 
-class RecipeDataset(torch.utils.data.Dataset):
+class EpochKeyedDataset(torch.utils.data.Dataset):
+    """What the recipe datasets share: a pipeline built on first use in each process (never pickled into
+    DataLoader workers) and the epoch that keys draws when no copy is fixed (``set_epoch``)."""
+
+    _pipeline = None
+
+    def pipeline(self):
+        if self._pipeline is None:
+            self._pipeline = self.recipe.pipeline()
+        return self._pipeline
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_pipeline"] = None  # rebuilt in each worker
+        return state
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+
+class RecipeDataset(EpochKeyedDataset):
     """Samples keyed by their items, so a ``DataLoader`` with any number of workers (fork or spawn) gives
     exactly the pixels that the app's preview and ``augstudio export`` give for the same recipe, seed, item
     and copy, and fresh ones every epoch.
@@ -100,14 +120,6 @@ class RecipeDataset(torch.utils.data.Dataset):
                               f"dataset with item_key(i); got {type(source).__name__}")
         self._pipeline = None
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_pipeline"] = None  # rebuilt in each worker
-        return state
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
     def __len__(self) -> int:
         return len(self.base) if self.base is not None else len(self.samples)
 
@@ -115,8 +127,7 @@ class RecipeDataset(torch.utils.data.Dataset):
         return item_key(self.base.item_key(i)) if self.base is not None else self.samples[i][0]
 
     def __getitem__(self, i: int):
-        if self._pipeline is None:
-            self._pipeline = self.recipe.pipeline()
+        self.pipeline()
         if self.base is not None:
             image, label = self.base[i]
             pic, _ = as_picture(image)
