@@ -364,10 +364,17 @@ def atomic_write_bytes(path, data: bytes) -> None:
     (disk full, read-only folder, Ctrl-C) removes its temporary file before raising. When ``path`` is a
     symbolic link, the link itself is replaced: its target is never written.
     """
+    atomic_write_with(path, lambda tmp: write_file(tmp, data))
+
+
+def atomic_write_with(path, write) -> None:
+    """``write(tmp)`` makes the file at a temporary name in ``path``'s folder, then an atomic rename puts it
+    at ``path`` (what ``atomic_write_bytes`` and streamed writes such as WebDataset shards share); a failed
+    write removes its temporary file before raising."""
     path = Path(path)
     tmp = temp_name(path)
     try:
-        write_file(tmp, data)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:

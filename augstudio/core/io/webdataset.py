@@ -16,9 +16,7 @@ in a training loop.
 from __future__ import annotations
 
 import io
-import os
 import tarfile
-from pathlib import Path
 
 from . import images
 
@@ -73,18 +71,11 @@ def shard_bytes(samples) -> bytes:
 
 def write_shard(path, samples) -> None:
     """Write a shard atomically (temporary name in the same folder, then a rename), streaming to disk."""
-    path = Path(path)
-    tmp = images.temp_name(path)
-    try:
+    def stream(tmp):
         with open(tmp, "wb") as f:
             shard_bytes_to(f, samples)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
+
+    images.atomic_write_with(path, stream)
 
 
 def read_shard(path) -> list[tuple[str, dict[str, bytes]]]:
