@@ -250,13 +250,15 @@ def test_regression_puzzlemix_takes_a_half_precision_model(photos):
         assert s.dtype == torch.float32 and s.shape == (3, 40, 40) and torch.isfinite(s).all()
 
 
-def test_targets_keep_to_the_device_of_the_image(photos):
+@pytest.mark.parametrize("box_mode", ["corners", "pixels"])
+def test_targets_keep_to_the_device_of_the_image(photos, box_mode):
     """Masks, boxes and keypoints through geometry, erasing, containers and a policy, per image and batched:
     every tensor the targets engine makes states its device."""
     recipe = Recipe.from_dict({"seed": 2, "steps": [
         {"op": "hflip", "p": 0.5}, {"op": "rotate", "degrees": [-30, 30]}, {"op": "trivial_augment"},
         {"op": "one_of", "steps": [{"op": "scale"}, {"op": "translate"}]}, {"op": "cutout", "holes": 2},
-        {"op": "random_resized_crop", "size": [32, 32]}], "targets": {"drop_erased_boxes": True, "min_visibility": 0.2}})
+        {"op": "random_resized_crop", "size": [32, 32]}], "targets": {"drop_erased_boxes": True, "min_visibility": 0.2,
+                                                        "box_mode": box_mode}})
     mask = torch.zeros(40, 40, dtype=torch.int64)
     mask[5:25, 8:30] = 3
     targets = {"mask": mask, "boxes": [[8, 5, 30, 25]], "box_labels": [3], "keypoints": [[10, 10], [35, 35]]}

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, fields
 from augstudio.core.base.errors import RecipeError
 from augstudio.core.base.targets import IGNORE_INDEX
 
+BOX_MODES = ("corners", "pixels")
+
 
 @dataclass(frozen=True)
 class TargetOptions:
@@ -18,6 +20,9 @@ class TargetOptions:
     min_visibility: float = 0.0  # drop a box when less than this share of its (moved) area stays inside
     min_area: float = 0.0  # drop a box smaller than this many pixels after clipping
     drop_erased_boxes: bool = False  # drop boxes that an erasing op hid completely
+    # how a moved box is measured: "corners", the box around its moved corners (torchvision's, the default);
+    # "pixels", the box around the pixels a mask of the box keeps after the move (tight at tilted corners)
+    box_mode: str = "corners"
 
     @classmethod
     def from_dict(cls, data, where: str = "") -> TargetOptions:
@@ -42,6 +47,8 @@ class TargetOptions:
             raise RecipeError(f"{where}targets: 'min_area' must be a number of pixels >= 0, got {out.min_area!r}")
         if not isinstance(out.drop_erased_boxes, bool):
             raise RecipeError(f"{where}targets: 'drop_erased_boxes' must be true or false, got {out.drop_erased_boxes!r}")
+        if out.box_mode not in BOX_MODES:
+            raise RecipeError(f"{where}targets: 'box_mode' must be one of {', '.join(BOX_MODES)}, got {out.box_mode!r}")
         return out
 
     def to_dict(self) -> dict:
@@ -54,4 +61,4 @@ class TargetOptions:
         return self.ignore_index if self.fill_mask is None else self.fill_mask
 
 
-__all__ = ["TargetOptions"]
+__all__ = ["BOX_MODES", "TargetOptions"]

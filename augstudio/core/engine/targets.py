@@ -8,7 +8,8 @@ Every step's effect on targets follows from what the op is (``ops.target_effects
   ``fill_mask`` (default the ``ignore_index``) in a class mask, 0 in instance masks. Boxes become the
   enclosing box of their moved corners, clipped to the image; a box is dropped when it left the image, or
   when less than ``min_visibility`` of it (area after clipping / before) or less than ``min_area`` pixels
-  remain. Keypoints move exactly; ``keypoint_visible`` turns False once one leaves the image.
+  remain (``box_mode: pixels``: the box around the pixels a mask of the box keeps instead, tight at tilted
+  corners). Keypoints move exactly; ``keypoint_visible`` turns False once one leaves the image.
 * erasing writes ``ignore_index`` into a class mask (0 into instance masks) where it erased, and with
   ``drop_erased_boxes`` drops the boxes it hid completely.
 * containers and policies: each nested step / drawn sub-op that ran, in order.
@@ -184,13 +185,51 @@ def _move_boxes(b: torch.Tensor, m, out: tuple, opts: TargetOptions):
     area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
     left = ~found | ((area <= 0) & (full > 0))
     visibility = torch.where(full > 0, area / full.clamp_min(1e-12), torch.ones_like(full))
+    empty = torch.zeros_like(left)
+    if opts.box_mode == "pixels":
+        box, held = _pixel_bbox(moved, w, h)
+        empty = ~held & ~left
+        area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
     low_vis = visibility < opts.min_visibility - 1e-6
     small = area < opts.min_area
     why = ["left the image" if left[i] else
+           "holds no pixel after the move" if empty[i] else
            f"visible {visibility[i]:.3f} < min_visibility {opts.min_visibility}" if low_vis[i] else
            f"area {area[i]:.1f} px < min_area {opts.min_area}" if small[i] else ""
            for i in range(len(b))]
-    return box.to(b.dtype), ~(left | low_vis | small), why
+    return box.to(b.dtype), ~(left | empty | low_vis | small), why
+
+
+def _pixel_bbox(quad: torch.Tensor, w: int, h: int):
+    """``box_mode: pixels``: the bounding box (pixel edges) of the output pixels whose centres lie in the
+    moved box ``quad`` (N x 4 x 2, convex) — the pixels a nearest-resampled mask of the box keeps — and
+    whether there is any. Row by row: where the row's centre line crosses the quad's edges."""
+    n = quad.shape[0]
+    r0 = max(0, int(math.floor(float(quad[..., 1].min()))))  # only the rows some box reaches
+    r1 = min(h, int(math.ceil(float(quad[..., 1].max()))) + 1)
+    rows = torch.arange(r0, max(r0, r1), dtype=quad.dtype, device=quad.device)
+    if rows.numel() == 0:
+        return torch.zeros((n, 4), dtype=quad.dtype, device=quad.device), torch.zeros(n, dtype=torch.bool,
+                                                                                       device=quad.device)
+    ys = rows + 0.5  # R row centres
+    p, q = quad, quad.roll(-1, dims=1)  # N x 4 edges p -> q
+    y0, y1 = p[..., 1, None], q[..., 1, None]  # N x 4 x 1
+    lo_y, hi_y = torch.minimum(y0, y1), torch.maximum(y0, y1)
+    crosses = (ys >= lo_y) & (ys <= hi_y) & (hi_y > lo_y)  # N x 4 x R
+    t = (ys - y0) / torch.where(hi_y > lo_y, y1 - y0, torch.ones_like(y0))
+    x = p[..., 0, None] + t * (q[..., 0, None] - p[..., 0, None])
+    inf = torch.tensor(float("inf"), dtype=quad.dtype, device=quad.device)
+    xl = torch.where(crosses, x, inf).min(dim=1).values  # N x R
+    xr = torch.where(crosses, x, -inf).max(dim=1).values
+    u0 = torch.ceil(xl - 0.5).clamp_min(0)  # first and last column whose centre is inside
+    u1 = torch.floor(xr - 0.5).clamp_max(w - 1)
+    row = u1 >= u0
+    held = row.any(dim=1)
+    rows = rows.expand(n, -1)
+    box = torch.stack([torch.where(row, u0, inf).min(dim=1).values, torch.where(row, rows, inf).min(dim=1).values,
+                       torch.where(row, u1, -inf).max(dim=1).values + 1,
+                       torch.where(row, rows, -inf).max(dim=1).values + 1], dim=1)
+    return torch.where(held[:, None], box, torch.zeros_like(box)), held
 
 
 def _visible_bbox(quad: torch.Tensor, w: float, h: float):
