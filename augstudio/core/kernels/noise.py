@@ -85,12 +85,26 @@ def _np_lowbias32_(x: np.ndarray, t: np.ndarray) -> np.ndarray:
     return x
 
 
+_COUNTER = np.arange(1 << 16, dtype=np.uint32)  # 0, 1, 2, ...: the hash's counter, kept between calls
+_COUNTER_MAX = 1 << 21  # 8 MB: larger images make their own
+
+
+def _counter(n: int) -> np.ndarray:
+    global _COUNTER
+    c = _COUNTER  # one read: another thread may swap in a longer one meanwhile
+    if len(c) < n:
+        c = np.arange(max(n, 2 * len(c)), dtype=np.uint32)
+        if len(c) <= _COUNTER_MAX:
+            _COUNTER = c
+    return c[:n]
+
+
 def _np_bits32(seeds: list[int], n: int) -> np.ndarray:
     """``bits32`` as a uint32 numpy array (the same bits)."""
     mixed = [_splitmix64(int(v)) for v in seeds]
     k0 = np.array([m & MASK32 for m in mixed], dtype=np.uint32).reshape(-1, 1)
     k1 = np.array([m >> 32 for m in mixed], dtype=np.uint32).reshape(-1, 1)
-    x = np.arange(n, dtype=np.uint32).reshape(1, -1) ^ k0
+    x = _counter(n).reshape(1, -1) ^ k0  # a new array: the counter is never written
     t = np.empty_like(x)
     _np_lowbias32_(x, t)
     x ^= k1
@@ -158,7 +172,8 @@ def standard_normal(seeds: list[int], shape, device) -> torch.Tensor:
     """``len(seeds) x *shape`` float32 N(0, 1) values."""
     n = math.prod(int(s) for s in shape)
     if _on_cpu(device):
-        return torch.from_numpy(normal_table("cpu").numpy().take(_np_bits16(seeds, n))).view(len(seeds), *shape)
+        idx = _np_bits16(seeds, n).astype(np.intp)  # see scaled_normal_int16
+        return torch.from_numpy(normal_table("cpu").numpy().take(idx, mode="wrap")).view(len(seeds), *shape)
     return normal_table(device).index_select(0, bits16(seeds, n, device).reshape(-1)).view(len(seeds), *shape)
 
 
@@ -169,14 +184,16 @@ def scaled_normal_int16(seeds: list[int], shape, device, scales: list[float], sm
     n = math.prod(int(s) for s in shape)
     if _on_cpu(device):
         q = normal_table("cpu").numpy()
-        idx = _np_bits16(seeds, n)
+        # take() converts uint16 indices to intp itself and checks each one; converting first and 'wrap'
+        # (no index can be out of range) measured 222 -> 132 us for 150k values
+        idx = _np_bits16(seeds, n).astype(np.intp)
         dtype = np.int8 if small and max(abs(float(v)) for v in scales) * 4.5 < 127 else np.int16
         out = np.empty((len(seeds), n), dtype=dtype)
         for j, scale in enumerate(scales):
             t = np.rint(q * np.float32(scale))  # float32, as the torch form's table * scale
             if abs(scale) * 4.5 >= 32767:
                 np.clip(t, -32768, 32767, out=t)
-            t.astype(dtype).take(idx[j], out=out[j])
+            t.astype(dtype).take(idx[j], out=out[j], mode="wrap")
         return torch.from_numpy(out).view(len(seeds), *shape)
     table = normal_table(device)
     rows = []
