@@ -51,6 +51,34 @@ def speed_chain(ctx) -> str:
             + f"\n\nBatched path (`Recipe.apply_batch`) against kornia at batch {b[0]['batch']} on the CPU: {batched}.")
 
 
+@figure("speed_ops", "benchmarks/chain.py --only ops (every per-image op alone vs albumentations, torchvision v2)",
+        minutes=1, quick="--op-runs 15")
+def speed_ops(ctx) -> str:
+    args = _quick(ctx, ["--only", "ops", "--op-runs", "40"], ["--op-runs", "15"])
+    r = _json(ctx, "benchmarks/chain.py", *args)
+    rows, faster, slower = [], [], []
+    for name, row in r["ops"].items():
+        ours = row["augstudio"]["cpu_median_ms"]
+
+        def cell(lib, row=row):
+            return f"{row[lib]['cpu_median_ms']:.3f}" if lib in row else "-"
+
+        def ratio(lib, row=row, ours=ours):
+            return f"{row[lib]['cpu_median_ms'] / max(ours, 1e-6):.2f}x" if lib in row else "-"
+
+        if "albumentations" in row and not name.startswith("("):
+            (faster if row["albumentations"]["cpu_median_ms"] >= ours else slower).append(name)
+        rows.append([name, f"{ours:.3f}", cell("albumentations"), cell("torchvision"), ratio("albumentations"),
+                     ratio("torchvision"), row.get("note", "") or ""])
+    runs = args[args.index("--op-runs") + 1] if "--op-runs" in args else "40"
+    return (f"**Each op alone** (`python benchmarks/chain.py --only ops`; 512x512 astronaut, one thread, thread CPU "
+            f"ms per image, median of {runs} interleaved runs; a ratio above 1 means augstudio is faster):\n\n"
+            + md_table(["op", "augstudio", "albumentations", "torchvision v2", "vs albumentations", "vs torchvision",
+                        "note"], rows, align="lrrrrrl")
+            + f"\n\nAt least as fast as albumentations: {len(faster)} of {len(faster) + len(slower)} ops with an "
+            f"equivalent ({', '.join(faster)}).")
+
+
 @figure("speed_puzzlemix", "benchmarks/puzzlemix.py (batched PuzzleMix vs the official procedure with GCO)",
         minutes=6, quick="--skip-224 --repeats 1")
 def speed_puzzlemix(ctx) -> str:
