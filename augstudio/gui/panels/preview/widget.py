@@ -17,9 +17,7 @@ a badge says what the recipe dropped, or which step cannot carry targets.
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 import time
 
 import numpy as np
@@ -42,116 +40,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from augstudio.core.base.errors import AugstudioError
-from augstudio.core.base.targets import normalize_targets
-from augstudio.core.engine.recipe import note_lost
-from augstudio.core.io.images import read_image
-from augstudio.gui.qt.images import display_array
 from augstudio.gui.qt.workers import error_message
 from augstudio.gui.widgets.image_view import ImagePane
-from augstudio.gui.widgets.target_overlay import KINDS, TargetSource, lost_summary, overlay_data
+from augstudio.gui.widgets.target_overlay import KINDS, TargetSource, lost_summary
+
+from .render import PictureCache, fmt_size, records_text, render, render_steps, short_params
 
 SINGLE, GRID, STEPS = "single", "grid", "steps"
 PAGES = {SINGLE: 0, GRID: 1, STEPS: 2}
 MESSAGE_PAGE = 3
-
-
-class PictureCache:
-    """The last few decoded source pictures (thread-safe)."""
-
-    def __init__(self, size: int = 8):
-        self.size = size
-        self._d: dict = {}
-        self._lock = threading.Lock()
-
-    def get(self, path):
-        key = str(path)
-        with self._lock:
-            pic = self._d.get(key)
-        if pic is None:
-            pic = read_image(path)
-            with self._lock:
-                self._d[key] = pic
-                while len(self._d) > self.size:
-                    self._d.pop(next(iter(self._d)))
-        return pic
-
-
-def render(pic, recipe, item_key, copies, token=None, targets=None, classes=()) -> dict:
-    """Run the recipe on ``pic`` for each copy index; returns display arrays and step records. With
-    ``targets`` (canonical, for ``pic``) also what to draw over the original and each copy ("overlays"),
-    moved with the copy's own records; a step that cannot carry targets leaves them out ("targets_note")."""
-    t0 = time.perf_counter()
-    pipe = recipe.pipeline()
-    outs, overlays, note = [], [], ""
-    ignore = recipe.targets.ignore_index
-    if targets is not None:
-        try:
-            targets = normalize_targets(targets, pic.size)
-        except AugstudioError as e:
-            targets, note = None, f"targets not shown: {e}"
-    original = overlay_data(targets, classes, ignore)
-    try:
-        if targets is not None:
-            pipe.check_targets()
-    except AugstudioError as e:  # AugMix: the pixels still show, without targets
-        head = str(e).split(" cannot carry")[0]
-        targets, note = None, f"targets not shown: {head} cannot carry masks, boxes or keypoints"
-    for c in copies:
-        if token is not None:
-            token.check()
-        out, records = pipe.run(pic, recipe.seed, item_key, c)
-        outs.append((c, display_array(out), records, out.size))
-        if targets is not None:  # the same records as the pixels: what Recipe.apply(targets=) does
-            log: list = []
-            try:
-                moved = pipe.replay_targets(targets, records, pic.kind, pic.size, recipe.targets, log=log)
-            except AugstudioError as e:
-                targets, note = None, f"targets not shown: {e}"
-                continue
-            note_lost(records, log)
-            overlays.append(overlay_data(moved, classes, ignore))
-    return {"original": display_array(pic), "outputs": outs, "size": pic.size,
-            "ms": (time.perf_counter() - t0) * 1000.0, "targets_note": note,
-            "original_overlay": original, "overlays": overlays if targets is not None else [None] * len(outs)}
-
-
-def render_steps(pic, recipe, item_key, copy, token=None, targets=None, classes=()) -> dict:
-    """``render`` for one copy, plus the picture after each step: the steps replayed one by one from the
-    copy's records (``Pipeline.replay(..., fuse=False)``), so each frame shows what that step did. The last
-    frame can differ by a grey level from the fused result, which resamples consecutive geometric steps
-    once."""
-    res = render(pic, recipe, item_key, [copy], token, targets, classes)
-    records = res["outputs"][0][2]
-    pipe_cls = type(recipe.pipeline())
-    frames = [(None, res["original"], pic.size)]
-    cur = pic
-    for step, rec in zip(recipe.steps, records):
-        if token is not None:
-            token.check()
-        if rec["applied"]:
-            cur = pipe_cls([step]).replay(cur, [rec], fuse=False)
-        frames.append((rec, display_array(cur), cur.size))
-    res["frames"] = frames
-    return res
-
-
-def fmt_size(size) -> str:
-    """A picture's (height, width) as the user reads it, unambiguously: W 128 × H 96."""
-    h, w = size
-    return f"W {w} × H {h}"
-
-
-def _records_text(params) -> str:
-    if params is None:
-        return ""
-    return json.dumps(params, separators=(", ", ": "), default=str)
-
-
-def _short(params, limit: int = 60) -> str:
-    text = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in (params or {}).items()
-                     if not isinstance(v, (list, dict)))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class PreviewWidget(QWidget):
@@ -437,8 +334,10 @@ class PreviewWidget(QWidget):
                 elif not rec["applied"]:
                     title = f"{rec['step']}. {rec['op']}  ·  not applied"
                 else:
-                    title = f"{rec['step']}. {rec['op']}  ·  {_short(rec['params'], 30)}"
+                    drawn = short_params(rec["params"], 30)
+                    title = f"{rec['step']}. {rec['op']}" + (f"  ·  {drawn}" if drawn else "")
                 self.steps.show(i, a, title)
+                self._show_targets(self.steps, i, res["frame_overlays"][i], [rec] if rec else [], res, short=True)
             pane = self.steps
             fit = max((f[2] for f in frames), key=lambda s: s[0] * s[1])
         else:
@@ -494,7 +393,7 @@ class PreviewWidget(QWidget):
                 self.params.addTopLevelItem(parent)
             for r in records:
                 applied = r["applied"]
-                text = _records_text(r["params"]) if applied else ""
+                text = records_text(r["params"]) if applied else ""
                 it = QTreeWidgetItem([f"{r['step']}. {r['op']}", "yes" if applied else "no", text])
                 it.setToolTip(2, text)  # the whole text where the column cuts it
                 it.setToolTip(0, f"{r['step']}. {r['op']}")
