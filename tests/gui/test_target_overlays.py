@@ -208,6 +208,49 @@ def test_the_grid_draws_each_copys_targets(make_window, qtbot, shapes):
         assert pv.grid.overlays[k].data is res["overlays"][k]
 
 
+def test_the_steps_view_draws_the_targets_after_each_step(make_window, qtbot, shapes):
+    """Frame k shows the targets moved by steps 1..k (their own records, one at a time like the frames'
+    pixels); the last frame's boxes are the fused result's, within a pixel; a crop that drops the box
+    badges its own frame."""
+    recipe = {"seed": 0, "steps": [{"op": "rotate", "degrees": [25, 25]}, {"op": "hflip"},
+                                   {"op": "center_crop", "size": [40, 40]}], "targets": {"min_visibility": 0.9}}
+    win, _ = open_item(make_window, qtbot, shapes, recipe)
+    pv = win.preview
+    pv.steps_btn.setChecked(True)
+    qtbot.waitUntil(lambda: "frame_overlays" in (pv.last_result or {}), timeout=20000)
+    res = pv.last_result
+    assert len(res["frame_overlays"]) == 4 and all(pv.steps.overlays[i].data is res["frame_overlays"][i]
+                                                   for i in range(4))
+    for k in (1, 2):  # after rotate, after rotate + hflip: what those steps alone do to the targets
+        part = {"seed": 0, "steps": recipe["steps"][:k]}
+        moved, _ = core_targets(shapes, part)
+        assert np.allclose([b[:4] for b in res["frame_overlays"][k]["boxes"]], moved["boxes"].numpy(), atol=1.0)
+    assert res["frame_overlays"][1]["boxes"] != res["frame_overlays"][2]["boxes"]  # the flip moved them
+    _, records = core_targets(shapes, recipe)
+    assert records[2]["targets_lost"]  # the crop dropped the box: its frame says so, the others do not
+    assert res["frame_overlays"][3]["boxes"] == [] and pv.steps.badges[3].isVisible()
+    assert all(i not in pv.steps.badges or not pv.steps.badges[i].isVisible() for i in (0, 1, 2))
+
+
+def test_the_steps_view_keeps_every_column_on_screen_with_long_titles(make_window, qtbot, shapes):
+    """A step's title (op and drawn parameters) is cut to its column with the whole text as its tooltip; a
+    long one used to widen its column until the third column left the pane (measured at 1280 x 800)."""
+    recipe = {"seed": 0, "steps": [{"op": "rotate", "degrees": [25, 25]}, {"op": "hflip"},
+                                   {"op": "random_resized_crop", "size": [64, 64]}, {"op": "color_jitter"}]}
+    win, _ = open_item(make_window, qtbot, shapes, recipe)
+    pv = win.preview
+    pv.steps_btn.setChecked(True)
+    qtbot.waitUntil(lambda: "frame_overlays" in (pv.last_result or {}), timeout=20000)
+    qtbot.wait(200)
+    pane, width = pv.steps, pv.steps.viewport().width()
+    assert pane.cols == 3
+    for vb, lab in zip(pane.views, pane.labels):
+        r = pane.mapFromScene(vb.sceneBoundingRect()).boundingRect()
+        assert r.left() >= -1 and r.right() <= width + 1, (lab.toolTip(), r.getRect(), width)
+    long = pane.labels[3]  # "3. random_resized_crop  ·  top ..., left ..."
+    assert long.toolTip().startswith("3. random_resized_crop") and long.text.endswith("…")
+
+
 def test_a_folder_without_targets_has_no_toggles_and_no_overlays(make_window, qtbot, shapes):
     for name in ("annotations.json", "boxes.json"):
         (shapes / name).unlink()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QFont, QFontMetrics, QImage, QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from augstudio.gui.qt.images import to_qimage
@@ -57,6 +57,7 @@ class ImagePane(pg.GraphicsLayoutWidget):
         self.views, self.items, self.labels = [], [], []
         self.arrays = [None] * len(titles)
         self.linked = True
+        self.cols = cols
         for c in range(cols):
             self.ci.layout.setColumnStretchFactor(c, 1)  # equal columns, whatever the titles' lengths
         for i, t in enumerate(titles):
@@ -74,11 +75,21 @@ class ImagePane(pg.GraphicsLayoutWidget):
             self.items.append(img)
             self.labels.append(lab)
 
+    def _fit_title(self, title: str) -> str:
+        """``title`` cut with an ellipsis to its column's width (the whole title is the label's tooltip)."""
+        font = QFont()
+        font.setPointSizeF(9)
+        width = max(40, self.width() // max(1, getattr(self, "cols", 1)) - 16)
+        return QFontMetrics(font).elidedText(title, Qt.TextElideMode.ElideRight, width)
+
     def show(self, i: int, a: np.ndarray, title: str | None = None) -> None:
         self.items[i].setImage(a, autoLevels=False, levels=(0, 255))
         self.arrays[i] = a
         if title is not None:
-            self.labels[i].setText(title)
+            lab = self.labels[i]
+            lab.setText(self._fit_title(title))
+            lab.setMinimumWidth(0)  # a LabelItem widens to its text: long titles pushed columns off screen
+            lab.setToolTip(title)
 
     def set_targets(self, i: int, data: dict | None) -> None:
         """Draw ``target_overlay.overlay_data``'s result over view ``i`` (None: no targets)."""
