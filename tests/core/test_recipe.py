@@ -148,3 +148,32 @@ def test_an_unknown_top_level_key_warns_with_the_closest_key_and_strict_refuses(
         warnings.simplefilter("error")  # metadata keys and x- keys are fine
         load_recipe({"steps": [], "name": "a", "description": "b", "x-team": 1, "augstudio_version": "0.1"},
                     strict=True)
+
+
+def test_a_kernel_that_fails_is_named_with_its_step_and_the_image_size(monkeypatch):
+    """An op's unexpected exception comes back as a RecipeError naming the step (or the fused steps) and the
+    image's size, for one image and for a batch."""
+    import torch
+
+    from augstudio.core.ops.registry import get_op
+
+    def broken(self, *a, **k):
+        raise ValueError("kernel exploded")
+
+    monkeypatch.setattr(get_op("invert"), "apply", broken)
+    monkeypatch.setattr(get_op("invert"), "apply_batch", broken)
+    recipe = load_recipe({"steps": [{"op": "hflip"}, {"op": "invert"}]})
+    x = torch.zeros((3, 12, 20), dtype=torch.uint8)
+    with pytest.raises(RecipeError, match=r"step 2 \(invert\): failed on a rgb image of size \(12, 20\): "
+                                          r"ValueError: kernel exploded"):
+        recipe.apply(x, item="a")
+    with pytest.raises(RecipeError, match=r"step 2 \(invert\): failed on a rgb image of size \(12, 20\) "
+                                          r"\(a batch of 2\)"):
+        recipe.apply_batch(torch.stack([x, x]), ["a", "b"])
+    from augstudio.core.kernels import warp
+
+    monkeypatch.setattr(warp, "warp_batch", broken)
+    fused = load_recipe({"steps": [{"op": "hflip"}, {"op": "rotate"}]})
+    with pytest.raises(RecipeError, match=r"steps 1 \(hflip\), 2 \(rotate\) \(fused\): failed on a rgb image of size "
+                                          r"\(12, 20\): ValueError"):
+        fused.apply(x, item="a")

@@ -128,10 +128,10 @@ class Pipeline:
         for group in self._plan(recs, kind, self.fuse if fuse is None else fuse):
             if len(group) == 1:
                 _, op, params = group[0]
-                x = self._guard(lambda op=op, params=params, x=x: op.apply(x, params, kind), [group[0][0]], x[None], kind)
+                x = self._guard(lambda op=op, params=params, x=x: op.apply(x, params, kind), [group[0][0]], x, kind)
             else:
                 x = self._guard(lambda group=group, x=x: run_group(x[None], [group], kind)[0],
-                                [i for i, _, _ in group], x[None], kind)
+                                [i for i, _, _ in group], x, kind)
         return x
 
     def replay_batch(self, x: torch.Tensor, records: list[list[dict]], kind: str,
@@ -191,7 +191,8 @@ class Pipeline:
         except Exception as e:
             where = self.where(idx[0]) if len(idx) == 1 else (
                 "steps " + ", ".join(f"{i + 1} ({self.steps[i].op})" for i in idx) + " (fused): ")
-            shape = tuple(x.shape[-2:]) if x.shape[0] == 1 else f"{tuple(x.shape[-2:])} (a batch of {x.shape[0]})"
+            one = x.dim() == 3 or x.shape[0] == 1  # one C x H x W item, or a batch
+            shape = tuple(x.shape[-2:]) if one else f"{tuple(x.shape[-2:])} (a batch of {x.shape[0]})"
             raise RecipeError(f"{where}failed on a {kind} image of size {shape}: {type(e).__name__}: {e}") from e
 
 
