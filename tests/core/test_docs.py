@@ -100,3 +100,22 @@ def test_the_readmes_adding_an_op_example_runs_as_written():
             load_recipe({"steps": [{"op": "keep_top_bits", "bits": [0, 9]}]})
     finally:
         REGISTRY.pop("keep_top_bits", None)
+
+
+def test_the_readme_recipe_file_loads_and_shows_the_targets_defaults():
+    """The README's example recipe is a valid recipe, and its targets: block shows the real defaults."""
+    from pathlib import Path
+
+    import yaml
+
+    from augstudio.core.engine.recipe import Recipe
+    from augstudio.core.engine.target_options import TargetOptions
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## The recipe file", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    data = yaml.safe_load(block)
+    recipe = Recipe.from_dict(data, strict=True)
+    assert recipe.targets == TargetOptions() and set(data["targets"]) == set(TargetOptions().__dataclass_fields__) - {
+        "fill_mask"}
+    assert [s.op for s in recipe.steps] == ["hflip", "rotate", "color_jitter", "random_resized_crop"]
