@@ -186,7 +186,11 @@ def speed_faults(ctx) -> str:
 def _printed(text: str, keep=("|", "Ray overhead", "driver", "load average", "2000 outputs", "outputs of")) -> str:
     """The tables and summary lines a benchmark script prints (its progress lines left out)."""
     lines = [line.rstrip() for line in text.splitlines()]
-    out = [line for line in lines if line.startswith(keep)]
+    out: list[str] = []
+    for line in (x for x in lines if x.startswith(keep)):
+        if out and out[-1].startswith("|") != line.startswith("|"):
+            out.append("")  # a table is its own markdown block: blank lines around it
+        out.append(line)
     return "\n".join(out)
 
 
