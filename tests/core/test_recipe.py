@@ -177,3 +177,22 @@ def test_a_kernel_that_fails_is_named_with_its_step_and_the_image_size(monkeypat
     with pytest.raises(RecipeError, match=r"steps 1 \(hflip\), 2 \(rotate\) \(fused\): failed on a rgb image of size "
                                           r"\(12, 20\): ValueError"):
         fused.apply(x, item="a")
+
+
+def test_the_pipeline_is_built_once_and_rebuilt_when_a_step_changes():
+    """``Recipe.pipeline`` reuses its pipeline while the steps are unchanged, builds a new one for a step
+    edited in place, added or switched off, and a pickled recipe carries no pipeline."""
+    import pickle
+
+    recipe = load_recipe({"steps": [{"op": "hflip"}, {"op": "rotate", "degrees": [5, 5]}]})
+    first = recipe.pipeline()
+    assert recipe.pipeline() is first
+    recipe.steps[1].values["degrees"] = [20.0, 20.0]
+    edited = recipe.pipeline()
+    assert edited is not first and edited.ops[1].values["degrees"] == [20.0, 20.0]
+    recipe.steps[0].enabled = False
+    assert recipe.pipeline() is not edited and not recipe.pipeline().steps[0].enabled
+    recipe.steps.append(parse_steps([{"op": "vflip"}])[0])
+    assert [s.op for s in recipe.pipeline().steps] == ["hflip", "rotate", "vflip"]
+    copy = pickle.loads(pickle.dumps(recipe))
+    assert "_pipeline" not in copy.__dict__ and copy == recipe
