@@ -44,6 +44,7 @@ def write_export_targets(out_r, tds: TargetDataset, recipe: Recipe, manifest: st
     by_image = {it.image: it for it in tds.items}
     writer = TargetWriter(tds, out_r)
     lines, errors = [], []
+    decoded: tuple = (None, None)  # (image, targets): an image's copies follow each other in the manifest
     for line in manifest.splitlines():
         rec = json.loads(line)
         for step in rec["steps"]:  # a finished export run again: its manifest has them from the last run
@@ -57,7 +58,9 @@ def write_export_targets(out_r, tds: TargetDataset, recipe: Recipe, manifest: st
             if tuple(item.size) != size:
                 raise DatasetError(f"the image is {size[0]} x {size[1]} (h x w) but its annotations say "
                                    f"{item.size[0]} x {item.size[1]}; fix the annotation file or the image")
-            moved = pipe.replay_targets(item.targets, rec["steps"], rec["kind"], size, recipe.targets, log=log)
+            if decoded[0] != item.image:  # decode (RLE, polygons) once per image, not once per copy
+                decoded = (item.image, item.targets)
+            moved = pipe.replay_targets(decoded[1], rec["steps"], rec["kind"], size, recipe.targets, log=log)
             extras = dict(item.extras)
             if "box_index" in moved:
                 extras["box_index"] = moved["box_index"].tolist()
