@@ -180,7 +180,11 @@ def _move_boxes(b: torch.Tensor, m, out: tuple, opts: TargetOptions):
     moved = _apply(m, quad.reshape(-1, 2)).reshape(-1, 4, 2).to(torch.float64)
     h, w = out
     whole = torch.cat([moved.min(dim=1).values, moved.max(dim=1).values], dim=1)
-    box, found = _visible_bbox(moved, float(w), float(h))
+    if bool(((whole[:, :2] >= 0) & (whole[:, 2:] <= torch.tensor([w, h], dtype=whole.dtype,
+                                                                  device=whole.device))).all()):
+        box, found = whole, torch.ones(len(b), dtype=torch.bool, device=b.device)  # every box inside: as is
+    else:
+        box, found = _visible_bbox(moved, float(w), float(h))
     full = (whole[:, 2] - whole[:, 0]) * (whole[:, 3] - whole[:, 1])
     area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
     left = ~found | ((area <= 0) & (full > 0))
