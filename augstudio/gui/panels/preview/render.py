@@ -73,7 +73,8 @@ def render(pic, recipe, item_key, copies, token=None, targets=None, classes=()) 
             overlays.append(overlay_data(moved, classes, ignore))
     return {"original": display_array(pic), "outputs": outs, "size": pic.size,
             "ms": (time.perf_counter() - t0) * 1000.0, "targets_note": note,
-            "original_overlay": original, "overlays": overlays if targets is not None else [None] * len(outs)}
+            "original_overlay": original, "overlays": overlays if targets is not None else [None] * len(outs),
+            "targets": targets}  # canonical, or None where none are shown
 
 
 def render_steps(pic, recipe, item_key, copy, token=None, targets=None, classes=()) -> dict:
@@ -87,7 +88,7 @@ def render_steps(pic, recipe, item_key, copy, token=None, targets=None, classes=
     pipe_cls = type(recipe.pipeline())
     frames, overlays = [(None, res["original"], pic.size)], [res["original_overlay"]]
     cur = pic
-    moved = normalize_targets(targets, pic.size) if res["overlays"][0] is not None else None
+    moved = res["targets"]
     for step, rec in zip(recipe.steps, records):
         if token is not None:
             token.check()
