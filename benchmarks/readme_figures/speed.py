@@ -70,7 +70,7 @@ def speed_ops(ctx) -> str:
             (faster if row["albumentations"]["cpu_median_ms"] >= ours else slower).append(name)
         rows.append([name, f"{ours:.3f}", cell("albumentations"), cell("torchvision"), ratio("albumentations"),
                      ratio("torchvision"), row.get("note", "") or ""])
-    runs = args[args.index("--op-runs") + 1] if "--op-runs" in args else "40"
+    runs = next(iter(r["ops"].values()))["augstudio"]["runs"]  # what ran (--quick adds a second --op-runs)
     return (f"**Each op alone** (`python benchmarks/chain.py --only ops`; 512x512 astronaut, one thread, thread CPU "
             f"ms per image, median of {runs} interleaved runs; a ratio above 1 means augstudio is faster):\n\n"
             + md_table(["op", "augstudio", "albumentations", "torchvision v2", "vs albumentations", "vs torchvision",
