@@ -28,7 +28,7 @@ from augstudio.core.kernels import warp as W
 from augstudio.core.ops.base import PointwiseOp
 from augstudio.core.ops.geometry import GeometricOp
 
-PROBE_SIDE = 128  # longest side of the probe image used to measure statistics of moved colour steps
+PROBE_SIDE = 64  # longest side of the probe image used to measure statistics of moved colour steps
 _RANK = {"nearest": 0, "bicubic": 1, "bilinear": 2}
 
 

@@ -34,6 +34,7 @@ def levels(device) -> torch.Tensor:
     return t
 
 
+_W0, _W1, _W2 = (np.float32(w) for w in GRAY_WEIGHTS)
 _LEVELS_NP = np.arange(256, dtype=np.float32)
 
 
@@ -168,6 +169,23 @@ def gray_mean(x: torch.Tensor) -> float:
     return float(g.sum(dtype=torch.float64).item()) / float(g.numel())
 
 
+def probe_gray_mean(x: torch.Tensor) -> float:
+    """The mean grey of a small probe, for a statistic only (``gray_mean``'s value up to a rare pixel whose
+    grey sits on a whole number): on the CPU in numpy float32, without the per-call cost of three torch ops
+    (a 64 x 64 probe: 56 -> 15 us)."""
+    if x.shape[-3] == 3 and x.dim() == 3 and cv.active(x):
+        f = cv.planes(x).reshape(3, -1).astype(np.float32)
+        s, t = f[0], f[1]
+        s *= _W0
+        t *= _W1
+        s += t
+        t = f[2]
+        t *= _W2
+        s += t
+        return float(np.floor(s, out=s).sum(dtype=np.float64)) / float(s.size)
+    return gray_mean(x)
+
+
 def saturate(x: torch.Tensor, factor: float, grey: torch.Tensor | None = None) -> torch.Tensor:
     """Blend uint8 RGB ``3 x H x W`` with its grey: ``floor(clamp(f x + (1 - f) grey))`` (torchvision's
     adjust_saturation). The torch form computes it in float32 as torchvision does; the OpenCV form blends
@@ -258,4 +276,4 @@ def _hue_cv(x: torch.Tensor, factor: float, rows: int = 128) -> torch.Tensor:
     return out
 
 
-__all__ = ["GRAY_WEIGHTS", "bitwise", "gray", "grayscale", "gray_mean", "saturate", "affine_lut", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]
+__all__ = ["GRAY_WEIGHTS", "bitwise", "gray", "grayscale", "gray_mean", "probe_gray_mean", "saturate", "affine_lut", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]

@@ -84,9 +84,11 @@ def planes(x: torch.Tensor) -> np.ndarray:
 
 
 def new_planes(shape) -> tuple[torch.Tensor, np.ndarray]:
-    """An empty uint8 CPU tensor and its numpy view (OpenCV writes into the view)."""
-    t = torch.empty(tuple(shape), dtype=torch.uint8, device="cpu")
-    return t, t.numpy()
+    """An empty uint8 CPU tensor and its numpy view (OpenCV writes into the view). numpy allocates it: its
+    memory is reused from call to call, where ``torch.empty`` of a large image pays fresh pages every time
+    (measured 57 vs 37 us for one bitwise_not of 512 x 512 x 3)."""
+    a = np.empty(tuple(shape), dtype=np.uint8)
+    return torch.from_numpy(a), a
 
 
 def warp_affine(src: np.ndarray, inv, out_size: tuple[int, int], interpolation: str, mode: str,

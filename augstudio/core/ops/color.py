@@ -34,6 +34,7 @@ from augstudio.core.kernels.color import (
     bitwise,
     compose_luts,
     gray_mean,
+    probe_gray_mean,
     grayscale,
     histograms,
     levels,
@@ -155,14 +156,17 @@ def _run_uint8(x, seq, means=None, record=False, finish=True):
     def flush(x, lut):
         return x if lut is None else apply_lut(x, lut)
 
-    for name, v in seq:
+    for k, (name, v) in enumerate(seq):
         if name == "brightness":
             t = _lut_brightness(v, x.device)
         elif name == "contrast":
             if not means:
                 x, lut = flush(x, lut), None
-            m = means.pop(0) if means else mean_gray(x)
+            # finish=False measures a probe: its statistic only, and no table after the last mean
+            m = means.pop(0) if means else (mean_gray(x) if finish else probe_gray_mean(x))
             used.append(m)
+            if not finish and k == len(seq) - 1:
+                break
             t = _lut_contrast(v, m, x.device)
         else:
             if x.shape[-3] == 3:
