@@ -199,6 +199,14 @@ def warp(x: torch.Tensor, m: Matrix, out_size: tuple[int, int], interpolation: s
 
     ``as_float``: return the result as float32 holding the same whole numbers 0..255 that the uint8 result
     would (for a following float kernel). ``clip``: see ``warp_batch``."""
+    if x.dim() == 3 and x.dtype == torch.uint8 and not as_float:
+        # flips, quarter turns and crops that stay inside the image: a view (a flip makes its copy), the
+        # pixels every path below gives for such a map, without a batch of one or a copy of a crop
+        inv = inverse(m)
+        if is_integer_map(inv):
+            view = _integer_view(x, inv, (int(out_size[0]), int(out_size[1])), _frame(clip, *x.shape[-2:]))
+            if view is not None:
+                return view
     clips = None if clip is None else [clip] * (x.shape[0] if x.dim() == 4 else 1)
     if x.dim() == 4:
         return warp_batch(x, [m] * x.shape[0], out_size, interpolation, fill, mode, antialias, as_float, clips)
