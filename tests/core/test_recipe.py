@@ -190,6 +190,9 @@ def test_the_pipeline_is_built_once_and_rebuilt_when_a_step_changes():
     recipe.steps[1].values["degrees"] = [20.0, 20.0]
     edited = recipe.pipeline()
     assert edited is not first and edited.ops[1].values["degrees"] == [20.0, 20.0]
+    recipe.steps[1].values["degrees"][1] = 30.0  # a list edited in place, as a GUI editor may do
+    assert recipe.pipeline() is not edited and recipe.pipeline().ops[1].values["degrees"] == [20.0, 30.0]
+    edited = recipe.pipeline()
     recipe.steps[0].enabled = False
     assert recipe.pipeline() is not edited and not recipe.pipeline().steps[0].enabled
     recipe.steps.append(parse_steps([{"op": "vflip"}])[0])

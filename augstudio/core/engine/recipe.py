@@ -122,16 +122,17 @@ class Recipe:
     # (browsing in the app, CLI start-up), so the engine modules are imported on first use.
     def pipeline(self):
         """The engine's ``Pipeline`` for these steps: built once (its ops validated and made) and reused
-        while the steps stay as they are. The key is the steps' text, so a step edited in place, added or
-        removed builds a new one. Measured: building it took 70-190 us of every ``apply`` of the reference chain."""
+        while the steps stay as they are: it is kept with a deep copy of the steps' fields, so a step edited in
+        place (nested lists too), added or removed builds a new one. Measured: building it took 70-190 us of
+        every ``apply`` of the reference chain; comparing with the copy ~1 us (the steps' ``repr`` was 4)."""
         from .pipeline import Pipeline  # deferred: torch
 
-        key = repr(self.steps)
+        fields = [(s.op, s.values, s.p, s.enabled, s.batch) for s in self.steps]
         cached = self.__dict__.get("_pipeline")
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0] == fields:
             return cached[1]
         pipe = Pipeline(self.steps)
-        self.__dict__["_pipeline"] = (key, pipe)
+        self.__dict__["_pipeline"] = (_copy.deepcopy(fields), pipe)
         return pipe
 
     def __getstate__(self):  # the cached pipeline is rebuilt where the recipe is unpickled, never shipped
