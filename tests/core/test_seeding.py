@@ -32,3 +32,23 @@ def test_helpers_respect_bounds():
     assert seeding.uniform(g, 1.0, 1.0) == 1.0
     coins = [seeding.coin(g, 0.25) for _ in range(4000)]
     assert 0.2 < sum(coins) / len(coins) < 0.3
+
+
+def test_steps_that_always_run_and_draw_nothing_skip_their_generator_with_the_same_records():
+    """``Pipeline.sample`` makes no generator for a step with p = 1 whose op draws nothing (its coin always
+    says yes): the records equal those the full seed path gives, for every step, over many items; a step
+    with p < 1 still draws its coin."""
+    from augstudio.core.engine.recipe import Recipe
+
+    steps = [{"op": "hflip"}, {"op": "rotate", "degrees": 20}, {"op": "center_crop", "size": 40},
+             {"op": "invert", "p": 0.5}, {"op": "vflip", "p": 1.0}, {"op": "gaussian_noise", "std": 0.1}]
+    pipe = Recipe.from_dict({"seed": 3, "steps": steps}).pipeline()
+    assert pipe.fixed == [True, False, True, False, True, False]
+    full = Recipe.from_dict({"seed": 3, "steps": steps}).pipeline()
+    full.fixed = [False] * len(full.fixed)  # the control: every step through its generator
+    inverts = set()
+    for item in range(60):
+        fast, slow = pipe.sample((64, 64), 3, item, 0), full.sample((64, 64), 3, item, 0)
+        assert fast == slow
+        inverts.add(fast[3]["applied"])
+    assert inverts == {True, False}  # the p = 0.5 step still tosses its coin
