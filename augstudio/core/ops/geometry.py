@@ -377,15 +377,18 @@ class Pad(GeometricOp):
 def _window(x, top: int, left: int, height: int, width: int, mode: str, fill):
     """x[..., top:top+height, left:left+width] with out-of-image pixels from the border mode (exact)."""
     h, w = x.shape[-2:]
+    on_cv = cv.active(x) and x.dim() == 3
     if top >= 0 and left >= 0 and top + height <= h and left + width <= w:
+        if on_cv and x.stride(-1) == 1:  # numpy's slicing: ~1 us against torch indexing's ~6
+            return torch.from_numpy(x.numpy()[:, top:top + height, left:left + width])
         return x[..., top:top + height, left:left + width]  # a view, as torchvision's crop
     y0, y1, x0, x1 = max(top, 0), min(top + height, h), max(left, 0), min(left + width, w)
     borders = (y0 - top, top + height - y1, x0 - left, left + width - x1)
-    if (cv.active(x) and x.dim() == 3 and y1 > y0 and x1 > x0
+    if (on_cv and y1 > y0 and x1 > x0
             and (mode == "constant" or max(borders[:2]) < y1 - y0 and max(borders[2:]) < x1 - x0)):
         # OpenCV's border copy (mirrors and repeats within one period: the same pixels as the gather)
         c = x.shape[-3]
-        src = cv.planes(x[:, y0:y1, x0:x1])
+        src = cv.planes(x)[:, y0:y1, x0:x1]
         out, dst = cv.new_planes((c, height, width))
         fills = W._fill_values(fill, c)
         for i in range(c):
