@@ -40,6 +40,7 @@ class Pipeline:
         # a step that always runs (p = 1) and whose op draws nothing needs no generator: its coin says yes
         # whatever it draws, and its stream is its own (flips, fixed crops, invert, ...: ~8 us a step)
         self.fixed = [s.p >= 1.0 and type(op).sample is Op.sample for s, op in zip(self.steps, self.ops)]
+        self._plans: dict = {}  # (applied steps, kind, fuse) -> the groups' step indices
         # output steps (to_tensor, normalize) close the chain: the pixel steps run before them
         self.outputs_from = next((i for i, op in enumerate(self.ops) if isinstance(op, OutputOp)), len(self.ops))
         for i in range(self.outputs_from, len(self.ops)):
@@ -121,12 +122,22 @@ class Pipeline:
 
     # -- replay -----------------------------------------------------------------------------------------
     def _plan(self, recs: list[dict], kind: str, fuse: bool) -> list[list]:
-        todo = [(i, self.ops[i], rec["params"]) for i, rec in enumerate(recs)
-                if rec["applied"] and i < self.outputs_from]
-        for i, op, _ in todo:
-            if kind == "categorical" and op.categorical == "refuse":
-                raise op.refuse_categorical(self.where(i))
-        return plan(todo, kind) if fuse else [[t] for t in todo]
+        applied = tuple(i for i, rec in enumerate(recs) if rec["applied"] and i < self.outputs_from)
+        # the grouping depends on which steps run (their ops, the kind), never on the drawn params: it is
+        # made once per pattern of applied steps and filled with each record's params
+        key = (applied, kind, fuse)
+        shape = self._plans.get(key)
+        if shape is None:
+            for i in applied:
+                if kind == "categorical" and self.ops[i].categorical == "refuse":
+                    raise self.ops[i].refuse_categorical(self.where(i))
+            todo = [(i, self.ops[i], None) for i in applied]
+            groups = plan(todo, kind) if fuse else [[t] for t in todo]
+            shape = [[i for i, _, _ in g] for g in groups]
+            if len(self._plans) >= 256:
+                self._plans.clear()
+            self._plans[key] = shape
+        return [[(i, self.ops[i], recs[i]["params"]) for i in g] for g in shape]
 
     def _replay_one(self, x: torch.Tensor, recs: list[dict], kind: str, fuse: bool | None) -> torch.Tensor:
         """``replay_batch`` of one ``C x H x W`` item without the batch dimension: a lone step runs its op's
