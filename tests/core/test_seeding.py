@@ -52,3 +52,65 @@ def test_steps_that_always_run_and_draw_nothing_skip_their_generator_with_the_sa
         assert fast == slow
         inverts.add(fast[3]["applied"])
     assert inverts == {True, False}  # the p = 0.5 step still tosses its coin
+
+
+def test_draws_give_torch_generators_values_word_for_word():
+    """``seeding.draws`` (numpy's MT19937 in torch's place) gives the values ``seeding.generator``'s
+    torch.Generator gives, for every helper (randperm too), integer spans on both sides of the 32- / 64-bit
+    switch (2^28), a hand-over to torch mid-stream, and two streams drawn in turn (one numpy generator per
+    thread)."""
+    import random
+
+    rng = random.Random(7)
+    spans = [1, 2, 3, 300, 2**16, 2**28 - 1, 2**28, 2**31, 2**32 - 1, 2**32, 2**40, 2**62 + 1]
+    for s in range(1500):
+        parts = [(rng.randrange(10**6), f"img/{s}.png", rng.randrange(3), f"step{s % 7}#{j}") for j in range(2)]
+        ours = [seeding.draws(*p) for p in parts]
+        theirs = [seeding.generator(*p) for p in parts]
+        assert all(type(d) is seeding.Draws for d in ours)
+        for _ in range(rng.randrange(1, 10)):
+            j = rng.randrange(2)  # two streams in turn: each keeps its place
+            d, g = ours[j], theirs[j]
+            c = rng.random()
+            if c < 0.4:
+                assert seeding.uniform(d, -3.0, 5.0) == seeding.uniform(g, -3.0, 5.0)
+            elif c < 0.8:
+                lo, sp = rng.randrange(-50, 50), rng.choice(spans)
+                assert seeding.randint(d, lo, lo + sp - 1) == seeding.randint(g, lo, lo + sp - 1)
+            elif c < 0.9:
+                p = rng.random()
+                assert seeding.coin(d, p) == seeding.coin(g, p)
+            elif c < 0.95:  # Fisher-Yates on the words, as torch's randperm
+                m = rng.randrange(1, 40)
+                assert seeding.randperm(d, m) == torch.randperm(m, generator=g).tolist()
+            else:  # torch's own generator from here on
+                m = rng.randrange(2, 9)
+                assert (torch.randperm(m, generator=seeding.torch_generator(d)).tolist()
+                        == torch.randperm(m, generator=g).tolist())
+
+
+def test_every_ops_records_are_the_same_with_draws_as_with_torch_generators():
+    """The per-image steps' records for random recipes over every registered op (containers with nested
+    steps), drawn through ``Draws``, equal those drawn through torch.Generators (``torch_draws()``)."""
+    import random
+    import sys
+    from pathlib import Path
+
+    from augstudio.core.engine.recipe import Recipe
+    from augstudio.core.ops.registry import all_ops
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_engine_property import random_step
+
+    rng = random.Random(11)
+    names = sorted(n for n, cls in all_ops().items() if cls.family != "output")
+    for name in names:
+        for _ in range(3):
+            step = random_step(rng, 0, [name]) if all_ops()[name].family != "container" else (
+                {"op": name, "steps": [random_step(rng, 1) for _ in range(3)]})
+            pipe = Recipe.from_dict({"seed": 5, "steps": [step, {"op": "rotate", "p": 0.5}]}).pipeline()
+            for item in range(12):
+                fast = pipe.sample((48, 64), 5, f"x/{item}.png", item % 2)
+                with seeding.torch_draws():
+                    slow = pipe.sample((48, 64), 5, f"x/{item}.png", item % 2)
+                assert fast == slow, (name, step, item)

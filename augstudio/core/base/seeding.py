@@ -8,9 +8,11 @@ independent uses (one per recipe step, the batch stage, ...), so editing one ste
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 
+import numpy as np
 import torch
 
 # One scalar per thread that CPU draws are written into: ``buf.uniform_(0, 1, generator=g)`` is what
@@ -33,8 +35,130 @@ def _scalar(dtype: torch.dtype) -> torch.Tensor:
 _CPU = torch.device("cpu")
 
 
+_MASK32 = 0xFFFFFFFF
+_MASK53 = (1 << 53) - 1
+_INV53 = 1.0 / (1 << 53)
+_WIDE = 1 << 28  # integer ranges from this size draw 64 bits (torch's uniform_int_from_to_distribution)
+
+
+class Draws:
+    """The draws of ``generator(...)`` (a CPU ``torch.Generator``) for one step's parameters, made without
+    it: torch's CPU generator is MT19937 seeded with the low 32 bits (``init_genrand``), which numpy's
+    ``MT19937`` reproduces word for word; ``rand``, ``randint`` and ``randperm`` turn words into values as
+    torch does (53 of 64 bits; ``v % range + low`` on 32 bits, or on 64 from a range of 2^28; Fisher-Yates
+    swaps). Cheaper than a ``torch.Generator`` and its scalar draws (a crop's seed and draws: 16 vs 29 us),
+    so a recipe's per-call cost shrinks; the values are the same (tests/core/test_seeding.py checks them
+    against torch over thousands of seeds, and every op's records).
+
+    Code that needs torch's own generator (``torch.rand(n, generator=...)``) calls ``torch_generator(gen)``:
+    it gets a ``torch.Generator`` at the same place in the stream, and every later draw of this object
+    comes from it. One numpy generator per thread is re-seeded for each ``Draws``; a ``Draws`` that finds it
+    taken by another re-seeds it and skips the words it had used."""
+
+    __slots__ = ("seed", "used", "_torch", "_st")
+    device = torch.device("cpu")
+
+    def __init__(self, seed: int):
+        self.seed = seed & _MASK32
+        self.used = 0  # 32-bit words drawn so far
+        self._torch = None
+        try:
+            st = _THREAD.st
+        except AttributeError:
+            st = _THREAD.st = [np.random.MT19937(0), None]  # [generator, the Draws it is seeded for]
+        st[0]._legacy_seeding(self.seed)  # MT19937 init_genrand(seed): what torch's manual_seed does
+        st[1] = self
+        self._st = st
+
+    def words(self, n: int):
+        st = self._st
+        if st[1] is not self:  # another Draws re-seeded it meanwhile: take it back to where this one was
+            st[0]._legacy_seeding(self.seed)
+            if self.used:
+                st[0].random_raw(self.used)
+            st[1] = self
+        self.used += n
+        return st[0].random_raw() if n == 1 else st[0].random_raw(n).tolist()
+
+    def rand(self) -> float:
+        if self._torch is not None:
+            return _rand(self._torch)
+        hi, lo = self.words(2)
+        return (((hi << 32) | lo) & _MASK53) * _INV53
+
+    def randint(self, low: int, high: int) -> int:
+        """One int in [low, high] (high > low)."""
+        if self._torch is not None:
+            return randint(self._torch, low, high)
+        span = high + 1 - low
+        if span >= _WIDE:
+            hi, lo = self.words(2)
+            return ((hi << 32) | lo) % span + low
+        return self.words(1) % span + low
+
+    def randperm(self, n: int) -> list[int]:
+        """``torch.randperm(n, generator=...)`` for small n: swap i with i + (word % (n - i))."""
+        if self._torch is not None:
+            return torch.randperm(n, generator=self._torch).tolist()
+        r = list(range(n))
+        if n > 1:
+            ws = self.words(n - 1) if n > 2 else [self.words(1)]
+            for i, w in enumerate(ws):
+                z = i + w % (n - i)
+                r[i], r[z] = r[z], r[i]
+        return r
+
+    def as_torch(self) -> torch.Generator:
+        if self._torch is None:
+            g = torch.Generator()
+            g.manual_seed(self.seed)
+            if self.used:  # float32 uniforms take one 32-bit word each
+                torch.empty(self.used, dtype=torch.float32, device="cpu").uniform_(generator=g)
+            self._torch = g
+        return self._torch
+
+
+_THREAD = threading.local()
+_FORCE_TORCH = {"on": 0}
+
+
+def randperm(gen, n: int) -> list[int]:
+    """``torch.randperm(n, generator=gen).tolist()`` (n up to a few hundred: the steps of a container)."""
+    if type(gen) is Draws:
+        return gen.randperm(n)
+    return torch.randperm(n, generator=gen, device=gen.device).tolist()
+
+
+def torch_generator(gen):
+    """``gen`` as a ``torch.Generator`` (a ``Draws`` hands over at its place in the stream)."""
+    return gen.as_torch() if type(gen) is Draws else gen
+
+
+@contextlib.contextmanager
+def torch_draws():
+    """Make ``draws()`` return ``torch.Generator``s: what the tests compare ``Draws`` with."""
+    _FORCE_TORCH["on"] += 1
+    try:
+        yield
+    finally:
+        _FORCE_TORCH["on"] -= 1
+
+
+def draws(seed: int, item=0, copy: int = 0, stream=""):
+    """``generator(seed, item, copy, stream)``'s draws on the CPU, as a ``Draws`` (the per-image steps'
+    parameters)."""
+    text = f"{int(seed)}\x1f{str(item)}\x1f{int(copy)}\x1f{str(stream)}"  # derive_seed's text
+    if _FORCE_TORCH["on"]:
+        g = torch.Generator()
+        g.manual_seed(_hash(text))
+        return g
+    return Draws(_hash(text))
+
+
 def _rand(gen: torch.Generator) -> float:
     """``torch.rand((), generator=gen, dtype=torch.float64).item()``: the same draw."""
+    if type(gen) is Draws:
+        return gen.rand()
     if gen.device == _CPU:
         return _scalar(torch.float64).uniform_(generator=gen).item()
     return torch.rand((), generator=gen, dtype=torch.float64, device=gen.device).item()
@@ -67,6 +191,8 @@ def randint(gen: torch.Generator, low: int, high: int) -> int:
     """One int in [low, high] (inclusive) drawn from ``gen``."""
     if high <= low:
         return int(low)
+    if type(gen) is Draws:
+        return gen.randint(int(low), int(high))
     if gen.device == _CPU:  # what torch.randint((), ...) runs on the scalar it allocates: the same draw
         return int(_scalar(torch.int64).random_(int(low), int(high) + 1, generator=gen).item())
     return int(torch.randint(int(low), int(high) + 1, (), generator=gen, device=gen.device).item())

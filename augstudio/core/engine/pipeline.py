@@ -80,7 +80,7 @@ class Pipeline:
             if self.fixed[i]:
                 applied, params = True, {}
             else:
-                gen = seeding.generator(seed, item, copy, self.keys[i])
+                gen = seeding.draws(seed, item, copy, self.keys[i])  # generator()'s draws, cheaper
                 applied = seeding.coin(gen, step.p)
                 params = op.sample(gen, size) if applied else None
             if applied:

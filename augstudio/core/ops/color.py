@@ -34,10 +34,10 @@ from augstudio.core.kernels.color import (
     bitwise,
     compose_luts,
     gray_mean,
-    probe_gray_mean,
     grayscale,
     histograms,
     levels,
+    probe_gray_mean,
     saturate,
 )
 from augstudio.core.kernels.filters import gaussian_blur, sharpen
@@ -327,7 +327,7 @@ class ColorJitter(SequenceOp):
     )
 
     def sample(self, gen, size):
-        order = torch.randperm(4, generator=gen, device=gen.device).tolist()
+        order = seeding.randperm(gen, 4)
         out = {"order": order}
         for name, off in (("brightness", 1.0), ("contrast", 1.0), ("saturation", 1.0), ("hue", 0.0)):
             lo, hi = getattr(self, name)

@@ -8,8 +8,6 @@ picks does.
 
 from __future__ import annotations
 
-import torch
-
 from augstudio.core.base import seeding
 
 from .base import Op
@@ -90,7 +88,7 @@ class SomeOf(ContainerOp):
 
     def order(self, gen):
         k = min(seeding.randint(gen, *self.n), len(self.steps))
-        picked = torch.randperm(len(self.steps), generator=gen, device=gen.device)[:k].tolist()
+        picked = seeding.randperm(gen, len(self.steps))[:k]
         return sorted(picked)
 
 
@@ -101,7 +99,7 @@ class RandomOrder(ContainerOp):
     params = (STEPS,)
 
     def order(self, gen):
-        return torch.randperm(len(self.steps), generator=gen, device=gen.device).tolist()
+        return seeding.randperm(gen, len(self.steps))
 
 
 __all__ = ["ContainerOp", "OneOf", "SomeOf", "RandomOrder"]

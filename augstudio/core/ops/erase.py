@@ -125,7 +125,7 @@ class HideAndSeek(EraseOp):
     def sample(self, gen, size):
         h, w = size
         n = seeding.randint(gen, *self.grid)
-        hide = (torch.rand(n * n, generator=gen, dtype=torch.float64, device=gen.device) < self.p_hide).tolist()
+        hide = (torch.rand(n * n, generator=seeding.torch_generator(gen), dtype=torch.float64, device=gen.device) < self.p_hide).tolist()
         ys = [round(i * h / n) for i in range(n + 1)]
         xs = [round(j * w / n) for j in range(n + 1)]
         boxes = [[ys[i], xs[j], ys[i + 1] - ys[i], xs[j + 1] - xs[j]]

@@ -346,7 +346,7 @@ def _gamma(gen, a: float) -> float:
     d = a - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
     while True:
-        x = float(torch.randn((), generator=gen, dtype=torch.float64, device=gen.device))
+        x = float(torch.randn((), generator=seeding.torch_generator(gen), dtype=torch.float64, device=gen.device))
         v = (1.0 + c * x) ** 3
         if v <= 0:
             continue
