@@ -173,7 +173,7 @@ def standard_normal(seeds: list[int], shape, device) -> torch.Tensor:
     n = math.prod(int(s) for s in shape)
     if _on_cpu(device):
         idx = _np_bits16(seeds, n).astype(np.intp)  # see scaled_normal_int16
-        return torch.from_numpy(normal_table("cpu").numpy().take(idx, mode="wrap")).view(len(seeds), *shape)
+        return torch.from_numpy(normal_table("cpu").numpy().take(idx, mode="clip")).view(len(seeds), *shape)
     return normal_table(device).index_select(0, bits16(seeds, n, device).reshape(-1)).view(len(seeds), *shape)
 
 
@@ -184,8 +184,9 @@ def scaled_normal_int16(seeds: list[int], shape, device, scales: list[float], sm
     n = math.prod(int(s) for s in shape)
     if _on_cpu(device):
         q = normal_table("cpu").numpy()
-        # take() converts uint16 indices to intp itself and checks each one; converting first and 'wrap'
-        # (no index can be out of range) measured 222 -> 132 us for 150k values
+        # take() converts uint16 indices to intp itself and checks each one: converting first measured
+        # 222 -> 132 us for 150k values; 'clip' (no index can be out of range) is a min / max where 'wrap'
+        # divides: 227 -> 160 us for the gather
         idx = _np_bits16(seeds, n).astype(np.intp)
         dtype = np.int8 if small and max(abs(float(v)) for v in scales) * 4.5 < 127 else np.int16
         out = np.empty((len(seeds), n), dtype=dtype)
@@ -193,7 +194,7 @@ def scaled_normal_int16(seeds: list[int], shape, device, scales: list[float], sm
             t = np.rint(q * np.float32(scale))  # float32, as the torch form's table * scale
             if abs(scale) * 4.5 >= 32767:
                 np.clip(t, -32768, 32767, out=t)
-            t.astype(dtype).take(idx[j], out=out[j], mode="wrap")
+            t.astype(dtype).take(idx[j], out=out[j], mode="clip")
         return torch.from_numpy(out).view(len(seeds), *shape)
     table = normal_table(device)
     rows = []
