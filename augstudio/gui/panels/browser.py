@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from augstudio.core.io.dataset import Dataset, Item
 from augstudio.core.io.images import _open_checked
+from augstudio.gui.qt import gc_guard
 from augstudio.gui.qt.images import to_qimage
 
 THUMB = 96
@@ -137,10 +138,11 @@ class ThumbnailLoader(QObject):
                 self._queued.discard(rel)
                 if gen != self._generation:
                     continue
-            try:
-                img, err = make_thumbnail(root / rel, self.size), ""
-            except Exception as e:  # noqa: BLE001 - any bad file is shown, never fatal
-                img, err = None, getattr(e, "cause", None) or str(e)
+            with gc_guard.worker():  # no cycle collection on this thread (see gc_guard)
+                try:
+                    img, err = make_thumbnail(root / rel, self.size), ""
+                except Exception as e:  # noqa: BLE001 - any bad file is shown, never fatal
+                    img, err = None, getattr(e, "cause", None) or str(e)
             with self._cv:
                 stale = gen != self._generation or self._stop
             if not stale:

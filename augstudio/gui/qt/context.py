@@ -33,6 +33,7 @@ from PySide6.QtCore import QObject, QThreadPool, Signal
 from augstudio.core.engine.recipe import Recipe
 from augstudio.core.io.dataset import Dataset, Item
 from augstudio.core.ops.registry import load_all
+from augstudio.gui.qt import gc_guard
 from augstudio.gui.qt.models import ModelLoader
 from augstudio.gui.qt.settings import Settings
 from augstudio.gui.qt.workers import JobHandle, JobRunnable, LatestWins
@@ -52,6 +53,7 @@ class AppContext(QObject):
 
     def __init__(self, parent=None, max_threads: int | None = None):
         super().__init__(parent)
+        gc_guard.install()  # the GUI thread collects cycles while workers run (see gc_guard)
         self._dataset: Dataset | None = None
         self._item: Item | None = None
         self._recipe = Recipe()
@@ -160,6 +162,10 @@ class AppContext(QObject):
         self._torch_bridge = bridge
 
         def work():
+            with gc_guard.worker():
+                load()
+
+        def load():
             t0 = time.perf_counter()
             try:
                 import torch  # noqa: F401  # deferred: torch, loaded here on purpose

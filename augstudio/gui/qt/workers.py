@@ -27,6 +27,7 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from augstudio.core.base.errors import AugstudioError, JobCancelled
 from augstudio.core.base.jobs import CancelToken, Progress
+from augstudio.gui.qt import gc_guard
 
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
 log = logging.getLogger(__name__)
@@ -184,6 +185,10 @@ class JobRunnable(QRunnable):
             self.token.cancel()
 
     def run(self) -> None:  # pool thread
+        with gc_guard.worker():  # cycles are collected on the GUI thread meanwhile (see gc_guard)
+            self._run()
+
+    def _run(self) -> None:
         b = self.bridge
         try:
             result = drive(self.make_job, self.token, lambda p: self._emit(b.progress, p))
