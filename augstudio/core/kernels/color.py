@@ -188,9 +188,9 @@ _SMALL = 1 << 16  # pixels: numpy's grey below, torch's above (measured 71 vs 12
 
 
 def probe_gray_mean(x: torch.Tensor) -> float:
-    """The mean grey of a small probe, for a statistic only (``gray_mean``'s value up to a rare pixel whose
-    grey sits on a whole number): on the CPU in numpy float32, without the per-call cost of three torch ops
-    (a 64 x 64 probe: 56 -> 15 us)."""
+    """The mean grey of a small probe, for a statistic only: on the CPU ``_gray_u8_np``'s grey (``gray_mean``'s
+    but for the colours that floor lower without fused multiply-adds), without the per-call cost of three
+    torch calls (a 64 x 64 probe: 56 -> 15 us)."""
     if x.shape[-3] == 3 and x.dim() == 3 and cv.active(x):
         g = _gray_u8_np(cv.planes(x))
         return float(cv2.sumElems(g)[0]) / float(g.size)
