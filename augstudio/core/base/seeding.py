@@ -147,12 +147,9 @@ def torch_draws():
 def draws(seed: int, item=0, copy: int = 0, stream=""):
     """``generator(seed, item, copy, stream)``'s draws on the CPU, as a ``Draws`` (the per-image steps'
     parameters)."""
-    text = f"{int(seed)}\x1f{str(item)}\x1f{int(copy)}\x1f{str(stream)}"  # derive_seed's text
     if _FORCE_TORCH["on"]:
-        g = torch.Generator()
-        g.manual_seed(_hash(text))
-        return g
-    return Draws(_hash(text))
+        return generator(seed, item, copy, stream)
+    return Draws(_stream_seed(seed, item, copy, stream))
 
 
 def _rand(gen: torch.Generator) -> float:
@@ -176,8 +173,13 @@ def _hash(text: str) -> int:
 def generator(seed: int, item=0, copy: int = 0, stream="", device="cpu") -> torch.Generator:
     """A fresh ``torch.Generator`` for one (seed, item, copy, stream); never touches the global RNG."""
     g = torch.Generator() if device == "cpu" else torch.Generator(device=device)
-    g.manual_seed(_hash(f"{int(seed)}\x1f{str(item)}\x1f{int(copy)}\x1f{str(stream)}"))  # derive_seed's text
+    g.manual_seed(_stream_seed(seed, item, copy, stream))
     return g
+
+
+def _stream_seed(seed: int, item, copy: int, stream) -> int:
+    """``derive_seed(seed, item, copy, stream)`` (the same text, one f-string)."""
+    return _hash(f"{int(seed)}\x1f{str(item)}\x1f{int(copy)}\x1f{str(stream)}")
 
 
 def uniform(gen: torch.Generator, low: float, high: float) -> float:

@@ -13,7 +13,6 @@ import math
 
 import torch
 
-from augstudio.core.base import seeding
 from augstudio.core.base.errors import ParamError, RecipeError
 from augstudio.core.methods.puzzlemix import image_saliency, mix_with, puzzlemix_pairs, saliency
 
@@ -28,16 +27,16 @@ def sample_gamma(gen: torch.Generator, shape: float) -> float:
     """One Gamma(shape, 1) draw (Marsaglia & Tsang 2000) using only ``gen``."""
     if shape < 1.0:  # boost: Gamma(a) = Gamma(a + 1) * U^(1/a)
         g = sample_gamma(gen, shape + 1.0)
-        u = torch.rand((), generator=seeding.torch_generator(gen), dtype=torch.float64, device=gen.device).item()
+        u = torch.rand((), generator=gen, dtype=torch.float64, device=gen.device).item()
         return g * max(u, 1e-300) ** (1.0 / shape)
     d = shape - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
     while True:
-        x = torch.randn((), generator=seeding.torch_generator(gen), dtype=torch.float64, device=gen.device).item()
+        x = torch.randn((), generator=gen, dtype=torch.float64, device=gen.device).item()
         v = (1.0 + c * x) ** 3
         if v <= 0:
             continue
-        u = torch.rand((), generator=seeding.torch_generator(gen), dtype=torch.float64, device=gen.device).item()
+        u = torch.rand((), generator=gen, dtype=torch.float64, device=gen.device).item()
         if u < 1.0 - 0.0331 * x ** 4 or math.log(max(u, 1e-300)) < 0.5 * x * x + d * (1.0 - v + math.log(v)):
             return d * v
 
@@ -50,7 +49,7 @@ def sample_beta(gen: torch.Generator, a: float, b: float) -> float:
 
 
 def sample_pairing(gen: torch.Generator, n: int) -> list[int]:
-    return torch.randperm(n, generator=seeding.torch_generator(gen), device=gen.device).tolist()
+    return torch.randperm(n, generator=gen, device=gen.device).tolist()
 
 
 def _perm(params: dict, n: int, device):
@@ -153,8 +152,8 @@ class CutMix(BatchOp):
 
     def _box(self, gen, lam, size):
         h, w = size
-        cy = int(torch.randint(0, max(h, 1), (), generator=seeding.torch_generator(gen), device=gen.device).item())
-        cx = int(torch.randint(0, max(w, 1), (), generator=seeding.torch_generator(gen), device=gen.device).item())
+        cy = int(torch.randint(0, max(h, 1), (), generator=gen, device=gen.device).item())
+        cx = int(torch.randint(0, max(w, 1), (), generator=gen, device=gen.device).item())
         return [cy, cx], cutmix_box(lam, (h, w), cy, cx)
 
     def sample(self, gen, n=1, size=(0, 0), num_classes=0):
@@ -212,7 +211,7 @@ class BatchOneOf(BatchOp):
 
     def _choose(self, gen) -> int:
         w = self.weights or [1.0] * len(self.steps)
-        u = torch.rand((), generator=seeding.torch_generator(gen), dtype=torch.float64, device=gen.device).item() * sum(w)
+        u = torch.rand((), generator=gen, dtype=torch.float64, device=gen.device).item() * sum(w)
         acc = 0.0
         for i, wi in enumerate(w):
             acc += wi
@@ -267,7 +266,7 @@ class PuzzleMix(BatchOp):
 
     def sample(self, gen, n=1, size=(0, 0), num_classes=0):
         lam = sample_beta(gen, self.alpha, self.alpha)
-        k = int(torch.randint(1, 5, (), generator=seeding.torch_generator(gen), device=gen.device).item())
+        k = int(torch.randint(1, 5, (), generator=gen, device=gen.device).item())
         bn = 2 ** k if self.block_num == "random" else int(self.block_num)
         return {"lam": lam, "block_num": bn, "perm": sample_pairing(gen, n)}
 
