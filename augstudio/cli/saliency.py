@@ -52,8 +52,7 @@ def add_parser(sub) -> str:
 
 
 def run(args) -> int:
-    import torch  # deferred: torch
-
+    from augstudio.core.io.layout import planes_of  # deferred: numpy, torch
     from augstudio.core.methods.saliency import compute_saliency, overlay, saliency_box  # deferred: torch
     from augstudio.core.models.loading import load_model  # deferred: torch
 
@@ -96,7 +95,7 @@ def run(args) -> int:
         box = saliency_box(m, args.threshold, args.blur)
         img = overlay(pic, m, args.opacity, args.colormap, box, blur=args.blur)
         name = Path(src).stem + "_saliency.png"
-        atomic_write_bytes(out / name, encode(Picture(torch.from_numpy(img).permute(2, 0, 1).contiguous(), "rgb")))
+        atomic_write_bytes(out / name, encode(Picture(planes_of(img), "rgb")))
         cls = r.class_name(0, lm.classes)
         print(json.dumps({"image": str(src), "out": str(out / name), "class": cls,
                           "probability": round(float(r.probs[0, r.targets[0]]), 4), "box": box}))

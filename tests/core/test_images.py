@@ -205,3 +205,23 @@ def test_atomic_write_replaces_a_symlink_not_its_target(tmp_path):
     images.atomic_write_bytes(link, b"new")
     assert target.read_bytes() == b"precious"
     assert not link.is_symlink() and link.read_bytes() == b"new"
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 5])
+def test_layout_conversions_are_exact_copies_for_any_channel_count(channels):
+    """io.layout's split / merge (2 to 4 channels) and numpy (others) give torch's permuted copy, as new
+    writable memory, also from a read-only decoder array and for a cropped (strided) tensor."""
+    from augstudio.core.io.layout import interleaved_of, planes_of
+
+    a = np.random.default_rng(channels).integers(0, 256, (23, 17, channels), dtype=np.uint8)
+    a.flags.writeable = False  # what np.asarray(PIL image) gives
+    t = planes_of(a)
+    assert t.is_contiguous() and torch.equal(t, torch.from_numpy(a.copy()).permute(2, 0, 1))
+    before = int(a[0, 0, 0])
+    t[0, 0, 0] = before ^ 1  # its own, writable memory: the decoder's array is untouched
+    assert int(a[0, 0, 0]) == before
+    back = interleaved_of(t)
+    assert back.flags.c_contiguous and np.array_equal(back, t.permute(1, 2, 0).numpy())
+    crop = t[:, 3:19, 2:11]
+    assert np.array_equal(interleaved_of(crop), crop.permute(1, 2, 0).numpy())
+    assert tuple(planes_of(a[:, :, 0]).shape) == (1, 23, 17)

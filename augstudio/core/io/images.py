@@ -271,13 +271,10 @@ def pil_to_array(im: Image.Image, path=None) -> tuple[np.ndarray, str, dict]:
 
 
 def pil_to_picture(im: Image.Image, path=None) -> Picture:
-    import numpy as np  # deferred: numpy
-    import torch  # deferred: torch
+    from augstudio.core.io.layout import planes_of  # deferred: numpy, torch
 
     arr, kind, extra = pil_to_array(im, path)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    t = torch.from_numpy(np.array(arr, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
+    t = planes_of(arr)
     return Picture(t, kind, extra.get("palette"), extra.get("palette_mode", "RGB"),
                    extra.get("transparency"), getattr(im, "format", None))
 
@@ -289,10 +286,14 @@ def read_image(path) -> Picture:
 
 
 def picture_to_pil(pic: Picture) -> Image.Image:
+    import torch  # deferred: torch
+
+    from augstudio.core.io.layout import interleaved_of  # deferred: numpy
+
     arr = pic.pixels.detach().to("cpu")
     if arr.dtype.is_floating_point:
         arr = arr.clamp(0, 255).round()
-    arr = arr.to(dtype=__import__("torch").uint8).permute(1, 2, 0).contiguous().numpy()
+    arr = interleaved_of(arr.to(dtype=torch.uint8))
     if pic.kind == "categorical":
         im = Image.fromarray(arr[:, :, 0], mode="P")
         im.putpalette(pic.palette or [v for i in range(256) for v in (i, i, i)], rawmode=pic.palette_mode)

@@ -28,6 +28,10 @@ def display_array(pic) -> np.ndarray:
             lut[: len(p)] = p
             return lut[a]
         return a
+    if str(x.dtype) == "torch.uint8":  # a Picture's pixels: OpenCV's merge, several times torch's permuted copy
+        from augstudio.core.io.layout import interleaved_of  # deferred: OpenCV
+
+        return interleaved_of(x.detach().cpu())
     return x.permute(1, 2, 0).contiguous().numpy()
 
 
@@ -45,6 +49,10 @@ def as_array(image) -> np.ndarray:
     x = image.detach().cpu()
     if x.is_floating_point():
         x = x.clamp(0, 1).mul(255).round().byte()
+    if x.dim() == 3 and x.shape[0] > 1 and str(x.dtype) == "torch.uint8":
+        from augstudio.core.io.layout import interleaved_of  # deferred: OpenCV
+
+        return interleaved_of(x)
     if x.dim() == 3:
         x = x[0] if x.shape[0] == 1 else x.permute(1, 2, 0)
     return x.contiguous().numpy()
