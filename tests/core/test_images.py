@@ -225,3 +225,19 @@ def test_layout_conversions_are_exact_copies_for_any_channel_count(channels):
     crop = t[:, 3:19, 2:11]
     assert np.array_equal(interleaved_of(crop), crop.permute(1, 2, 0).numpy())
     assert tuple(planes_of(a[:, :, 0]).shape) == (1, 23, 17)
+
+
+def test_a_decoders_hwc_array_passed_as_a_view_is_made_planar_once(astronaut):
+    """``torch.from_numpy(hwc).permute(2, 0, 1)`` (what the numpy error suggests) becomes a contiguous
+    planar picture on entry, with the same pixels; other layouts are kept as given."""
+    from augstudio.core.engine.recipe import Recipe
+
+    hwc = _photo(astronaut)
+    view = torch.from_numpy(hwc).permute(2, 0, 1)
+    pic, tag = images.as_picture(view)
+    assert tag == "tensor" and pic.pixels.is_contiguous() and torch.equal(pic.pixels, view)
+    crop = view.contiguous()[:, 2:30, 3:40]  # planar, strided rows: left alone
+    assert images.as_picture(crop)[0].pixels.data_ptr() == crop.data_ptr()
+    recipe = Recipe.from_dict({"seed": 3, "steps": [
+        {"op": "rotate", "degrees": 20}, {"op": "color_jitter", "brightness": 0.4, "saturation": 0.4}]})
+    assert torch.equal(recipe.apply(view, item=5), recipe.apply(view.contiguous(), item=5))
