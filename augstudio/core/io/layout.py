@@ -38,9 +38,7 @@ def interleaved_of(x) -> np.ndarray:
         import cv2  # deferred: OpenCV
 
         src = x.contiguous().numpy()
-        out = np.empty((h, w, c), dtype=np.uint8)
-        cv2.merge([src[i] for i in range(c)], dst=out)
-        return out
+        return cv2.merge([src[i] for i in range(c)], dst=np.empty((h, w, c), dtype=np.uint8))
     return x.permute(1, 2, 0).contiguous().numpy()
 
 
