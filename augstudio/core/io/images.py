@@ -194,6 +194,10 @@ def read_header(path) -> tuple[int, int, str]:
         im.close()
 
 
+_ORIENTATION = 0x0112  # the EXIF Orientation tag
+_TURNED = (2, 3, 4, 5, 6, 7, 8)  # orientations exif_transpose turns or mirrors
+
+
 def load_pil(path) -> Image.Image:
     """Fully decoded, EXIF-oriented Pillow image (first frame); raises ImageError naming the file."""
     path = Path(path)
@@ -203,6 +207,11 @@ def load_pil(path) -> Image.Image:
         if getattr(im, "n_frames", 1) > 1:
             im.seek(0)
         im.load()
+        if getattr(im, "fp", None) is None and im.getexif().get(_ORIENTATION, 1) not in _TURNED:
+            # upright, and Pillow closed the file after loading (single frame): the image itself, not
+            # exif_transpose's copy of it (0.2 ms per 640 x 480 RGB)
+            loaded, im = im, None
+            return loaded
         oriented = ImageOps.exif_transpose(im)
         if oriented is None:
             oriented = im
