@@ -38,6 +38,7 @@ _CPU = torch.device("cpu")
 _MASK32 = 0xFFFFFFFF
 _MASK53 = (1 << 53) - 1
 _INV53 = 1.0 / (1 << 53)
+_AHEAD = 16  # words a Draws takes from its generator at a time
 _WIDE = 1 << 28  # integer ranges from this size draw 64 bits (torch's uniform_int_from_to_distribution)
 
 
@@ -55,30 +56,41 @@ class Draws:
     comes from it. One numpy generator per thread is re-seeded for each ``Draws``; a ``Draws`` that finds it
     taken by another re-seeds it and skips the words it had used."""
 
-    __slots__ = ("seed", "used", "_torch", "_st")
+    __slots__ = ("seed", "used", "_torch", "_st", "_buf", "_drawn")
     device = torch.device("cpu")
 
     def __init__(self, seed: int):
         self.seed = seed & _MASK32
-        self.used = 0  # 32-bit words drawn so far
+        self.used = 0  # 32-bit words handed out so far (what ``as_torch`` skips)
         self._torch = None
+        self._buf: list = []  # words drawn ahead, not handed out yet
+        self._drawn = 0  # words taken from the generator so far (used + len(_buf))
         try:
             st = _THREAD.st
         except AttributeError:
             st = _THREAD.st = [np.random.MT19937(0), None]  # [generator, the Draws it is seeded for]
-        st[0]._legacy_seeding(self.seed)  # MT19937 init_genrand(seed): what torch's manual_seed does
-        st[1] = self
-        self._st = st
+        self._st = st  # seeded at the first draw
 
     def words(self, n: int):
-        st = self._st
-        if st[1] is not self:  # another Draws re-seeded it meanwhile: take it back to where this one was
-            st[0]._legacy_seeding(self.seed)
-            if self.used:
-                st[0].random_raw(self.used)
-            st[1] = self
+        buf = self._buf
+        if len(buf) < n:
+            # draw ahead: one call for 16 words costs what one for 1 or 2 does (a step takes 2-12 words:
+            # a coin is 2, a float 2, an int 1), so a step's parameters cost one or two generator calls
+            st = self._st
+            if st[1] is not self:  # the first draw, or another Draws re-seeded it: back to where this one was
+                st[0]._legacy_seeding(self.seed)  # MT19937 init_genrand(seed): what torch's manual_seed does
+                if self._drawn:
+                    st[0].random_raw(self._drawn)
+                st[1] = self
+            k = max(n - len(buf), _AHEAD)
+            buf = self._buf = buf + st[0].random_raw(k).tolist()
+            self._drawn += k
         self.used += n
-        return st[0].random_raw() if n == 1 else st[0].random_raw(n).tolist()
+        if n == 1:
+            return buf.pop(0)
+        out = buf[:n]
+        del buf[:n]
+        return out
 
     def rand(self) -> float:
         if self._torch is not None:
