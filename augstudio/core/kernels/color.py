@@ -46,8 +46,10 @@ def affine_lut(scale: float, offset: float | None, device) -> torch.Tensor:
         t = _LEVELS_NP * np.float32(scale)
         if offset is not None:
             t += np.float32(offset)
-        np.clip(t, 0, 255, out=t)
-        return torch.from_numpy(np.floor(t, out=t).astype(np.uint8))
+        # clamped to 0..255, the cast truncates, which is the floor (np.clip and np.floor cost 3.5 of 9.6 us)
+        np.maximum(t, 0, out=t)
+        np.minimum(t, 255, out=t)
+        return torch.from_numpy(t.astype(np.uint8))
     t = levels(device) * scale
     if offset is not None:
         t = t.add_(offset)
