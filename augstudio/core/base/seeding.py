@@ -54,9 +54,9 @@ class Draws:
     Code that needs torch's own generator (``torch.rand(n, generator=...)``) calls ``torch_generator(gen)``:
     it gets a ``torch.Generator`` at the same place in the stream, and every later draw of this object
     comes from it. One numpy generator per thread is re-seeded for each ``Draws``; a ``Draws`` that finds it
-    taken by another re-seeds it and skips the words it had used."""
+    taken by another re-seeds it and skips the words it had taken."""
 
-    __slots__ = ("seed", "used", "_torch", "_st", "_buf", "_drawn")
+    __slots__ = ("seed", "used", "_torch", "_st", "_buf")
     device = torch.device("cpu")
 
     def __init__(self, seed: int):
@@ -64,7 +64,6 @@ class Draws:
         self.used = 0  # 32-bit words handed out so far (what ``as_torch`` skips)
         self._torch = None
         self._buf: list = []  # words drawn ahead, not handed out yet
-        self._drawn = 0  # words taken from the generator so far (used + len(_buf))
         try:
             st = _THREAD.st
         except AttributeError:
@@ -79,12 +78,11 @@ class Draws:
             st = self._st
             if st[1] is not self:  # the first draw, or another Draws re-seeded it: back to where this one was
                 st[0]._legacy_seeding(self.seed)  # MT19937 init_genrand(seed): what torch's manual_seed does
-                if self._drawn:
-                    st[0].random_raw(self._drawn)
+                if self.used or buf:  # skip the words this one has taken
+                    st[0].random_raw(self.used + len(buf))
                 st[1] = self
             k = max(n - len(buf), _AHEAD)
             buf = self._buf = buf + st[0].random_raw(k).tolist()
-            self._drawn += k
         self.used += n
         if n == 1:
             return buf.pop(0)
