@@ -22,8 +22,8 @@ def _quick(ctx, args: list, quick_args: list) -> list:
     return args
 
 
-@figure("speed_chain", "benchmarks/chain.py twice (reference chain, batched path vs kornia)", minutes=3,
-        quick="--runs 50")
+@figure("speed_chain", "benchmarks/chain.py twice, then in blocks (reference chain, batched path vs kornia)",
+        minutes=4, quick="--runs 50 (blocks: --runs 100)")
 def speed_chain(ctx) -> str:
     args = _quick(ctx, ["--only", "chain,batched"], ["--runs", "50"])
     runs = [_json(ctx, "benchmarks/chain.py", *args) for _ in range(2)]
@@ -41,6 +41,11 @@ def speed_chain(ctx) -> str:
         else:
             sp = " / ".join(f"{x['speedup_vs']:.2f}x" for x in r)
         rows.append([name, ms, p95, cpu, sp])
+    blk = _json(ctx, "benchmarks/chain.py", *_quick(ctx, ["--only", "chain", "--block", "25", "--runs", "400"],
+                                                      ["--runs", "100"]))
+    base = blk["chain"]["augstudio"]["median_ms"]
+    blocks = ", ".join(f"{name} {x['median_ms']:.2f} ms" + ("" if name == "augstudio" else f" ({x['median_ms'] / base:.2f}x)")
+                       for name, x in blk["chain"].items() if "preview" not in name)
     b = [run["batched"] for run in runs]
     batched = ", ".join(f"run {i + 1}: augstudio {x['augstudio']['images_per_s']:.0f} vs kornia "
                         f"{x['kornia']['images_per_s']:.0f} images/s" for i, x in enumerate(b))
@@ -48,6 +53,9 @@ def speed_chain(ctx) -> str:
     return (f"**Reference chain** (`python benchmarks/chain.py --only chain,batched`, run twice; 512x512 astronaut, "
             f"single thread, median of {head['runs']}; each cell: run 1 / run 2):\n\n"
             + md_table(["library", "ms/image (median)", "p95 ms", "CPU ms (median)", "augstudio speed-up"], rows)
+            + "\n\nThe table calls the libraries strictly in turn, so every call starts in the caches and heap the "
+            "others left (torchvision's call alone touches thousands of fresh pages). Called as a training loop "
+            f"calls one library, 25 calls in a row per round (`--block 25`, median of {blk['runs']}): {blocks}."
             + f"\n\nBatched path (`Recipe.apply_batch`) against kornia at batch {b[0]['batch']} on the CPU: {batched}.")
 
 
