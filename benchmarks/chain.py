@@ -229,7 +229,7 @@ def op_table(img) -> list[tuple]:
     ]
 
 
-def run_op_table(img, runs: int, only: set | None = None) -> dict:
+def run_op_table(img, runs: int, only: set | None = None, block: int = 1) -> dict:
     import albumentations as A
 
     x = torch.from_numpy(img).permute(2, 0, 1).contiguous()
@@ -249,7 +249,7 @@ def run_op_table(img, runs: int, only: set | None = None) -> dict:
         if tv is not None:
             fns["torchvision"] = lambda k, t=tv: t(x)
         before = load()
-        r = timeit_interleaved(fns, runs, max(3, runs // 10))
+        r = timeit_interleaved(fns, runs, max(3, runs // 10), block)
         rows[name] = {**r, "load": [before, load()], "note": note}
         o = r["augstudio"]
 
@@ -313,7 +313,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ops", default="", help="comma-separated op names: only these rows of the per-op table")
     ap.add_argument("--only", default="chain,ops,batched", help="sections to run: chain, ops, batched")
     ap.add_argument("--block", type=int, default=1,
-                    help="calls of each library in a row per round of the chain section (1: strict round-robin)")
+                    help="calls of each library in a row per round (1: strict round-robin)")
     ap.add_argument("--device", default="cpu", help="device of the batched path (cpu, cuda)")
     ap.add_argument("--batch", type=int, default=None, help="batch size of the batched path (default 256 on cuda, 16 on cpu)")
     ap.add_argument("--batch-runs", type=int, default=None)
@@ -356,7 +356,8 @@ def main(argv=None) -> int:
 
     if "ops" in sections:
         only = {o.strip() for o in args.ops.split(",") if o.strip()} or None
-        results["ops"] = run_op_table(img, args.op_runs, only)
+        results["ops"] = run_op_table(img, args.op_runs, only, args.block)
+        results["ops_block"] = args.block
 
     if "batched" in sections:
         batch = args.batch or (256 if args.device.startswith("cuda") else 16)
