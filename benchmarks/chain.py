@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -49,10 +50,14 @@ CHAIN = [
 ]
 
 
-def _summary(wall: list, cpu: list, runs: int) -> dict:
+def _summary(wall: list, cpu: list, runs: int, faults: int = 0) -> dict:
     wall, cpu = sorted(wall), sorted(cpu)
     return {"median_ms": statistics.median(wall) * 1e3, "p95_ms": wall[int(0.95 * (len(wall) - 1))] * 1e3,
-            "cpu_median_ms": statistics.median(cpu) * 1e3, "runs": runs}
+            "cpu_median_ms": statistics.median(cpu) * 1e3, "runs": runs, "page_faults_per_call": faults / runs}
+
+
+def _minor_faults() -> int:
+    return resource.getrusage(getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)).ru_minflt
 
 
 def timeit(fn, runs: int, warmup: int) -> dict:
@@ -71,18 +76,21 @@ def timeit_interleaved(fns: dict, runs: int, warmup: int, block: int = 1) -> dic
             fn(k)
     wall: dict = {name: [] for name in fns}
     cpu: dict = {name: [] for name in fns}
+    faults = dict.fromkeys(fns, 0)  # minor page faults (fresh memory pages) in the timed calls
     k = warmup
     while len(wall[next(iter(fns))]) < runs:
         for name, fn in fns.items():
             for i in range(block + (block > 1)):
+                f0 = _minor_faults()
                 c0, t0 = time.thread_time(), time.perf_counter()
                 fn(k + i)
                 t1, c1 = time.perf_counter(), time.thread_time()
                 if (i or block == 1) and len(wall[name]) < runs:
                     wall[name].append(t1 - t0)
                     cpu[name].append(c1 - c0)
+                    faults[name] += _minor_faults() - f0
         k += block + 1
-    return {name: _summary(wall[name], cpu[name], runs) for name in fns}
+    return {name: _summary(wall[name], cpu[name], runs, faults[name]) for name in fns}
 
 
 def load() -> float:
@@ -346,13 +354,13 @@ def main(argv=None) -> int:
         order = "one call of each in turn" if args.block == 1 else f"{args.block} calls of each in a row per round"
         print(f"## Reference chain through Recipe.apply, one image, 1 CPU thread, {order} (load average {before} "
               f"-> {load()} on {os.cpu_count()} cores)\n")
-        print("| library | ms/image (median) | p95 ms | CPU ms (median) | augstudio speed-up (wall / cpu) |")
-        print("|---|---:|---:|---:|---:|")
+        print("| library | ms/image (median) | p95 ms | CPU ms (median) | page faults / call | augstudio speed-up (wall / cpu) |")
+        print("|---|---:|---:|---:|---:|---:|")
         for name, r in chain.items():
             r["speedup_vs"] = r["median_ms"] / base
             r["cpu_speedup_vs"] = r["cpu_median_ms"] / base_cpu
             print(f"| {name} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} | {r['cpu_median_ms']:.2f} | "
-                  f"{r['speedup_vs']:.2f}x / {r['cpu_speedup_vs']:.2f}x |")
+                  f"{r['page_faults_per_call']:.1f} | {r['speedup_vs']:.2f}x / {r['cpu_speedup_vs']:.2f}x |")
 
     if "ops" in sections:
         only = {o.strip() for o in args.ops.split(",") if o.strip()} or None
