@@ -80,6 +80,8 @@ def run(mode, samples_root, tmp_path, answer="yes"):
     seconds until every process it started (export workers) had let go of its output)."""
     env = dict(os.environ, AUGSTUDIO_SETTINGS_DIR=str(tmp_path / "settings"), AUGSTUDIO_QUIT_ANSWER=answer,
                QT_QPA_PLATFORM="offscreen")
+    if env.get("ATEN_CPU_CAPABILITY") == "":  # torch warns on stderr about the empty value; unset is the same
+        del env["ATEN_CPU_CAPABILITY"]
     p = subprocess.Popen([sys.executable, "-c", SCRIPT, mode, str(samples_root), str(tmp_path)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
