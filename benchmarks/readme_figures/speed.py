@@ -41,8 +41,9 @@ def speed_chain(ctx) -> str:
         else:
             sp = " / ".join(f"{x['speedup_vs']:.2f}x" for x in r)
         rows.append([name, ms, p95, cpu, sp])
-    blk = _json(ctx, "benchmarks/chain.py", *_quick(ctx, ["--only", "chain", "--block", "25", "--runs", "400"],
-                                                      ["--runs", "100"]))
+    blk = _json(ctx, "benchmarks/chain.py", "--only", "chain", "--block", "25", "--runs", "100" if ctx.quick else "400")
+    if ctx.quick:
+        ctx.notes.append("The run in blocks: `--runs 100`.")
     base = blk["chain"]["augstudio"]["median_ms"]
     blocks = ", ".join(f"{name} {x['median_ms']:.2f} ms" + ("" if name == "augstudio" else f" ({x['median_ms'] / base:.2f}x)")
                        for name, x in blk["chain"].items() if "preview" not in name)
@@ -54,7 +55,7 @@ def speed_chain(ctx) -> str:
             f"single thread, median of {head['runs']}; each cell: run 1 / run 2):\n\n"
             + md_table(["library", "ms/image (median)", "p95 ms", "CPU ms (median)", "augstudio speed-up"], rows)
             + "\n\nThe table calls the libraries strictly in turn, so every call starts in the caches and heap the "
-            "others left (torchvision's call alone touches thousands of fresh pages). Called as a training loop "
+            "others left (torchvision's call alone takes hundreds to thousands of fresh pages). Called as a training loop "
             f"calls one library, 25 calls in a row per round (`--block 25`, median of {blk['runs']}): {blocks}."
             + f"\n\nBatched path (`Recipe.apply_batch`) against kornia at batch {b[0]['batch']} on the CPU: {batched}.")
 
