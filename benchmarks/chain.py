@@ -149,6 +149,11 @@ def kornia_chain(img):
     return lambda k: aug(x.float().div_(255))
 
 
+# where albumentations computes something else than ours (torchvision's semantics), the note says what
+GREY = "albumentations: cvtColor's 0.299 grey, rounded (ours: torchvision's float grey, floored)"
+NO_AA = "albumentations: no antialiasing (ours: block means first when shrinking 2x or more)"
+
+
 # -- each op alone vs its closest peers ----------------------------------------------------------------------
 def op_table(img) -> list[tuple]:
     """(op name, our step, albumentations transform or None, torchvision v2 callable or None, note)."""
@@ -174,8 +179,8 @@ def op_table(img) -> list[tuple]:
         ("pad", {"op": "pad", "padding": 4}, A.Pad(4, p=1.0), v2.Pad(4), ""),
         ("random_crop", {"op": "random_crop", "size": 224}, A.RandomCrop(224, 224, p=1.0), v2.RandomCrop(224), ""),
         ("random_resized_crop", CHAIN[3], A.RandomResizedCrop(size=(224, 224), p=1.0),
-         v2.RandomResizedCrop(224, antialias=True), ""),
-        ("resize", {"op": "resize", "size": 224}, A.Resize(224, 224, p=1.0), v2.Resize((224, 224), antialias=True), ""),
+         v2.RandomResizedCrop(224, antialias=True), NO_AA),
+        ("resize", {"op": "resize", "size": 224}, A.Resize(224, 224, p=1.0), v2.Resize((224, 224), antialias=True), NO_AA),
         ("rot90", {"op": "rot90"}, A.RandomRotate90(p=1.0),
          lambda x: F.rotate(x, 90.0 * int(rng.integers(4)), expand=True), "torchvision: rotate(90 k, expand)"),
         ("rotate", {"op": "rotate", "degrees": 15}, A.Rotate(limit=15, border_mode=const, p=1.0),
@@ -190,9 +195,9 @@ def op_table(img) -> list[tuple]:
         ("autocontrast", {"op": "autocontrast"}, A.AutoContrast(method="pil", p=1.0), v2.RandomAutocontrast(1.0), ""),
         ("brightness", {"op": "brightness", "factor": 0.2}, A.ColorJitter(0.2, 0, 0, 0, p=1.0),
          v2.ColorJitter(brightness=0.2), "albumentations: ColorJitter (the same x -> f x)"),
-        ("color_jitter", CHAIN[2], A.ColorJitter(0.3, 0.3, 0.3, 0.0, p=1.0), v2.ColorJitter(0.3, 0.3, 0.3), ""),
+        ("color_jitter", CHAIN[2], A.ColorJitter(0.3, 0.3, 0.3, 0.0, p=1.0), v2.ColorJitter(0.3, 0.3, 0.3), GREY),
         ("contrast", {"op": "contrast", "factor": 0.2}, A.ColorJitter(0, 0.2, 0, 0, p=1.0),
-         v2.ColorJitter(contrast=0.2), "albumentations: ColorJitter"),
+         v2.ColorJitter(contrast=0.2), f"albumentations: ColorJitter; {GREY}"),
         ("equalize", {"op": "equalize"}, A.Equalize(p=1.0), v2.RandomEqualize(1.0), ""),
         ("gamma", {"op": "gamma"}, A.RandomGamma(gamma_limit=(80, 125), p=1.0),
          lambda x: F.adjust_gamma(x, float(rng.uniform(0.8, 1.25))), ""),
@@ -201,12 +206,13 @@ def op_table(img) -> list[tuple]:
         ("gaussian_blur (sigma 0.1-2)", {"op": "gaussian_blur"},
          A.GaussianBlur(blur_limit=0, sigma_limit=(0.1, 2.0), p=1.0), v2.GaussianBlur(13, sigma=(0.1, 2.0)),
          "kernel from sigma; torchvision 13x13"),
-        ("grayscale", {"op": "grayscale"}, A.ToGray(num_output_channels=3, p=1.0), v2.Grayscale(3), ""),
-        ("hue", {"op": "hue"}, A.ColorJitter(0, 0, 0, 0.1, p=1.0), v2.ColorJitter(hue=0.1), "albumentations: ColorJitter"),
+        ("grayscale", {"op": "grayscale"}, A.ToGray(num_output_channels=3, p=1.0), v2.Grayscale(3), GREY),
+        ("hue", {"op": "hue"}, A.ColorJitter(0, 0, 0, 0.1, p=1.0), v2.ColorJitter(hue=0.1),
+         "albumentations: ColorJitter, 8-bit HSV (ours: float HSV, as torchvision)"),
         ("invert", {"op": "invert"}, A.InvertImg(p=1.0), v2.RandomInvert(1.0), ""),
         ("posterize", {"op": "posterize", "bits": [4, 4]}, A.Posterize(num_bits=4, p=1.0), v2.RandomPosterize(4, p=1.0), ""),
         ("saturation", {"op": "saturation", "factor": 0.2}, A.ColorJitter(0, 0, 0.2, 0, p=1.0),
-         v2.ColorJitter(saturation=0.2), "albumentations: ColorJitter"),
+         v2.ColorJitter(saturation=0.2), f"albumentations: ColorJitter; {GREY}"),
         ("sharpness", {"op": "sharpness"}, A.Sharpen(p=1.0), v2.RandomAdjustSharpness(1.5, p=1.0),
          "albumentations: Sharpen (another filter)"),
         ("solarize", {"op": "solarize"}, A.Solarize(threshold_range=(0.5, 0.5), p=1.0), v2.RandomSolarize(128, p=1.0), ""),

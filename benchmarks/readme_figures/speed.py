@@ -85,7 +85,16 @@ def speed_ops(ctx) -> str:
             + md_table(["op", "augstudio", "albumentations", "torchvision v2", "vs albumentations", "vs torchvision",
                         "note"], rows, align="lrrrrrl")
             + f"\n\nAt least as fast as albumentations: {len(faster)} of {len(faster) + len(slower)} ops with an "
-            f"equivalent ({', '.join(faster)}).")
+            f"equivalent ({', '.join(faster)}). Slower: {_slower_by_kind(slower, r['ops'])}.")
+
+
+def _slower_by_kind(slower: list, ops: dict) -> str:
+    """The slower ops, split by whether albumentations computes the same thing (a note saying what ours
+    computes instead, or another filter, marks the ones that differ)."""
+    other = [n for n in slower if "(ours:" in (ops[n].get("note") or "") or "another filter" in (ops[n].get("note") or "")]
+    same = [n for n in slower if n not in other]
+    return (f"{len(other)} where albumentations computes something else ({', '.join(other) or 'none'}), "
+            f"{len(same)} where both compute the same ({', '.join(same) or 'none'})")
 
 
 @figure("speed_puzzlemix", "benchmarks/puzzlemix.py (batched PuzzleMix vs the official procedure with GCO)",
