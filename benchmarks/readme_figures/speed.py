@@ -91,7 +91,8 @@ def speed_ops(ctx) -> str:
 def _slower_by_kind(slower: list, ops: dict) -> str:
     """The slower ops, split by whether albumentations computes the same thing (a note saying what ours
     computes instead, or another filter, marks the ones that differ)."""
-    other = [n for n in slower if "(ours:" in (ops[n].get("note") or "") or "another filter" in (ops[n].get("note") or "")]
+    notes = {n: ops[n].get("note") or "" for n in slower}
+    other = [n for n in slower if "(ours:" in notes[n] or "another filter" in notes[n]]
     same = [n for n in slower if n not in other]
     return (f"{len(other)} where albumentations computes something else ({', '.join(other) or 'none'}), "
             f"{len(same)} where both compute the same ({', '.join(same) or 'none'})")
