@@ -149,7 +149,7 @@ def test_poisson_draws_follow_the_distribution_at_every_rate():
 
 
 def test_numpy_and_torch_forms_draw_the_same_bits():
-    """On the CPU the counter hash runs in numpy (unsigned lanes); the torch form (what CUDA and MPS run,
+    """On the CPU the counter hash runs compiled (unsigned lanes); the torch form (what CUDA and MPS run,
     here run on the CPU through ``cv.torch_only()``) gives the same bits and so the same noise."""
     from augstudio.core.kernels import cv
 
@@ -184,9 +184,18 @@ def test_numpy_poisson_search_finds_the_torch_forms_counts(gravel, peak):
     assert torch.equal(a, b)
 
 
-def test_int8_noise_values_equal_the_int16_ones():
-    for scale in (0.0, 5.5, 25.5, 28.0):
-        a = N.scaled_normal_int16([8], (3, 40, 30), "cpu", [scale], small=True)
-        b = N.scaled_normal_int16([8], (3, 40, 30), "cpu", [scale])
-        assert a.dtype == torch.int8 and torch.equal(a.to(torch.int16), b)
-    assert N.scaled_normal_int16([8], (5,), "cpu", [40.0], small=True).dtype == torch.int16
+@pytest.mark.parametrize("channels", [3, 1])
+def test_compiled_noise_add_equals_the_device_form(gravel, channels):
+    """The CPU's one-pass lookup and saturating add (int8 tables up to scale 28, int16 above) gives the
+    device form's pixels: scales either side of the switch up to std 1 (255 levels), a mean shift, a batch
+    with one scale per item, and a cropped view as input."""
+    from augstudio.core.kernels import cv
+
+    x = torch.stack([gravel, gravel.flip(-1)])
+    for scales in ([0.0, 5.5], [28.0, 28.3], [255.0, 100.0]):
+        for shift in (0, -40, 25):
+            for img in (x, x[:, :, 3:-2, 5:]):
+                a = N.add_scaled_normal(img, [8, 9], scales, shift, channels)
+                with cv.torch_only():
+                    b = N.add_scaled_normal(img, [8, 9], scales, shift, channels)
+                assert a.dtype == torch.uint8 and torch.equal(a, b), (scales, shift, img.shape)

@@ -12,11 +12,9 @@ category values), while ``salt_pepper`` flips dies: each non-background pixel is
 
 from __future__ import annotations
 
-import cv2
 import torch
 
 from augstudio.core.base import seeding
-from augstudio.core.kernels import cv
 from augstudio.core.kernels import noise as N
 from augstudio.core.kernels import warp as W
 
@@ -67,22 +65,10 @@ class GaussianNoise(NoiseOp):
         return {"std": round(seeding.uniform(gen, *self.std), 6)}
 
     def apply_batch(self, x, params_list, kind):
-        # uint8 + int16 noise: each item's table is scaled by its std (and shifted by the mean, rounded to a
-        # whole grey level) once, so per pixel there is one gather and one saturating add
-        n, c, h, w = x.shape
-        shape = (c if self.per_channel else 1, h, w)
-        shift = int(round(self.mean * 255.0))
-        noise = N.scaled_normal_int16(_seeds(params_list), shape, x.device, [p["std"] * 255.0 for p in params_list],
-                                      small=shift == 0)
-        if shift:
-            noise = noise.add_(shift)
-        if cv.active(x):  # one saturating pass (OpenCV adds int16 to uint8 exactly as below)
-            cv.sync_threads()
-            noise = noise.expand(n, c, h, w).reshape(-1, w).numpy()
-            out, dst = cv.new_planes(x.shape)
-            cv2.add(cv.planes(x).reshape(-1, w), noise, dst=dst.reshape(-1, w), dtype=cv2.CV_8U)
-            return out
-        return x.to(torch.int16).add_(noise).clamp_(0, 255).to(torch.uint8)
+        # uint8 + integer noise: each item's table is scaled by its std (and shifted by the mean, rounded to a
+        # whole grey level) once, so per pixel there is one lookup and one saturating add
+        return N.add_scaled_normal(x, _seeds(params_list), [p["std"] * 255.0 for p in params_list],
+                                   int(round(self.mean * 255.0)), x.shape[1] if self.per_channel else 1)
 
 
 @register

@@ -1,0 +1,69 @@
+"""The CPU loops of ``kernels.noise``, compiled with numba (BSD-2): the counter hash and the noise add.
+
+numpy runs the hash as 16 passes over the draws and the noise as four more (indices, gather, add, clip);
+compiled, the hash is one vectorised pass and the table lookup and saturating add are one pass over the
+pixels. The integer arithmetic is the same, so the bits and pixels are those of the torch form (what a GPU
+runs; ``tests/core/test_ops_noise.py`` compares them).
+
+Imported on first use (see ``jit``); each loop compiles once per machine and is cached
+next to this file (``__pycache__``), or in numba's user cache where that is read-only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import uint32 as u32
+
+from .jit import compiled
+
+
+@compiled
+def _lowbias32(h):
+    h = u32(h ^ (h >> u32(16)))
+    h = u32(h * u32(0x7FEB352D))  # numba widens integer products: each step is cut back to 32 bits
+    h = u32(h ^ (h >> u32(15)))
+    h = u32(h * u32(0x846CA68B))
+    return u32(h ^ (h >> u32(16)))
+
+
+@compiled
+def hash_rows(k0, k1, out):
+    """``out[j, i] = lowbias32(lowbias32(i ^ k0[j]) ^ k1[j])`` for a C-contiguous uint32 ``out``."""
+    for j in range(out.shape[0]):
+        a, b = k0[j], k1[j]
+        row = out[j]
+        for i in range(row.shape[0]):
+            row[i] = _lowbias32(u32(_lowbias32(u32(u32(i) ^ a)) ^ b))
+
+
+@compiled
+def scaled_tables(q, scales, shift, out):
+    """``out[j] = rint(q * scales[j]) + shift`` (float32 product, rounded half to even, as the torch form),
+    clipped to ``out``'s integer range."""
+    lo, hi = np.float32(np.iinfo(out.dtype).min), np.float32(np.iinfo(out.dtype).max)
+    for j in range(out.shape[0]):
+        s = np.float32(scales[j])
+        row = out[j]
+        for u in range(q.shape[0]):
+            row[u] = min(max(np.rint(q[u] * s), lo), hi)
+    if shift != 0:
+        out += shift
+
+
+@compiled
+def add_looked_up(x, idx, tables, out):
+    """``out[j, c, y, i] = clip(x[j, c, y, i] + tables[j, idx[j, (c' * H + y) * W + i]], 0, 255)`` for uint8
+    ``N x C x H x W`` images (any strides), where c' is c, or 0 when the noise has one channel for all
+    (``idx`` has ``H * W`` entries per item then)."""
+    n, c, h, w = x.shape
+    shared = idx.shape[1] < c * h * w
+    for j in range(n):
+        t = tables[j]
+        for ch in range(c):
+            base = 0 if shared else ch * h * w
+            for y in range(h):
+                src, dst = x[j, ch, y], out[j, ch, y]
+                row = idx[j, base + y * w:base + (y + 1) * w]
+                for i in range(w):
+                    dst[i] = min(max(np.int32(src[i]) + np.int32(t[row[i]]), 0), 255)
+
