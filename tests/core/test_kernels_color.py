@@ -1,7 +1,7 @@
-"""The colour and filter kernels' two forms: OpenCV / numpy on the CPU and torch (what an accelerator runs,
-run here on the CPU through ``cv.torch_only()``). Tables, histograms and the grey image are exact in both;
-saturation, hue, the separable blur and sharpness agree within one grey level, on a small share of pixels,
-with each other and with torchvision's float formulas."""
+"""The colour and filter kernels' two forms: OpenCV / numpy / compiled on the CPU and torch (what an
+accelerator runs, run here on the CPU through ``cv.torch_only()``). Tables, histograms, the grey image and
+the saturation blend are exact in both; hue, the separable blur and sharpness agree within one grey level,
+on a small share of pixels, with each other and with torchvision's float formulas."""
 
 from __future__ import annotations
 
@@ -53,10 +53,40 @@ def test_tables_histograms_and_grey_are_exact_in_both_forms(photo):
 
 
 @pytest.mark.parametrize("factor", [0.0, 0.4, 1.0, 1.7, 4.0])
-def test_saturation_forms_agree_within_one_level(photo, factor):
+def test_saturation_forms_are_exact(photo, factor):
     a, b = _both(lambda: C.saturate(photo, factor))
     _close(b, TF.adjust_saturation(photo, factor), share=0.02)  # (its blend rounds f x + (1 - f) g in one step)
-    _close(a, b, share=0.02)
+    assert torch.equal(a, b)
+    view = photo[:, 5:-7, 3:]  # rows with a stride
+    a, b = _both(lambda: C.saturate(view, factor))
+    assert torch.equal(a, b)
+
+
+def _every_colour() -> torch.Tensor:
+    c = torch.arange(1 << 24, dtype=torch.int32)
+    return torch.stack([c >> 16, (c >> 8) & 255, c & 255]).to(torch.uint8).view(3, 4096, 4096)
+
+
+def test_compiled_grey_is_torchs_grey_for_every_colour():
+    """The CPU grey (compiled, in the form torch uses here) equals torch's own on all 16.7M colours, and
+    the colours where fused multiply-adds move the floor are the ones ``color_jit`` lists; the other form
+    (the control) differs from torch on exactly those."""
+    from augstudio.core.kernels import color_jit
+
+    x = _every_colour()
+    a, b = _both(lambda: C.grayscale(x, 1))
+    assert torch.equal(a, b)
+    src = x.numpy()
+    fused, plain = np.empty((4096, 4096), np.uint8), np.empty((4096, 4096), np.uint8)
+    color_jit.gray(src, True, fused)
+    color_jit.gray(src, False, plain)
+    assert tuple(np.flatnonzero(fused != plain).tolist()) == color_jit.FMA_COLOURS
+    _, form = C._compiled()
+    other = plain if form else fused
+    assert np.flatnonzero(other != b.numpy()[0]).tolist() == list(color_jit.FMA_COLOURS)
+    with cv.torch_only():
+        mean = C.gray_mean(x[:, 1000:3000, 7:])
+    assert C.gray_mean(x[:, 1000:3000, 7:]) == mean
 
 
 @pytest.mark.parametrize("hue", [-0.5, -0.21, 0.0, 0.07, 0.33])

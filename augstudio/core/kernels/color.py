@@ -1,11 +1,12 @@
 """Colour kernels on uint8 images, on the image's own device (OpenCV on the CPU, see ``kernels.cv``).
 
-Lookup tables, histograms and the grey image are exact: the OpenCV and torch forms give the same bytes.
-``saturate`` and ``adjust_hue`` follow torchvision's float formulas in their torch form; their OpenCV forms
-(uint8 blend, float32 HSV) agree with them within one grey level (tests/core/test_kernels_color.py).
-``adjust_hue`` follows torchvision v2's uint8 semantics (Pillow's HSV conversion; scale to 0..1, shift the
-hue, convert back with ``x * 255.999`` truncation), so results equal ``torchvision.transforms.v2.functional.
-adjust_hue`` byte for byte (a test compares them); unlike it, every constant is made on the image's device.
+Lookup tables, histograms, the grey image and the saturation blend are exact: the CPU and torch forms give
+the same bytes (the grey and the blend run compiled on the CPU, ``color_jit``, in the form of the grey torch
+computes on the machine). ``adjust_hue``'s OpenCV form (float32 HSV) agrees with its torch form within one
+grey level (tests/core/test_kernels_color.py). ``adjust_hue`` follows torchvision v2's uint8 semantics
+(Pillow's HSV conversion; scale to 0..1, shift the hue, convert back with ``x * 255.999`` truncation), so
+results equal ``torchvision.transforms.v2.functional.adjust_hue`` byte for byte (a test compares them);
+unlike it, every constant is made on the image's device.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ def levels(device) -> torch.Tensor:
     return t
 
 
-_W0, _W1, _W2 = (np.float32(w) for w in GRAY_WEIGHTS)
 _LEVELS_NP = np.arange(256, dtype=np.float32)
 
 
@@ -147,17 +147,49 @@ def gray(x: torch.Tensor, floor: bool = True) -> torch.Tensor:
     return (s.floor_() if floor else s).unsqueeze_(-3)
 
 
-def _gray_u8(x: torch.Tensor) -> np.ndarray:
-    """``gray(x)`` of a CPU uint8 RGB ``3 x H x W`` as a uint8 ``H x W`` numpy array (numpy's truncating
-    cast of the unfloored sums: the same bytes as floor, then ``to_uint8``, one pass fewer)."""
-    return gray(x, floor=False).numpy().reshape(x.shape[-2:]).astype(np.uint8)
+_COMPILED: dict = {}
+
+
+def _compiled():
+    """``color_jit`` and the form of the grey torch computes on this machine (fused multiply-adds or not),
+    asked of torch once on the colours where the two differ; the form is None if torch gives neither (the
+    torch form then runs on the CPU too)."""
+    try:
+        return _COMPILED["jit"]
+    except KeyError:
+        pass
+    from . import color_jit  # deferred: numba
+
+    c = np.repeat(np.array(color_jit.FMA_COLOURS, dtype=np.uint32), 64)  # whole vectors of torch's kernel
+    rgb = np.stack([c >> 16, (c >> 8) & 255, c & 255]).astype(np.uint8).reshape(3, 1, -1)
+    want = gray(torch.from_numpy(rgb), floor=False).numpy().astype(np.uint8).reshape(1, -1)
+    form = None
+    for fused in (True, False):
+        got = np.empty_like(want)
+        color_jit.gray(rgb, fused, got)
+        if np.array_equal(got, want):
+            form = fused
+            break
+    _COMPILED["jit"] = (color_jit, form)
+    return _COMPILED["jit"]
+
+
+def _compiled_form(x: torch.Tensor):
+    """(color_jit, form) where the compiled loops handle CPU uint8 RGB ``3 x H x W`` ``x``, else None."""
+    if not (cv.active(x) and x.dim() == 3 and x.shape[0] == 3):
+        return None
+    jit, form = _compiled()
+    return None if form is None else (jit, form)
 
 
 def grayscale(x: torch.Tensor, channels: int) -> torch.Tensor:
     """``gray(x)`` of uint8 RGB ``3 x H x W`` as uint8, repeated into ``channels`` planes."""
-    if cv.active(x) and x.dim() == 3:
+    compiled = _compiled_form(x)
+    if compiled is not None:
+        jit, fused = compiled
         out, dst = cv.new_planes((channels, *x.shape[-2:]))
-        dst[:] = _gray_u8(x)
+        jit.gray(cv.planes(x), fused, dst[0])
+        dst[1:] = dst[0]
         return out
     g = gray(x).to(torch.int16).to(torch.uint8)  # whole numbers 0..255: warp.to_uint8's cast
     return g.expand((*x.shape[:-3], channels, *x.shape[-2:])).contiguous() if channels > 1 else g
@@ -166,58 +198,25 @@ def grayscale(x: torch.Tensor, channels: int) -> torch.Tensor:
 def gray_mean(x: torch.Tensor) -> float:
     """The mean of ``gray(x)`` (RGB) or of ``x`` (one channel) of uint8 ``C x H x W``: an exact sum of whole
     numbers (the same for any thread count) over the pixel count."""
-    if x.shape[-3] == 3 and x.dim() == 3 and cv.active(x):  # the same whole numbers, summed exactly
-        return float(cv2.sumElems(_gray_u8(x))[0]) / float(x[0].numel())
+    compiled = _compiled_form(x)
+    if compiled is not None:  # the same whole numbers, summed exactly in one pass
+        jit, fused = compiled
+        return float(jit.gray_sum(cv.planes(x), fused)) / float(x[0].numel())
     g = gray(x) if x.shape[-3] == 3 else x
     return float(g.sum(dtype=torch.float64).item()) / float(g.numel())
 
 
-def _gray_u8_np(src: np.ndarray) -> np.ndarray:
-    """The floored grey of uint8 RGB planes ``3 x H x W`` in numpy float32 (products, then sums, each
-    rounded: torch's form without fused multiply-adds; 21 of the 16.7M colours floor one level lower than
-    with them). Cheaper than three torch calls below ~64k pixels."""
-    f = src.reshape(3, -1).astype(np.float32)
-    s, t = f[0], f[1]
-    s *= _W0
-    t *= _W1
-    s += t
-    t = f[2]
-    t *= _W2
-    s += t
-    return s.astype(np.uint8).reshape(src.shape[1:])  # the sums are >= 0: truncation floors them
-
-
-_SMALL = 1 << 16  # pixels: numpy's grey below, torch's above (measured 71 vs 125 us at 224 x 224, 274 vs 223 at 512)
-
-
-def probe_gray_mean(x: torch.Tensor) -> float:
-    """The mean grey of a small probe, for a statistic only: on the CPU ``_gray_u8_np``'s grey (``gray_mean``'s
-    but for the colours that floor lower without fused multiply-adds), without the per-call cost of three
-    torch calls (a 64 x 64 probe: 56 -> 15 us)."""
-    if x.shape[-3] == 3 and x.dim() == 3 and cv.active(x):
-        g = _gray_u8_np(cv.planes(x))
-        return float(cv2.sumElems(g)[0]) / float(g.size)
-    return gray_mean(x)
-
-
-def saturate(x: torch.Tensor, factor: float, grey: torch.Tensor | None = None) -> torch.Tensor:
-    """Blend uint8 RGB ``3 x H x W`` with its grey: ``floor(clamp(f x + (1 - f) grey))`` (torchvision's
-    adjust_saturation). The torch form computes it in float32 as torchvision does; the OpenCV form blends
-    the uint8 planes in one pass each (``cv2.addWeighted``, within one grey level of it)."""
-    if cv.active(x):
-        cv.sync_threads()
-        # whole numbers: numpy's cast is the fast one (and floors the unfloored sums: they are >= 0)
-        src = cv.planes(x)
-        if grey is not None:
-            g8 = grey.numpy().reshape(x.shape[-2:]).astype(np.uint8)
-        else:  # the blend is within a level of torchvision's anyway, so the grey may take the cheaper form
-            g8 = _gray_u8_np(src) if src[0].size <= _SMALL else _gray_u8(x)
+def saturate(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Blend uint8 RGB ``3 x H x W`` with its grey: ``floor(clamp(f x + (1 - f) grey))`` in float32 (the
+    blend of torchvision's adjust_saturation, each product rounded, then their sum). On the CPU one compiled
+    pass gives the torch form's bytes."""
+    compiled = _compiled_form(x)
+    if compiled is not None:
+        jit, fused = compiled
         out, dst = cv.new_planes(x.shape)
-        for i in range(3):
-            cv2.addWeighted(src[i], factor, g8, 1.0 - factor, _FLOOR, dst=dst[i])
+        jit.saturate(cv.planes(x), factor, fused, dst)
         return out
-    grey = gray(x) if grey is None else grey
-    g = grey.mul(1.0 - factor)
+    g = gray(x).mul_(1.0 - factor)
     return torch.mul(x, factor).add_(g).clamp_(0, 255).floor_().to(torch.int16).to(torch.uint8)
 
 
@@ -293,4 +292,4 @@ def _hue_cv(x: torch.Tensor, factor: float, rows: int = 128) -> torch.Tensor:
     return out
 
 
-__all__ = ["GRAY_WEIGHTS", "bitwise", "gray", "grayscale", "gray_mean", "probe_gray_mean", "saturate", "affine_lut", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]
+__all__ = ["GRAY_WEIGHTS", "bitwise", "gray", "grayscale", "gray_mean", "saturate", "affine_lut", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]

@@ -37,7 +37,6 @@ from augstudio.core.kernels.color import (
     grayscale,
     histograms,
     levels,
-    probe_gray_mean,
     saturate,
 )
 from augstudio.core.kernels.filters import gaussian_blur, sharpen
@@ -163,7 +162,7 @@ def _run_uint8(x, seq, means=None, record=False, finish=True):
             if not means:
                 x, lut = flush(x, lut), None
             # finish=False measures a probe: its statistic only, and no table after the last mean
-            m = means.pop(0) if means else (mean_gray(x) if finish else probe_gray_mean(x))
+            m = means.pop(0) if means else mean_gray(x)
             used.append(m)
             if not finish and k == len(seq) - 1:
                 break

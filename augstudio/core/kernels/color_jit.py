@@ -1,0 +1,83 @@
+"""The CPU loops of ``kernels.color`` that numpy and OpenCV cannot do in one pass, compiled with numba (BSD-2):
+torchvision's grey, its sum, and the saturation blend.
+
+The grey is torchvision's float32 ``0.2989 r + 0.587 g + 0.114 b``, floored. torch computes the two sums
+with fused multiply-adds in its AVX2 / AVX-512 kernels and without them in its ``default`` kernels, and
+the two differ in 21 of the 16.7M colours (``FMA_COLOURS``); each loop here comes in both forms, and
+``kernels.color`` asks torch which one it runs, so the CPU grey is torch's grey byte for byte on every
+machine. One compiled pass per image, where torch makes three float passes and numpy four.
+
+Imported on first use; compiled once per machine and cached next to this file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import types
+from numba.extending import intrinsic
+
+from .jit import compiled
+
+_W0, _W1, _W2 = np.float32(0.2989), np.float32(0.587), np.float32(0.114)  # color.GRAY_WEIGHTS
+
+# r << 16 | g << 8 | b of the colours whose grey floors one level apart with and without fused
+# multiply-adds (tests/core/test_kernels_color.py recomputes the list)
+FMA_COLOURS = (1349639, 2684148, 2686032, 7237402, 9216081, 9235479, 9239747, 11156906, 12496846, 14474804,
+               15131057, 15785647, 16386532, 16388416, 16396231, 16398115, 16408535, 16413966, 16418234,
+               16427933, 16447331)
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (LLVM's fma: the hardware instruction where there is one)."""
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return sig, codegen
+
+
+@compiled(inline="always")
+def _grey(r, g, b, fused):
+    """The unfloored grey of one pixel, as torch's ``mul(r, w0).add_(g, alpha=w1).add_(b, alpha=w2)``."""
+    if fused:
+        return _fma(np.float32(b), _W2, _fma(np.float32(g), _W1, np.float32(r) * _W0))
+    return (np.float32(r) * _W0 + np.float32(g) * _W1) + np.float32(b) * _W2
+
+
+@compiled
+def gray(src, fused, out):
+    """``out`` (uint8 ``H x W``) = the floored grey of uint8 RGB planes ``src`` (``3 x H x W``, any strides)."""
+    for y in range(src.shape[1]):
+        r, g, b, o = src[0, y], src[1, y], src[2, y], out[y]
+        for i in range(r.shape[0]):
+            o[i] = np.uint8(_grey(r[i], g[i], b[i], fused))  # >= 0: truncation floors
+
+
+@compiled
+def gray_sum(src, fused):
+    """The sum of the floored grey of uint8 RGB planes ``3 x H x W`` (whole numbers: exact, in any order)."""
+    total = 0
+    for y in range(src.shape[1]):
+        r, g, b = src[0, y], src[1, y], src[2, y]
+        for i in range(r.shape[0]):
+            total += np.int64(_grey(r[i], g[i], b[i], fused))
+    return total
+
+
+@compiled
+def saturate(src, factor, fused, out):
+    """torchvision's ``adjust_saturation`` of uint8 RGB planes: ``floor(clamp(x f + floor(grey) (1 - f)))``
+    with torch's float32 roundings (each product rounded, then their sum), into ``out`` (``3 x H x W``)."""
+    f = np.float32(factor)
+    f1 = np.float32(1.0 - factor)  # torch rounds the Python float 1 - f to float32
+    zero, top = np.float32(0.0), np.float32(255.0)
+    for y in range(src.shape[1]):
+        r, g, b = src[0, y], src[1, y], src[2, y]
+        orow, grow, brow = out[0, y], out[1, y], out[2, y]
+        for i in range(r.shape[0]):
+            gf = np.float32(np.uint8(_grey(r[i], g[i], b[i], fused))) * f1
+            orow[i] = np.uint8(min(max(np.float32(r[i]) * f + gf, zero), top))
+            grow[i] = np.uint8(min(max(np.float32(g[i]) * f + gf, zero), top))
+            brow[i] = np.uint8(min(max(np.float32(b[i]) * f + gf, zero), top))
