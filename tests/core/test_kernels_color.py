@@ -157,3 +157,13 @@ def test_histogram_tables_are_the_same_from_numpy_and_torch(photo):
     for i in range(3):
         t = ops_color.autocontrast_lut(h[i])
         assert torch.equal(torch.from_numpy(ops_color.autocontrast_lut(h[i].numpy())), t)
+
+
+def test_gamma_table_is_the_torch_formula_for_random_gammas():
+    """The table is built on the CPU for every device (one torch pow, then numpy): the same bytes as the
+    torch formula end to end, over gammas across the parameter's range."""
+    rng = np.random.default_rng(1)
+    for g in np.concatenate([rng.uniform(0.01, 100.0, 300), rng.uniform(0.3, 3.0, 300), [1.0, 0.5, 2.0]]):
+        g = round(float(g), 6)
+        ref = (C.levels("cpu") / 255.0).pow_(g).clamp_(0, 1).mul_(255.999).to(torch.uint8)
+        assert torch.equal(C.gamma_lut(g, "cpu"), ref), g

@@ -54,6 +54,22 @@ def affine_lut(scale: float, offset: float | None, device) -> torch.Tensor:
     return t.clamp_(0, 255).floor_().to(torch.uint8)
 
 
+_UNIT_LEVELS: list = []  # levels("cpu") / 255, made once
+
+
+def gamma_lut(gamma: float, device) -> torch.Tensor:
+    """torchvision's gamma table on uint8, ``255.999 (v / 255) ^ gamma`` clamped and truncated, as uint8 on
+    ``device``. Built on the CPU for every device: maths libraries round ``pow`` differently in the last
+    bit, so a table made on a GPU could differ from the CPU's; made here, the table and the image are the
+    same everywhere. One torch ``pow``, the rest in numpy (the same float32 operations)."""
+    if not _UNIT_LEVELS:
+        _UNIT_LEVELS.append(levels("cpu") / 255.0)
+    p = torch.pow(_UNIT_LEVELS[0], gamma).numpy()
+    np.minimum(p, 1, out=p)  # pow of [0, 1] is >= 0 (or nan, which stays nan as torch's clamp leaves it)
+    p *= np.float32(255.999)
+    return torch.from_numpy(p.astype(np.uint8)).to(device)
+
+
 def compose_luts(first: torch.Tensor, then: torch.Tensor) -> torch.Tensor:
     """The table of applying ``first``, then ``then``."""
     if first.device.type == "cpu":
@@ -292,4 +308,4 @@ def _hue_cv(x: torch.Tensor, factor: float, rows: int = 128) -> torch.Tensor:
     return out
 
 
-__all__ = ["GRAY_WEIGHTS", "bitwise", "gray", "grayscale", "gray_mean", "saturate", "affine_lut", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]
+__all__ = ["GRAY_WEIGHTS", "bitwise", "gray", "grayscale", "gray_mean", "saturate", "affine_lut", "gamma_lut", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]

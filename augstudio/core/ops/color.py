@@ -33,6 +33,7 @@ from augstudio.core.kernels.color import (
     apply_luts,
     bitwise,
     compose_luts,
+    gamma_lut,
     gray_mean,
     grayscale,
     histograms,
@@ -348,7 +349,7 @@ class Gamma(LutOp):
         return {"gamma": round(seeding.uniform(gen, *self.gamma), 6)}
 
     def lut(self, params, device):
-        return (levels(device) / 255.0).pow_(params["gamma"]).clamp_(0, 1).mul_(255.999).to(torch.uint8)
+        return gamma_lut(params["gamma"], device)
 
 
 @register
