@@ -1,7 +1,7 @@
 """The colour and filter kernels' two forms: OpenCV / numpy / compiled on the CPU and torch (what an
-accelerator runs, run here on the CPU through ``cv.torch_only()``). Tables, histograms, the grey image and
-the saturation blend are exact in both; hue, the separable blur and sharpness agree within one grey level,
-on a small share of pixels, with each other and with torchvision's float formulas."""
+accelerator runs, run here on the CPU through ``cv.torch_only()``). Tables, histograms, the grey image, the
+saturation blend and the hue rotation are exact in both; the separable blur and sharpness agree within one
+grey level, on a small share of pixels, with each other and with torchvision's float formulas."""
 
 from __future__ import annotations
 
@@ -89,11 +89,17 @@ def test_compiled_grey_is_torchs_grey_for_every_colour():
     assert C.gray_mean(x[:, 1000:3000, 7:]) == mean
 
 
-@pytest.mark.parametrize("hue", [-0.5, -0.21, 0.0, 0.07, 0.33])
-def test_hue_forms_agree_within_one_level(photo, hue):
+@pytest.mark.parametrize("hue", [-0.5, -0.21, 0.0, 0.07, 0.33, 0.5])
+def test_hue_forms_are_exact_and_torchvisions(photo, hue):
     a, b = _both(lambda: C.adjust_hue(photo, hue))
     assert torch.equal(b, TF.adjust_hue(photo, hue))
-    _close(a, b, share=0.001)
+    assert torch.equal(a, b)
+
+
+def test_compiled_hue_is_the_torch_form_for_every_colour():
+    x = _every_colour()
+    a, b = _both(lambda: C.adjust_hue(x, -0.137))
+    assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("size,sigma", [(3, 0.6), (7, 1.0), (11, 1.5), (25, 4.0)])

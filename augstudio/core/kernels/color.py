@@ -1,12 +1,11 @@
 """Colour kernels on uint8 images, on the image's own device (OpenCV on the CPU, see ``kernels.cv``).
 
-Lookup tables, histograms, the grey image and the saturation blend are exact: the CPU and torch forms give
-the same bytes (the grey and the blend run compiled on the CPU, ``color_jit``, in the form of the grey torch
-computes on the machine). ``adjust_hue``'s OpenCV form (float32 HSV) agrees with its torch form within one
-grey level (tests/core/test_kernels_color.py). ``adjust_hue`` follows torchvision v2's uint8 semantics
-(Pillow's HSV conversion; scale to 0..1, shift the hue, convert back with ``x * 255.999`` truncation), so
-results equal ``torchvision.transforms.v2.functional.adjust_hue`` byte for byte (a test compares them);
-unlike it, every constant is made on the image's device.
+Lookup tables, histograms, the grey image, the saturation blend and the hue rotation are exact: the CPU and
+torch forms give the same bytes (the grey, the blend and the hue run compiled on the CPU, ``color_jit``;
+the grey in the form torch computes on the machine). ``adjust_hue`` follows torchvision v2's uint8
+semantics (Pillow's HSV conversion; scale to 0..1, shift the hue, convert back with ``x * 255.999``
+truncation), so results equal ``torchvision.transforms.v2.functional.adjust_hue`` byte for byte (a test
+compares them); unlike it, every constant is made on the image's device.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import torch
 from . import cv
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision / ITU-R 601-2
-_FLOOR = -0.5 + 2.0 ** -10  # OpenCV rounds to nearest: shifting by this floors every value it can give here
 # which of (v, p, q, t) becomes r, g, b for each hue sextant i = 0..5
 _SEXTANT = ((0, 2, 1, 1, 3, 0), (3, 0, 0, 2, 1, 1), (1, 1, 3, 0, 0, 2))
 _LEVELS: dict = {}
@@ -279,33 +277,16 @@ def adjust_hue(x: torch.Tensor, factor: float) -> torch.Tensor:
     they are."""
     if x.shape[-3] != 3 or x.numel() == 0:
         return x
-    if cv.active(x) and x.dim() == 3:
-        return _hue_cv(x, factor)
+    if cv.active(x) and x.dim() == 3 and -0.5 <= factor <= 0.5:  # one compiled pass, the same bytes
+        jit, _ = _compiled()
+        out, dst = cv.new_planes(x.shape)
+        jit.shift_hue(cv.planes(x), factor, dst)
+        return out
     hsv = rgb_to_hsv(x.to(torch.float32).mul_(1.0 / 255))
     h, s, v = hsv.unbind(dim=-3)
     h.add_(factor).remainder_(1.0)
     out = hsv_to_rgb(torch.stack((h, s, v), dim=-3))
     return out.mul_(255.0 + 1.0 - 1e-3).to(torch.uint8)
-
-
-def _hue_cv(x: torch.Tensor, factor: float, rows: int = 128) -> torch.Tensor:
-    """OpenCV's float32 HSV (hue in degrees) on the interleaved pixels, a strip of rows at a time (it stays
-    in cache), truncated as torchvision does (``v 255.999 / 255``)."""
-    cv.sync_threads()
-    src = cv.planes(x)
-    out, dst = cv.new_planes(x.shape)
-    shift = float(360.0 * (factor % 1.0))  # OpenCV wraps hues at or above 360, not below 0
-    h = src.shape[1]
-    for y in range(0, h, rows):
-        band = slice(y, min(h, y + rows))
-        hsv = cv2.cvtColor(cv2.merge([src[0, band], src[1, band], src[2, band]]).astype("float32"),
-                           cv2.COLOR_RGB2HSV)
-        hue = hsv[..., 0]
-        hue += shift
-        rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=hsv)
-        cv2.split(cv2.convertScaleAbs(rgb, alpha=(255.0 + 1.0 - 1e-3) / 255.0, beta=_FLOOR),
-                  [dst[0, band], dst[1, band], dst[2, band]])
-    return out
 
 
 __all__ = ["GRAY_WEIGHTS", "bitwise", "gray", "grayscale", "gray_mean", "saturate", "affine_lut", "gamma_lut", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]

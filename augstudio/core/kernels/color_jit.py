@@ -1,11 +1,12 @@
 """The CPU loops of ``kernels.color`` that numpy and OpenCV cannot do in one pass, compiled with numba (BSD-2):
-torchvision's grey, its sum, and the saturation blend.
+torchvision's grey, its sum, the saturation blend and the hue rotation.
 
 The grey is torchvision's float32 ``0.2989 r + 0.587 g + 0.114 b``, floored. torch computes the two sums
 with fused multiply-adds in its AVX2 / AVX-512 kernels and without them in its ``default`` kernels, and
 the two differ in 21 of the 16.7M colours (``FMA_COLOURS``); each loop here comes in both forms, and
 ``kernels.color`` asks torch which one it runs, so the CPU grey is torch's grey byte for byte on every
-machine. One compiled pass per image, where torch makes three float passes and numpy four.
+machine. One compiled pass per image, where torch makes three float passes and numpy four. The hue
+rotation is the torch form's float32 HSV round trip, pixel by pixel: exact, and 3x OpenCV's float HSV.
 
 Imported on first use; compiled once per machine and cached next to this file.
 """
@@ -81,3 +82,80 @@ def saturate(src, factor, fused, out):
             orow[i] = np.uint8(min(max(np.float32(r[i]) * f + gf, zero), top))
             grow[i] = np.uint8(min(max(np.float32(g[i]) * f + gf, zero), top))
             brow[i] = np.uint8(min(max(np.float32(b[i]) * f + gf, zero), top))
+
+
+@compiled(inline="always")
+def _wrap_unit(a):
+    """``torch.remainder(a, 1.0)`` for a in [-1, 2) (a hue plus a shift of at most half a turn), exactly:
+    fmod is exact there (a - 1 is, by Sterbenz' lemma), and a negative remainder gets 1 added, rounded as
+    torch rounds it."""
+    m = a - np.float32(1.0) if a >= np.float32(1.0) else a
+    return m + np.float32(1.0) if m < np.float32(0.0) else m
+
+
+@compiled
+def shift_hue(src, factor, out):
+    """torchvision v2's ``adjust_hue`` of uint8 RGB planes ``3 x H x W`` by ``factor`` turns (|factor| <= 0.5)
+    into ``out``: the float32 operations of ``color.rgb_to_hsv`` / ``hsv_to_rgb`` one pixel at a time, in
+    the same order (no fused multiply-adds, divisions as divisions), so the bytes are the torch form's."""
+    inv255 = np.float32(1.0 / 255)
+    sixth = np.float32(1.0 / 6.0)
+    top = np.float32(255.0 + 1.0 - 1e-3)
+    one, zero = np.float32(1.0), np.float32(0.0)
+    shift = np.float32(factor)
+    for y in range(src.shape[1]):
+        rr, gg, bb = src[0, y], src[1, y], src[2, y]
+        ro, go, bo = out[0, y], out[1, y], out[2, y]
+        for k in range(rr.shape[0]):
+            r = np.float32(rr[k]) * inv255
+            g = np.float32(gg[k]) * inv255
+            b = np.float32(bb[k]) * inv255
+            maxc = max(r, max(g, b))
+            minc = min(r, min(g, b))
+            eqc = maxc == minc
+            span = maxc - minc
+            s = span / (one if eqc else maxc)
+            div = one if eqc else span
+            rc = (maxc - r) / div
+            gc = (maxc - g) / div
+            bc = (maxc - b) / div
+            hr = bc - gc
+            hg = (rc + np.float32(2.0)) - bc
+            hb = (gc + np.float32(4.0)) - rc
+            # one condition per select: LLVM vectorises these, where nested ones became branches (60x slower)
+            hh = hb
+            hh = hg if maxc == g else hh
+            hh = hr if maxc == r else hh
+            h = _wrap_unit(hh * sixth + one)  # fmod(., 1) of a value in [5/6, 11/6]
+            h = _wrap_unit(h + shift)
+            h6 = h * np.float32(6.0)
+            fi = np.floor(h6)
+            f = h6 - fi
+            # the sextant as a float (0.0 .. 5.0): an int32 among the float32 lanes kept LLVM from vectorising
+            i = fi - np.float32(6.0) if fi >= np.float32(6.0) else fi  # h6 may round up to 6.0: remainder(6)
+            sxf = s * f
+            one_minus_s = one - s
+            q = min(max((one - sxf) * maxc, zero), one)
+            t = min(max((sxf + one_minus_s) * maxc, zero), one)
+            p = min(max(one_minus_s * maxc, zero), one)
+            v = maxc
+            # the sextant's (r, g, b) of (v, p, q, t): color._SEXTANT
+            a = v
+            a = q if i == np.float32(1) else a
+            a = p if i == np.float32(2) else a
+            a = p if i == np.float32(3) else a
+            a = t if i == np.float32(4) else a
+            ro[k] = np.uint8(a * top)
+            a = t
+            a = v if i == np.float32(1) else a
+            a = v if i == np.float32(2) else a
+            a = q if i == np.float32(3) else a
+            a = p if i == np.float32(4) else a
+            a = p if i == np.float32(5) else a
+            go[k] = np.uint8(a * top)
+            a = p
+            a = t if i == np.float32(2) else a
+            a = v if i == np.float32(3) else a
+            a = v if i == np.float32(4) else a
+            a = q if i == np.float32(5) else a
+            bo[k] = np.uint8(a * top)
