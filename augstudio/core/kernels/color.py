@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from . import cv
+from . import cv, jit
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision / ITU-R 601-2
 # which of (v, p, q, t) becomes r, g, b for each hue sextant i = 0..5
@@ -166,14 +166,16 @@ _COMPILED: dict = {}
 
 def _compiled():
     """``color_jit`` and the form of the grey torch computes on this machine (fused multiply-adds or not),
-    asked of torch once on the colours where the two differ; the form is None if torch gives neither (the
-    torch form then runs on the CPU too)."""
+    asked of torch once on the colours where the two differ; the form is None if torch gives neither, and
+    both are None where numba is missing (the torch form then runs on the CPU too)."""
     try:
         return _COMPILED["jit"]
     except KeyError:
         pass
-    from . import color_jit  # deferred: numba
-
+    color_jit = jit.load("color_jit")
+    if color_jit is None:
+        _COMPILED["jit"] = (None, None)
+        return _COMPILED["jit"]
     c = np.repeat(np.array(color_jit.FMA_COLOURS, dtype=np.uint32), 64)  # whole vectors of torch's kernel
     rgb = np.stack([c >> 16, (c >> 8) & 255, c & 255]).astype(np.uint8).reshape(3, 1, -1)
     want = gray(torch.from_numpy(rgb), floor=False).numpy().astype(np.uint8).reshape(1, -1)
@@ -192,17 +194,17 @@ def _compiled_form(x: torch.Tensor):
     """(color_jit, form) where the compiled loops handle CPU uint8 RGB ``3 x H x W`` ``x``, else None."""
     if not (cv.active(x) and x.dim() == 3 and x.shape[0] == 3):
         return None
-    jit, form = _compiled()
-    return None if form is None else (jit, form)
+    loops, form = _compiled()
+    return None if form is None else (loops, form)
 
 
 def grayscale(x: torch.Tensor, channels: int) -> torch.Tensor:
     """``gray(x)`` of uint8 RGB ``3 x H x W`` as uint8, repeated into ``channels`` planes."""
     compiled = _compiled_form(x)
     if compiled is not None:
-        jit, fused = compiled
+        loops, fused = compiled
         out, dst = cv.new_planes((channels, *x.shape[-2:]))
-        jit.gray(cv.planes(x), fused, dst[0])
+        loops.gray(cv.planes(x), fused, dst[0])
         dst[1:] = dst[0]
         return out
     g = gray(x).to(torch.int16).to(torch.uint8)  # whole numbers 0..255: warp.to_uint8's cast
@@ -214,8 +216,8 @@ def gray_mean(x: torch.Tensor) -> float:
     numbers (the same for any thread count) over the pixel count."""
     compiled = _compiled_form(x)
     if compiled is not None:  # the same whole numbers, summed exactly in one pass
-        jit, fused = compiled
-        return float(jit.gray_sum(cv.planes(x), fused)) / float(x[0].numel())
+        loops, fused = compiled
+        return float(loops.gray_sum(cv.planes(x), fused)) / float(x[0].numel())
     g = gray(x) if x.shape[-3] == 3 else x
     return float(g.sum(dtype=torch.float64).item()) / float(g.numel())
 
@@ -226,9 +228,9 @@ def saturate(x: torch.Tensor, factor: float) -> torch.Tensor:
     pass gives the torch form's bytes."""
     compiled = _compiled_form(x)
     if compiled is not None:
-        jit, fused = compiled
+        loops, fused = compiled
         out, dst = cv.new_planes(x.shape)
-        jit.saturate(cv.planes(x), factor, fused, dst)
+        loops.saturate(cv.planes(x), factor, fused, dst)
         return out
     g = gray(x).mul_(1.0 - factor)
     return torch.mul(x, factor).add_(g).clamp_(0, 255).floor_().to(torch.int16).to(torch.uint8)
@@ -277,10 +279,10 @@ def adjust_hue(x: torch.Tensor, factor: float) -> torch.Tensor:
     they are."""
     if x.shape[-3] != 3 or x.numel() == 0:
         return x
-    if cv.active(x) and x.dim() == 3 and -0.5 <= factor <= 0.5:  # one compiled pass, the same bytes
-        jit, _ = _compiled()
+    loops = _compiled()[0] if cv.active(x) and x.dim() == 3 and -0.5 <= factor <= 0.5 else None
+    if loops is not None:  # one compiled pass, the same bytes
         out, dst = cv.new_planes(x.shape)
-        jit.shift_hue(cv.planes(x), factor, dst)
+        loops.shift_hue(cv.planes(x), factor, dst)
         return out
     hsv = rgb_to_hsv(x.to(torch.float32).mul_(1.0 / 255))
     h, s, v = hsv.unbind(dim=-3)

@@ -26,7 +26,7 @@ import sys
 import numpy as np
 import torch
 
-from . import cv
+from . import cv, jit
 
 MASK32 = 0xFFFFFFFF
 POISSON_EXACT = 600.0  # rates above this draw from N(lam, lam) (skew below 0.04)
@@ -66,14 +66,17 @@ def _keys(seeds, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _on_cpu(device) -> bool:
-    """Does the CPU form run? (On the CPU, unless ``cv.torch_only()`` asks for the torch form.)"""
-    return torch.device(device).type == "cpu" and cv.enabled()
+    """Does the CPU form run? (On the CPU, unless ``cv.torch_only()`` asks for the torch form or numba is
+    missing.)"""
+    return torch.device(device).type == "cpu" and cv.enabled() and jit.load("noise_jit") is not None
 
 
 def _np_bits32(seeds: list[int], n: int) -> np.ndarray:
     """``bits32`` as a uint32 numpy array (the same bits), hashed in one compiled pass."""
-    from . import noise_jit  # deferred: numba
-
+    noise_jit = jit.load("noise_jit")
+    if noise_jit is None:
+        with cv.torch_only():
+            return bits32(seeds, n, "cpu").numpy().view(np.uint32)
     mixed = [_splitmix64(int(v)) for v in seeds]
     k0 = np.array([m & MASK32 for m in mixed], dtype=np.uint32)
     k1 = np.array([m >> 32 for m in mixed], dtype=np.uint32)
@@ -172,8 +175,7 @@ def add_scaled_normal(x: torch.Tensor, seeds: list[int], scales: list[float], sh
         if shift:
             noise = noise.add_(shift)
         return x.to(torch.int16).add_(noise).clamp_(0, 255).to(torch.uint8)
-    from . import noise_jit  # deferred: numba
-
+    noise_jit = jit.load("noise_jit")
     # one table per item, looked up and added in one pass: int8 where every value fits (half the table's
     # bytes in cache), as the table ends at +-4.3 sigma
     small = shift == 0 and max(abs(float(v)) for v in scales) * 4.5 < 127

@@ -1,0 +1,44 @@
+"""Without numba (missing, or unable to load for this NumPy), the kernels that run compiled on the CPU fall
+back to their torch forms with one warning, and every op gives the same pixels."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from augstudio.core.engine.recipe import Recipe
+from augstudio.core.kernels import color, jit
+
+STEPS = [{"op": "gaussian_noise", "std": 0.2}, {"op": "gaussian_noise", "std": 0.5, "mean": 0.1, "per_channel": False},
+         {"op": "speckle_noise"}, {"op": "poisson_noise"}, {"op": "salt_pepper"},
+         {"op": "grayscale"}, {"op": "saturation", "factor": [0.0, 3.0]}, {"op": "hue", "shift": 0.4},
+         {"op": "contrast"}, {"op": "color_jitter", "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.2}]
+
+
+def _outputs(x):
+    return [Recipe.from_dict({"seed": 5, "steps": [s]}).apply(x, item=k) for s in STEPS for k in range(2)]
+
+
+@pytest.fixture()
+def without_numba(monkeypatch):
+    for name in ("numba", "augstudio.core.kernels.noise_jit", "augstudio.core.kernels.color_jit"):
+        monkeypatch.setitem(sys.modules, name, None)  # importing it raises ImportError
+    monkeypatch.setattr(jit, "_LOADED", {})
+    monkeypatch.setattr(color, "_COMPILED", {})
+
+
+def test_kernels_fall_back_to_their_torch_forms_without_numba(request):
+    from skimage import data
+
+    x = torch.from_numpy(np.ascontiguousarray(data.astronaut()[::3, ::3])).permute(2, 0, 1).contiguous()
+    fast = _outputs(x)
+    assert jit.load("noise_jit") is not None and color._compiled()[0] is not None
+    request.getfixturevalue("without_numba")
+    with pytest.warns(RuntimeWarning, match="numba could not be loaded.*same pixels"):
+        slow = _outputs(x)
+    assert jit.load("noise_jit") is None and color._compiled() == (None, None)
+    for k, (a, b) in enumerate(zip(fast, slow)):
+        assert torch.equal(a, b), STEPS[k // 2]
