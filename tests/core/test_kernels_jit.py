@@ -42,3 +42,22 @@ def test_kernels_fall_back_to_their_torch_forms_without_numba(request):
     assert jit.load("noise_jit") is None and color._compiled() == (None, None)
     for k, (a, b) in enumerate(zip(fast, slow)):
         assert torch.equal(a, b), STEPS[k // 2]
+
+
+def test_loading_in_the_background_gives_the_same_pixels_meanwhile(monkeypatch):
+    """The app's mode: ``load`` starts one loading thread and does not wait for it; the kernels run their
+    torch forms until it is done, then the compiled loops, with the same pixels throughout."""
+    from skimage import data
+
+    x = torch.from_numpy(np.ascontiguousarray(data.astronaut()[::4, ::4])).permute(2, 0, 1).contiguous()
+    fast = _outputs(x)
+    monkeypatch.setattr(jit, "_LOADED", {})
+    monkeypatch.setattr(jit, "_BACKGROUND", {})
+    jit.load_in_background()
+    assert jit.load("noise_jit") is None  # not waited for
+    meanwhile = _outputs(x)
+    jit._BACKGROUND["thread"].join(timeout=120)
+    assert jit.load("noise_jit") is not None and jit.load("color_jit") is not None
+    after = _outputs(x)
+    for k, (a, b, c) in enumerate(zip(fast, meanwhile, after)):
+        assert torch.equal(a, b) and torch.equal(a, c), STEPS[k // 2]

@@ -173,9 +173,8 @@ def _compiled():
     except KeyError:
         pass
     color_jit = jit.load("color_jit")
-    if color_jit is None:
-        _COMPILED["jit"] = (None, None)
-        return _COMPILED["jit"]
+    if color_jit is None:  # not kept: the loops may still be loading in the background
+        return None, None
     c = np.repeat(np.array(color_jit.FMA_COLOURS, dtype=np.uint32), 64)  # whole vectors of torch's kernel
     rgb = np.stack([c >> 16, (c >> 8) & 255, c & 255]).astype(np.uint8).reshape(3, 1, -1)
     want = gray(torch.from_numpy(rgb), floor=False).numpy().astype(np.uint8).reshape(1, -1)

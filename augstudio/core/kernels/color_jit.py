@@ -159,3 +159,12 @@ def shift_hue(src, factor, out):
             a = v if i == np.float32(4) else a
             a = q if i == np.float32(5) else a
             bo[k] = np.uint8(a * top)
+
+
+def warm_up() -> None:
+    """Run each loop once on tiny arrays of the kinds the kernels pass (compiled or read from the cache)."""
+    src = np.zeros((3, 2, 2), dtype=np.uint8)
+    gray(src, True, np.empty((2, 2), dtype=np.uint8))
+    gray_sum(src, True)
+    saturate(src, 0.5, True, np.empty_like(src))
+    shift_hue(src, 0.1, np.empty_like(src))

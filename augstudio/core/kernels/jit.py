@@ -7,7 +7,7 @@ imports a module of them on first use and falls back where numba cannot be impor
 * no bounds checks, numpy's error model: the callers size every array, and the loops stay vectorisable.
 
 numba takes ~0.1 s to import and ~0.3 s to set up its compiler, once per process: the modules are loaded on
-first use. Where numba is missing or cannot load (a NumPy newer than it supports, a platform without its
+first use (or on a background thread, ``load_in_background``). Where numba is missing or cannot load (a NumPy newer than it supports, a platform without its
 wheels), ``load`` returns None once with a warning and the kernels run their torch forms on the CPU: the
 same bytes, slower.
 """
@@ -15,26 +15,77 @@ same bytes, slower.
 from __future__ import annotations
 
 import importlib
+import threading
 import warnings
 
+MODULES = ("noise_jit", "color_jit")
 _LOADED: dict = {}
+_BACKGROUND: dict = {}  # "on": load_in_background() was called; "thread": the loading thread, once started
+_LOCK = threading.Lock()
 
 
 def load(name: str):
-    """``augstudio.core.kernels.<name>``, or None where numba cannot be imported."""
+    """``augstudio.core.kernels.<name>``, or None where numba cannot be imported (or, after
+    ``load_in_background``, while the loops are still loading)."""
     try:
         return _LOADED[name]
     except KeyError:
         pass
+    if _BACKGROUND.get("on"):
+        _start_loading()
+        return None
+    module = _LOADED[name] = _import(name)
+    return module
+
+
+def load_in_background() -> None:
+    """From now on ``load`` does not wait for numba: its first call starts one thread that imports every
+    module of compiled loops and runs each loop once (numba's ~0.5 s of set-up per process), and until that
+    is done the kernels run their torch forms, which give the same pixels. For the app, whose first preview
+    would otherwise wait for it."""
+    _BACKGROUND["on"] = True
+
+
+def load_all_now() -> None:
+    """Load every module of compiled loops on the calling thread (the app's background loader calls it after
+    ``load_in_background``); a no-op once a loading thread has started."""
+    with _LOCK:
+        if "thread" in _BACKGROUND:
+            return
+        _BACKGROUND["thread"] = threading.current_thread()
+    _load_all()
+
+
+def _start_loading() -> None:
+    with _LOCK:
+        if "thread" in _BACKGROUND:
+            return
+        # not a daemon: an app quitting in the first second waits for it rather than stopping it mid-import
+        _BACKGROUND["thread"] = threading.Thread(target=_load_all, name="augstudio-compiled-loops")
+        _BACKGROUND["thread"].start()
+
+
+def _load_all() -> None:
+    for name in MODULES:
+        module = _import(name)
+        if module is not None:
+            try:
+                module.warm_up()
+            except Exception as e:  # noqa: BLE001 - a loop that does not compile here: the torch forms run
+                warnings.warn(f"the compiled loops of {name} failed to load ({e}); the CPU runs their torch "
+                              "forms instead: the same pixels, slower", RuntimeWarning, stacklevel=2)
+                module = None
+        _LOADED[name] = module
+
+
+def _import(name: str):
     try:
-        module = importlib.import_module(f"{__package__}.{name}")
+        return importlib.import_module(f"{__package__}.{name}")
     except ImportError as e:
         warnings.warn(f"numba could not be loaded ({e}); the CPU runs the torch forms of the compiled "
                       "kernels instead: the same pixels, slower. Fix: pip install 'numba>=0.60' for this "
-                      "NumPy", RuntimeWarning, stacklevel=2)
-        module = None
-    _LOADED[name] = module
-    return module
+                      "NumPy", RuntimeWarning, stacklevel=3)
+        return None
 
 
 def compiled(fn=None, **options):

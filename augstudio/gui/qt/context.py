@@ -172,11 +172,15 @@ class AppContext(QObject):
                 import torchvision  # noqa: F401  # deferred: torchvision, loaded here on purpose
 
                 load_all()
+                from augstudio.core.kernels import jit  # deferred: numba, loaded below on purpose
+
+                jit.load_in_background()  # previews run the torch forms (the same pixels) until it is loaded
             except Exception as e:  # noqa: BLE001 - browsing goes on without torch; the window says why
                 log.error("the augmentation engine (torch) failed to load", exc_info=e)
                 bridge.fail.emit(e)
                 return
             bridge.ok.emit(time.perf_counter() - t0)
+            jit.load_all_now()  # numba's ~0.5 s of set-up, here rather than in the first preview
 
         self._torch_thread = threading.Thread(target=work, name="augstudio-torch-loader", daemon=True)
         self._torch_thread.start()
