@@ -72,11 +72,9 @@ def _on_cpu(device) -> bool:
 
 
 def _np_bits32(seeds: list[int], n: int) -> np.ndarray:
-    """``bits32`` as a uint32 numpy array (the same bits), hashed in one compiled pass."""
+    """``bits32`` as a uint32 numpy array (the same bits), hashed in one compiled pass (callers check
+    ``_on_cpu`` first, which says the loops are loaded)."""
     noise_jit = jit.load("noise_jit")
-    if noise_jit is None:
-        with cv.torch_only():
-            return bits32(seeds, n, "cpu").numpy().view(np.uint32)
     mixed = [_splitmix64(int(v)) for v in seeds]
     k0 = np.array([m & MASK32 for m in mixed], dtype=np.uint32)
     k1 = np.array([m >> 32 for m in mixed], dtype=np.uint32)
