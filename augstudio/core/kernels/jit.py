@@ -7,9 +7,9 @@ imports a module of them on first use and falls back where numba cannot be impor
 * no bounds checks, numpy's error model: the callers size every array, and the loops stay vectorisable.
 
 numba takes ~0.1 s to import and ~0.3 s to set up its compiler, once per process: the modules are loaded on
-first use (or on a background thread, ``load_in_background``). Where numba is missing or cannot load (a NumPy newer than it supports, a platform without its
-wheels), ``load`` returns None once with a warning and the kernels run their torch forms on the CPU: the
-same bytes, slower.
+first use (or on a background thread, ``load_in_background``). Where numba is missing or cannot load (a
+NumPy newer than it supports, a platform without its wheels), ``load`` returns None once with a warning and
+the kernels run their torch forms on the CPU: the same bytes, slower.
 """
 
 from __future__ import annotations

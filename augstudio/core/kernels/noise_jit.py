@@ -68,7 +68,6 @@ def add_looked_up(x, idx, tables, out):
                     dst[i] = min(max(np.int32(src[i]) + np.int32(t[row[i]]), 0), 255)
 
 
-
 def warm_up() -> None:
     """Run each loop once on tiny arrays of the kinds the kernels pass (compiled or read from the cache)."""
     k = np.zeros(1, dtype=np.uint32)
