@@ -17,9 +17,10 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
+from .color import GRAY_WEIGHTS
 from .jit import compiled
 
-_W0, _W1, _W2 = np.float32(0.2989), np.float32(0.587), np.float32(0.114)  # color.GRAY_WEIGHTS
+_W0, _W1, _W2 = (np.float32(w) for w in GRAY_WEIGHTS)
 
 # r << 16 | g << 8 | b of the colours whose grey floors one level apart with and without fused
 # multiply-adds (tests/core/test_kernels_color.py recomputes the list)
