@@ -61,3 +61,15 @@ def test_loading_in_the_background_gives_the_same_pixels_meanwhile(monkeypatch):
     after = _outputs(x)
     for k, (a, b, c) in enumerate(zip(fast, meanwhile, after)):
         assert torch.equal(a, b) and torch.equal(a, c), STEPS[k // 2]
+
+
+def test_numba_without_a_cache_folder_falls_back_too(monkeypatch):
+    """numba raises RuntimeError at import where it finds no writable cache folder: the same fallback."""
+    def no_locator(name):
+        raise RuntimeError(f"cannot cache function 'hash_rows': no locator available for file '{name}'")
+
+    monkeypatch.setattr(jit, "_LOADED", {})
+    monkeypatch.setattr(jit.importlib, "import_module", no_locator)
+    with pytest.warns(RuntimeWarning, match="no locator available"):
+        assert jit.load("noise_jit") is None
+    assert jit.load("noise_jit") is None  # decided once

@@ -81,7 +81,7 @@ def _load_all() -> None:
 def _import(name: str):
     try:
         return importlib.import_module(f"{__package__}.{name}")
-    except ImportError as e:
+    except (ImportError, RuntimeError) as e:  # RuntimeError: numba finds no writable cache folder
         warnings.warn(f"numba could not be loaded ({e}); the CPU runs the torch forms of the compiled "
                       "kernels instead: the same pixels, slower. Fix: pip install 'numba>=0.60' for this "
                       "NumPy", RuntimeWarning, stacklevel=3)
