@@ -52,20 +52,29 @@ def affine_lut(scale: float, offset: float | None, device) -> torch.Tensor:
     return t.clamp_(0, 255).floor_().to(torch.uint8)
 
 
-_UNIT_LEVELS: list = []  # levels("cpu") / 255, made once
+# the levels / 255 in float32 (as torchvision scales them), widened to float64 for the power
+_UNIT_LEVELS_F64 = (_LEVELS_NP / np.float32(255.0)).astype(np.float64)
+
+
+def gamma_powers(gamma: float) -> np.ndarray:
+    """``(v / 255) ^ gamma`` for v = 0..255 as float32: the power taken in float64 and rounded once, which
+    is the correctly rounded float32 power (a test checks it against the C library's ``pow``). torch's
+    float32 ``pow`` is not: its SIMD and scalar kernels round the last bit differently (seen: 1 of 75,000
+    gammas gives another table on torch's ``default`` kernels than on AVX2 / AVX-512), so a table taken
+    from it could change with the machine. This one is the same everywhere."""
+    return np.power(_UNIT_LEVELS_F64, gamma).astype(np.float32)
 
 
 def gamma_lut(gamma: float, device) -> torch.Tensor:
     """torchvision's gamma table on uint8, ``255.999 (v / 255) ^ gamma`` clamped and truncated, as uint8 on
-    ``device``. Built on the CPU for every device: maths libraries round ``pow`` differently in the last
-    bit, so a table made on a GPU could differ from the CPU's; made here, the table and the image are the
-    same everywhere. One torch ``pow``, the rest in numpy (the same float32 operations)."""
-    if not _UNIT_LEVELS:
-        _UNIT_LEVELS.append(levels("cpu") / 255.0)
-    p = torch.pow(_UNIT_LEVELS[0], gamma).numpy()
-    np.minimum(p, 1, out=p)  # pow of [0, 1] is >= 0 (or nan, which stays nan as torch's clamp leaves it)
+    ``device``, from ``gamma_powers``: built on the CPU for every device, so the table and the image are
+    the same on every machine and device. It equals torchvision's table except where torch's float32
+    ``pow`` is off by its last bit at a level boundary (37 of 150,000 gammas here, by one level)."""
+    p = gamma_powers(gamma)
+    np.minimum(p, 1, out=p)  # pow of [0, 1] is >= 0
     p *= np.float32(255.999)
-    return torch.from_numpy(p.astype(np.uint8)).to(device)
+    t = torch.from_numpy(p.astype(np.uint8))
+    return t if torch.device(device).type == "cpu" else t.to(device)
 
 
 def compose_luts(first: torch.Tensor, then: torch.Tensor) -> torch.Tensor:
@@ -290,4 +299,4 @@ def adjust_hue(x: torch.Tensor, factor: float) -> torch.Tensor:
     return out.mul_(255.0 + 1.0 - 1e-3).to(torch.uint8)
 
 
-__all__ = ["GRAY_WEIGHTS", "bitwise", "gray", "grayscale", "gray_mean", "saturate", "affine_lut", "gamma_lut", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]
+__all__ = ["GRAY_WEIGHTS", "bitwise", "gray", "grayscale", "gray_mean", "saturate", "affine_lut", "gamma_lut", "gamma_powers", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]
