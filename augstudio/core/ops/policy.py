@@ -106,8 +106,23 @@ _AUGMIX_ALL = dict(_AUGMIX_BASE) | {
 }
 
 
-def magnitude_table(space: dict, num_bins: int, size: tuple[int, int]) -> dict[str, tuple[list[float] | None, bool]]:
-    """name -> (the magnitude of each bin, or None for ops without one; signed?) for an image ``size``."""
+_TABLES: dict = {}  # (space, bins, size) -> magnitude_table's answer (read-only tuples)
+
+
+def magnitude_table(space: dict, num_bins: int, size: tuple[int, int]) -> dict[str, tuple[tuple[float, ...] | None, bool]]:
+    """name -> (the magnitude of each bin, or None for ops without one; signed?) for an image ``size``.
+    Made once per (space, bins, size): eleven torch calls that cost more than the rest of a policy's draws
+    (the spaces are this module's constants, so ``id`` names them)."""
+    key = (id(space), num_bins, tuple(size))
+    table = _TABLES.get(key)
+    if table is None:
+        if len(_TABLES) >= 256:
+            _TABLES.clear()
+        table = _TABLES[key] = _magnitude_table(space, num_bins, size)
+    return table
+
+
+def _magnitude_table(space: dict, num_bins: int, size: tuple[int, int]) -> dict:
     h, w = size
     out = {}
     for name, (kind, rng, signed) in space.items():
@@ -115,12 +130,12 @@ def magnitude_table(space: dict, num_bins: int, size: tuple[int, int]) -> dict[s
             out[name] = (None, signed)
         elif kind == "post":
             top, span = rng  # e.g. 8 - round(i / ((bins - 1) / 4))
-            out[name] = ([float(v) for v in (top - (torch.arange(num_bins, device="cpu") / ((num_bins - 1) / span)).round().int())],
+            out[name] = (tuple(float(v) for v in (top - (torch.arange(num_bins, device="cpu") / ((num_bins - 1) / span)).round().int())),
                          signed)
         else:
             lo, hi = rng
             scale = w if kind == "lin_w" else h if kind == "lin_h" else 1.0
-            out[name] = ([float(v) for v in torch.linspace(lo, hi * scale if scale != 1.0 else hi, num_bins, device="cpu")], signed)
+            out[name] = (tuple(float(v) for v in torch.linspace(lo, hi * scale if scale != 1.0 else hi, num_bins, device="cpu")), signed)
     return out
 
 
