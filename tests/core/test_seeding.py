@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from augstudio.core.base import seeding
@@ -54,11 +55,36 @@ def test_steps_that_always_run_and_draw_nothing_skip_their_generator_with_the_sa
     assert inverts == {True, False}  # the p = 0.5 step still tosses its coin
 
 
-def test_draws_give_torch_generators_values_word_for_word():
-    """``seeding.draws`` (numpy's MT19937 in torch's place) gives the values ``seeding.generator``'s
-    torch.Generator gives, for every helper (randperm too), integer spans on both sides of the 32- / 64-bit
-    switch (2^28), a hand-over to torch mid-stream, and two streams drawn in turn (one numpy generator per
-    thread)."""
+def test_compiled_first_words_are_mt19937s():
+    """The compiled first draw (``kernels.seed_jit``) gives the words of numpy's MT19937 after torch's
+    ``init_genrand`` seeding, over edge and random 32-bit seeds."""
+    import random
+
+    import numpy as np
+
+    from augstudio.core.kernels import seed_jit
+
+    mt = np.random.MT19937(0)
+    rng = random.Random(3)
+    for seed in [0, 1, 2, 5489, 2**31 - 1, 2**31, 2**32 - 1] + [rng.randrange(2**32) for _ in range(3000)]:
+        mt._legacy_seeding(seed)
+        assert seed_jit.first_words(seed) == mt.random_raw(seeding.FIRST_WORDS).tolist(), seed
+
+
+@pytest.fixture(params=["compiled first words", "numpy"])
+def first_words(request, monkeypatch):
+    from augstudio.core.kernels import seed_jit
+
+    monkeypatch.setitem(seeding._COMPILED, "first_words",
+                        seed_jit.first_words if request.param == "compiled first words" else None)
+    return request.param
+
+
+def test_draws_give_torch_generators_values_word_for_word(first_words):
+    """``seeding.draws`` (numpy's MT19937 in torch's place, and the compiled first words) gives the values
+    ``seeding.generator``'s torch.Generator gives, for every helper (randperm too, past the 16 first words),
+    integer spans on both sides of the 32- / 64-bit switch (2^28), a hand-over to torch mid-stream, and two
+    streams drawn in turn (one numpy generator per thread)."""
     import random
 
     rng = random.Random(7)

@@ -39,6 +39,15 @@ _MASK32 = 0xFFFFFFFF
 _MASK53 = (1 << 53) - 1
 _INV53 = 1.0 / (1 << 53)
 _AHEAD = 16  # words a Draws takes from its generator at a time
+FIRST_WORDS = 16  # words the compiled first draw makes (``use_first_words``)
+_COMPILED: dict = {"first_words": None}
+
+
+def use_first_words(fn) -> None:
+    """Make a ``Draws``' first draw ``fn(seed)``: the first ``FIRST_WORDS`` words of MT19937 after
+    ``init_genrand(seed)``, computed without filling and twisting the whole state (``kernels.seed_jit``
+    registers its compiled loop on import; None goes back to numpy's generator)."""
+    _COMPILED["first_words"] = fn
 _WIDE = 1 << 28  # integer ranges from this size draw 64 bits (torch's uniform_int_from_to_distribution)
 
 
@@ -73,16 +82,22 @@ class Draws:
     def words(self, n: int):
         buf = self._buf
         if len(buf) < n:
-            # draw ahead: one call for 16 words costs what one for 1 or 2 does (a step takes 2-12 words:
-            # a coin is 2, a float 2, an int 1), so a step's parameters cost one or two generator calls
-            st = self._st
-            if st[1] is not self:  # the first draw, or another Draws re-seeded it: back to where this one was
-                st[0]._legacy_seeding(self.seed)  # MT19937 init_genrand(seed): what torch's manual_seed does
-                if self.used or buf:  # skip the words this one has taken
-                    st[0].random_raw(self.used + len(buf))
-                st[1] = self
-            k = max(n - len(buf), _AHEAD)
-            buf = self._buf = buf + st[0].random_raw(k).tolist()
+            first = _COMPILED["first_words"]
+            if first is not None and not self.used and not buf and n <= FIRST_WORDS:
+                # the first draw: the stream's first words in one compiled call, numpy's generator untouched
+                # (a draw past them seeds it and skips the words this one has, as below)
+                buf = self._buf = first(self.seed)
+            else:
+                # draw ahead: one call for 16 words costs what one for 1 or 2 does (a step takes 2-12
+                # words: a coin is 2, a float 2, an int 1), so a step's parameters cost one or two calls
+                st = self._st
+                if st[1] is not self:  # the first draw, or another Draws re-seeded it: back to this one's place
+                    st[0]._legacy_seeding(self.seed)  # MT19937 init_genrand(seed): what torch's manual_seed does
+                    if self.used or buf:  # skip the words this one has taken
+                        st[0].random_raw(self.used + len(buf))
+                    st[1] = self
+                k = max(n - len(buf), _AHEAD)
+                buf = self._buf = buf + st[0].random_raw(k).tolist()
         self.used += n
         if n == 1:
             return buf.pop(0)

@@ -19,6 +19,7 @@ from augstudio.core.base import seeding
 from augstudio.core.base.errors import AugstudioError, RecipeError
 from augstudio.core.base.keys import item_key
 from augstudio.core.io.images import Picture
+from augstudio.core.kernels import jit
 from augstudio.core.ops.base import Op
 from augstudio.core.ops.output import OutputOp
 from augstudio.core.ops.registry import get_op
@@ -40,6 +41,8 @@ class Pipeline:
         # a step that always runs (p = 1) and whose op draws nothing needs no generator: its coin says yes
         # whatever it draws, and its stream is its own (flips, fixed crops, invert, ...: ~8 us a step)
         self.fixed = [s.p >= 1.0 and type(op).sample is Op.sample for s, op in zip(self.steps, self.ops)]
+        if not all(self.fixed):
+            jit.load("seed_jit")  # the steps' first draws, compiled (seeding.use_first_words); numpy's until then
         self._plans: dict = {}  # (applied steps, kind, fuse) -> the groups' step indices
         # output steps (to_tensor, normalize) close the chain: the pixel steps run before them
         self.outputs_from = next((i for i, op in enumerate(self.ops) if isinstance(op, OutputOp)), len(self.ops))
