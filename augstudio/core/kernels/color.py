@@ -34,18 +34,28 @@ def levels(device) -> torch.Tensor:
 _LEVELS_NP = np.arange(256, dtype=np.float32)
 
 
+def on_cpu(device) -> bool:
+    return device == "cpu" or getattr(device, "type", None) == "cpu"
+
+
+def affine_table(scale: float, offset: float | None) -> np.ndarray:
+    """``affine_lut``'s table for the CPU, as a numpy array: the same float32 products and sums, built with
+    numpy (no torch call: with cold caches each costs more than the table's arithmetic)."""
+    t = _LEVELS_NP * np.float32(scale)
+    if offset is not None:
+        t += np.float32(offset)
+    # clamped to 0..255, the cast truncates, which is the floor (np.clip and np.floor cost 3.5 of 9.6 us)
+    np.maximum(t, 0, out=t)
+    np.minimum(t, 255, out=t)
+    return t.astype(np.uint8)
+
+
 def affine_lut(scale: float, offset: float | None, device) -> torch.Tensor:
     """``floor(clamp(v * scale + offset, 0, 255))`` for v = 0..255 in float32, as uint8 on ``device``: the
     table of torchvision's brightness (no offset) and contrast steps on uint8. Built with numpy for the CPU
-    (the same float32 products and sums, without torch's per-call cost), else with torch on the device."""
-    if torch.device(device).type == "cpu":
-        t = _LEVELS_NP * np.float32(scale)
-        if offset is not None:
-            t += np.float32(offset)
-        # clamped to 0..255, the cast truncates, which is the floor (np.clip and np.floor cost 3.5 of 9.6 us)
-        np.maximum(t, 0, out=t)
-        np.minimum(t, 255, out=t)
-        return torch.from_numpy(t.astype(np.uint8))
+    (``affine_table``), else with torch on the device."""
+    if on_cpu(device):
+        return torch.from_numpy(affine_table(scale, offset))
     t = levels(device) * scale
     if offset is not None:
         t = t.add_(offset)
@@ -65,36 +75,53 @@ def gamma_powers(gamma: float) -> np.ndarray:
     return np.power(_UNIT_LEVELS_F64, gamma).astype(np.float32)
 
 
-def gamma_lut(gamma: float, device) -> torch.Tensor:
-    """torchvision's gamma table on uint8, ``255.999 (v / 255) ^ gamma`` clamped and truncated, as uint8 on
-    ``device``, from ``gamma_powers``: built on the CPU for every device, so the table and the image are
+def gamma_table(gamma: float) -> np.ndarray:
+    """torchvision's gamma table on uint8, ``255.999 (v / 255) ^ gamma`` clamped and truncated, from
+    ``gamma_powers``, as a numpy array. Every device uses it (``gamma_lut``), so the table and the image are
     the same on every machine and device. It equals torchvision's table except where torch's float32
     ``pow`` is off by its last bit at a level boundary (37 of 150,000 gammas here, by one level)."""
     p = gamma_powers(gamma)
     np.minimum(p, 1, out=p)  # pow of [0, 1] is >= 0
     p *= np.float32(255.999)
-    t = torch.from_numpy(p.astype(np.uint8))
-    return t if torch.device(device).type == "cpu" else t.to(device)
+    return p.astype(np.uint8)
 
 
-def compose_luts(first: torch.Tensor, then: torch.Tensor) -> torch.Tensor:
-    """The table of applying ``first``, then ``then``."""
-    if first.device.type == "cpu":
+def gamma_lut(gamma: float, device) -> torch.Tensor:
+    """``gamma_table`` as a uint8 tensor on ``device``."""
+    t = torch.from_numpy(gamma_table(gamma))
+    return t if on_cpu(device) else t.to(device)
+
+
+def _tensor(lut, device) -> torch.Tensor:
+    return torch.from_numpy(lut).to(device) if isinstance(lut, np.ndarray) else lut
+
+
+def compose_luts(first, then):
+    """The table of applying ``first``, then ``then`` (numpy arrays for the CPU, or tensors)."""
+    if isinstance(first, np.ndarray) and isinstance(then, np.ndarray):
+        return then.take(first)
+    if isinstance(first, np.ndarray) or first.device.type == "cpu":
+        first, then = _tensor(first, "cpu"), _tensor(then, "cpu")
         return torch.from_numpy(then.numpy().take(first.numpy()))
+    then = _tensor(then, first.device)
     return then.index_select(0, first.to(torch.int32))
 
 
-def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-    """``lut[x]`` for a uint8 tensor and a 256-entry uint8 table on the same device (any shape)."""
+def apply_lut(x: torch.Tensor, lut) -> torch.Tensor:
+    """``lut[x]`` for a uint8 tensor (any shape) and a 256-entry uint8 table: a tensor on ``x``'s device,
+    or a numpy array (the CPU builders' tables, which the CPU form uses without a torch call)."""
     if cv.active(x) and x.numel():
         out, dst = cv.new_planes(x.shape)
-        cv.lut_bytes(x.contiguous().numpy(), lut.contiguous().numpy(), dst)
+        table = lut if isinstance(lut, np.ndarray) else lut.contiguous().numpy()
+        cv.lut_bytes(x.contiguous().numpy(), table, dst)
         return out
+    lut = _tensor(lut, x.device)
     return lut.index_select(0, x.reshape(-1).to(torch.int32)).reshape(x.shape)
 
 
 def apply_luts(x: torch.Tensor, luts: list) -> torch.Tensor:
-    """Channel ``i`` of uint8 ``... x C x H x W`` through its own 256-entry table ``luts[i]`` (None: as it is)."""
+    """Channel ``i`` of uint8 ``... x C x H x W`` through its own 256-entry table ``luts[i]`` (None: as it is;
+    tables as ``apply_lut`` takes them)."""
     c = x.shape[-3]
     if cv.active(x):
         src = x.contiguous().numpy().reshape(-1, c, *x.shape[-2:])
@@ -105,7 +132,7 @@ def apply_luts(x: torch.Tensor, luts: list) -> torch.Tensor:
                 if lut is None:
                     dst[j, i] = src[j, i]
                 else:
-                    cv.lut_bytes(src[j, i], lut.contiguous().numpy(), dst[j, i])
+                    cv.lut_bytes(src[j, i], lut if isinstance(lut, np.ndarray) else lut.contiguous().numpy(), dst[j, i])
         return out
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     for i, lut in enumerate(luts):
@@ -299,4 +326,4 @@ def adjust_hue(x: torch.Tensor, factor: float) -> torch.Tensor:
     return out.mul_(255.0 + 1.0 - 1e-3).to(torch.uint8)
 
 
-__all__ = ["GRAY_WEIGHTS", "bitwise", "gray", "grayscale", "gray_mean", "saturate", "affine_lut", "gamma_lut", "gamma_powers", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]
+__all__ = ["GRAY_WEIGHTS", "bitwise", "gray", "grayscale", "gray_mean", "saturate", "affine_lut", "affine_table", "gamma_lut", "gamma_table", "gamma_powers", "on_cpu", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]

@@ -29,15 +29,18 @@ from augstudio.core.kernels.color import (
     GRAY_WEIGHTS,
     adjust_hue,
     affine_lut,
+    affine_table,
     apply_lut,
     apply_luts,
     bitwise,
     compose_luts,
     gamma_lut,
+    gamma_table,
     gray_mean,
     grayscale,
     histograms,
     levels,
+    on_cpu,
     saturate,
 )
 from augstudio.core.kernels.filters import gaussian_blur, sharpen
@@ -76,16 +79,15 @@ class ColorOp(Op):
 
 
 class LutOp(PointwiseOp, ColorOp):
-    """A pointwise op that is one lookup table: ``lut(params) -> 256 uint8 values``."""
+    """A pointwise op that is one lookup table: ``lut(params, device) -> 256 uint8 values`` (a tensor on
+    ``device``; for the CPU it may be a numpy array, which ``apply_lut`` takes as it is)."""
 
-    def lut(self, params, device) -> torch.Tensor:
+    def lut(self, params, device):
         raise NotImplementedError
 
     def apply(self, x, params, kind, stats=None):
         x, alpha = split_alpha(x, kind)
         return join_alpha(apply_lut(x, self.lut(params, x.device)), alpha)
-
-
 
 
 # -- the float32 kernels of colour jitter (torchvision uint8 semantics: truncate after each step) ------------
@@ -136,12 +138,12 @@ def _run_sequence(x, seq, means=None, record=False):
     return (x, used) if record else x
 
 
-def _lut_brightness(f, device):
-    return affine_lut(f, None, device)
+def _lut_brightness(f, device):  # a numpy table for the CPU (apply_lut / compose_luts take either)
+    return affine_table(f, None) if on_cpu(device) else affine_lut(f, None, device)
 
 
 def _lut_contrast(f, mean, device):
-    return affine_lut(f, mean * (1.0 - f), device)
+    return affine_table(f, mean * (1.0 - f)) if on_cpu(device) else affine_lut(f, mean * (1.0 - f), device)
 
 
 def _run_uint8(x, seq, means=None, record=False, finish=True):
@@ -349,7 +351,7 @@ class Gamma(LutOp):
         return {"gamma": round(seeding.uniform(gen, *self.gamma), 6)}
 
     def lut(self, params, device):
-        return gamma_lut(params["gamma"], device)
+        return gamma_table(params["gamma"]) if on_cpu(device) else gamma_lut(params["gamma"], device)
 
 
 @register
@@ -422,8 +424,7 @@ def per_channel_lut(x, kind, lut_of):
     x, alpha = split_alpha(x, kind)
     hists = histograms(x)
     if x.device.type == "cpu":
-        luts = [lut_of(h) for h in hists.numpy()]
-        luts = [None if t is None else torch.from_numpy(t) for t in luts]
+        luts = [lut_of(h) for h in hists.numpy()]  # numpy tables: apply_luts takes them as they are
     else:
         luts = [lut_of(hists[i]) for i in range(hists.shape[0])]
     return join_alpha(apply_luts(x, luts), alpha)
