@@ -9,8 +9,8 @@ reference chain: hflip p=1, rotate +-15 deg, color_jitter 0.3/0.3/0.3, random_re
 0.08-1, ratio 3/4-4/3), gaussian noise std up to 0.1, cutout one hole of side 0.1-0.3, through the public
 ``Recipe.apply``. Every library gets uint8 HWC/CHW input as it would from a decoder; conversions it needs
 are timed. Prints markdown tables (ms/image = median of --runs after warm-up, p95, ratio to augstudio; the
-libraries are timed round-robin, one call each per round, so load drift on a shared machine hits them
-alike; besides wall time the calling thread's CPU time is recorded, which other processes' load disturbs
+libraries are timed round-robin, one call each per round in a new random order each round, so load drift
+on a shared machine hits them alike and each follows each other's call about as often; besides wall time the calling thread's CPU time is recorded, which other processes' load disturbs
 less) with the machine's load average, and writes everything to --json.
 
 The per-op table times every registered per-image op alone (``Pipeline.run``: sampling included, as
@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import resource
 import statistics
 import sys
@@ -64,13 +65,18 @@ def timeit(fn, runs: int, warmup: int) -> dict:
     return timeit_interleaved({"fn": fn}, runs, warmup)["fn"]
 
 
+_ORDER = {"shuffle": True}  # --fixed-order: the same order every round
+
+
 def timeit_interleaved(fns: dict, runs: int, warmup: int, block: int = 1) -> dict:
     """Time several callables round-robin (``block`` calls of each per round), so drifting machine load
     hits them alike and the ratios stay fair on a shared machine. Wall time and the thread's CPU time.
 
     ``block=1`` (one call each in turn) starts every call in the caches and heap the other libraries left;
     a larger block times each library as a training loop runs it, many calls in a row (the first call of
-    each block is not counted)."""
+    each block is not counted). Each round takes the libraries in a new random order (seeded), so each one
+    follows each other about equally often: in a fixed order the first one always followed the last one's
+    call (torchvision's or kornia's, which touch tens of MB) and the second always a small one."""
     for k in range(warmup):
         for fn in fns.values():
             fn(k)
@@ -78,8 +84,13 @@ def timeit_interleaved(fns: dict, runs: int, warmup: int, block: int = 1) -> dic
     cpu: dict = {name: [] for name in fns}
     faults = dict.fromkeys(fns, 0)  # minor page faults (fresh memory pages) in the timed calls
     k = warmup
-    while len(wall[next(iter(fns))]) < runs:
-        for name, fn in fns.items():
+    names = list(fns)
+    order = random.Random(0)
+    while len(wall[names[0]]) < runs:
+        if _ORDER["shuffle"]:
+            order.shuffle(names)
+        for name in names:
+            fn = fns[name]
             for i in range(block + (block > 1)):
                 f0 = _minor_faults()
                 c0, t0 = time.thread_time(), time.perf_counter()
@@ -328,12 +339,16 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="chain,ops,batched", help="sections to run: chain, ops, batched")
     ap.add_argument("--block", type=int, default=1,
                     help="calls of each library in a row per round (1: strict round-robin)")
+    ap.add_argument("--fixed-order", action="store_true",
+                    help="the libraries in the same order every round instead of a random order per round "
+                         "(before 2026-12-02: the first one always followed the last one's call)")
     ap.add_argument("--device", default="cpu", help="device of the batched path (cpu, cuda)")
     ap.add_argument("--batch", type=int, default=None, help="batch size of the batched path (default 256 on cuda, 16 on cpu)")
     ap.add_argument("--batch-runs", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args(argv)
     sections = set(args.only.split(","))
+    _ORDER["shuffle"] = not args.fixed_order
 
     torch.set_num_threads(1)
     import cv2

@@ -54,16 +54,18 @@ def speed_chain(ctx) -> str:
     return (f"**Reference chain** (`python benchmarks/chain.py --only chain,batched`, run twice; 512x512 astronaut, "
             f"single thread, median of {head['runs']}; each cell: run 1 / run 2):\n\n"
             + md_table(["library", "ms/image (median)", "p95 ms", "CPU ms (median)", "augstudio speed-up"], rows)
-            + "\n\nThe table calls the libraries strictly in turn, so every call starts in the caches and heap the "
-            "others left (torchvision's call alone takes hundreds to thousands of fresh pages). Called as a training loop "
+            + "\n\nThe table calls the libraries strictly in turn, one call each per round in a new random order "
+            "(seeded), so every call starts in the caches and heap another library left (torchvision's and kornia's "
+            "calls take hundreds of fresh pages each) and each library follows each other about equally often. "
+            "Called as a training loop "
             f"calls one library, 25 calls in a row per round (`--block 25`, median of {blk['runs']}): {blocks}."
             + f"\n\nBatched path (`Recipe.apply_batch`) against kornia at batch {b[0]['batch']} on the CPU: {batched}.")
 
 
 @figure("speed_ops", "benchmarks/chain.py --only ops (every per-image op alone vs albumentations, torchvision v2)",
-        minutes=1, quick="--op-runs 15")
+        minutes=2, quick="--op-runs 15")
 def speed_ops(ctx) -> str:
-    args = _quick(ctx, ["--only", "ops", "--op-runs", "40"], ["--op-runs", "15"])
+    args = _quick(ctx, ["--only", "ops", "--op-runs", "100"], ["--op-runs", "15"])
     r = _json(ctx, "benchmarks/chain.py", *args)
     rows, faster, slower = [], [], []
     for name, row in r["ops"].items():
@@ -81,7 +83,8 @@ def speed_ops(ctx) -> str:
                      ratio("torchvision"), row.get("note", "") or ""])
     runs = next(iter(r["ops"].values()))["augstudio"]["runs"]  # what ran (--quick adds a second --op-runs)
     return (f"**Each op alone** (`python benchmarks/chain.py --only ops`; 512x512 astronaut, one thread, thread CPU "
-            f"ms per image, median of {runs} interleaved runs; a ratio above 1 means augstudio is faster):\n\n"
+            f"ms per image, median of {runs} interleaved runs, one call of each library per round in a random order; "
+            f"a ratio above 1 means augstudio is faster):\n\n"
             + md_table(["op", "augstudio", "albumentations", "torchvision v2", "vs albumentations", "vs torchvision",
                         "note"], rows, align="lrrrrrl")
             + f"\n\nAt least as fast as albumentations: {len(faster)} of {len(faster) + len(slower)} ops with an "
