@@ -1,5 +1,6 @@
 """The benchmark's timing loop: libraries take turns (one call each, or ``block`` calls in a row per round, the
-first of each block uncounted), each gets exactly ``runs`` timed calls, and page faults are counted per call."""
+first of each block uncounted) in a new random order each round, each gets exactly ``runs`` timed calls, and
+page faults are counted per call."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import benchmarks.chain as chain  # noqa: E402
 from benchmarks.chain import timeit_interleaved  # noqa: E402
 
 
@@ -17,12 +19,22 @@ def _recorder(calls: list, name: str):
     return lambda k: calls.append(name)
 
 
-def test_strict_turns_alternate_one_call_each():
+def test_strict_turns_call_each_once_per_round_in_a_shuffled_order(monkeypatch):
     calls: list = []
-    r = timeit_interleaved({"a": _recorder(calls, "a"), "b": _recorder(calls, "b")}, runs=5, warmup=2)
-    assert calls == ["a", "b"] * 7  # 2 warm-up rounds, then 5 timed rounds
-    assert r["a"]["runs"] == r["b"]["runs"] == 5
+    names = ["a", "b", "c"]
+    r = timeit_interleaved({n: _recorder(calls, n) for n in names}, runs=60, warmup=2)
+    assert calls[:6] == names * 2  # warm-up rounds in the given order
+    rounds = [calls[i:i + 3] for i in range(6, len(calls), 3)]
+    assert len(rounds) == 60 and all(sorted(t) == names for t in rounds)
+    # each library follows each other one (a fixed order put the first always after the last)
+    follows = {(calls[i - 1], calls[i]) for i in range(7, len(calls))}
+    assert all((x, y) in follows for x in names for y in names if x != y)
+    assert r["a"]["runs"] == r["b"]["runs"] == r["c"]["runs"] == 60
     assert r["a"]["page_faults_per_call"] >= 0
+    calls.clear()
+    monkeypatch.setitem(chain._ORDER, "shuffle", False)  # --fixed-order
+    timeit_interleaved({"a": _recorder(calls, "a"), "b": _recorder(calls, "b")}, runs=5, warmup=2)
+    assert calls == ["a", "b"] * 7
 
 
 def test_blocks_run_each_library_in_a_row_and_count_all_but_the_first_of_each_block():
@@ -36,8 +48,11 @@ def test_blocks_run_each_library_in_a_row_and_count_all_but_the_first_of_each_bl
         return fn
 
     r = timeit_interleaved({"a": slow_first("a"), "b": slow_first("b")}, runs=6, warmup=0, block=3)
-    # each round: four calls of a, then four of b; the first of each four is not timed, so 2 rounds give 6
-    assert calls == (["a"] * 4 + ["b"] * 4) * 2
+    # each round: four calls of a and four of b, in either order; the first of each four is not timed, so 2
+    # rounds give 6
+    chunks = [calls[i:i + 4] for i in range(0, len(calls), 4)]
+    assert len(chunks) == 4 and all(len(set(c)) == 1 for c in chunks)
+    assert sorted([chunks[0][0], chunks[1][0]]) == sorted([chunks[2][0], chunks[3][0]]) == ["a", "b"]
     assert r["a"]["runs"] == r["b"]["runs"] == 6
     assert r["a"]["p95_ms"] < 20 and r["b"]["p95_ms"] < 20  # no slow first call among the timed ones
 
