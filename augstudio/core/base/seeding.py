@@ -39,6 +39,7 @@ _MASK32 = 0xFFFFFFFF
 _MASK53 = (1 << 53) - 1
 _INV53 = 1.0 / (1 << 53)
 _AHEAD = 16  # words a Draws takes from its generator at a time
+_WIDE = 1 << 28  # integer ranges from this size draw 64 bits (torch's uniform_int_from_to_distribution)
 FIRST_WORDS = 16  # words the compiled first draw makes (``use_first_words``)
 _COMPILED: dict = {"first_words": None}
 
@@ -48,7 +49,6 @@ def use_first_words(fn) -> None:
     ``init_genrand(seed)``, computed without filling and twisting the whole state (``kernels.seed_jit``
     registers its compiled loop on import; None goes back to numpy's generator)."""
     _COMPILED["first_words"] = fn
-_WIDE = 1 << 28  # integer ranges from this size draw 64 bits (torch's uniform_int_from_to_distribution)
 
 
 class Draws:

@@ -35,6 +35,7 @@ _LEVELS_NP = np.arange(256, dtype=np.float32)
 
 
 def on_cpu(device) -> bool:
+    """Is ``device`` (a string or a ``torch.device``) the CPU? (``torch.device(...)`` costs more.)"""
     return device == "cpu" or getattr(device, "type", None) == "cpu"
 
 
@@ -69,8 +70,8 @@ _UNIT_LEVELS_F64 = (_LEVELS_NP / np.float32(255.0)).astype(np.float64)
 def gamma_powers(gamma: float) -> np.ndarray:
     """``(v / 255) ^ gamma`` for v = 0..255 as float32: the power taken in float64 and rounded once, which
     is the correctly rounded float32 power (a test checks it against the C library's ``pow``). torch's
-    float32 ``pow`` is not: its SIMD and scalar kernels round the last bit differently (seen: 1 of 75,000
-    gammas gives another table on torch's ``default`` kernels than on AVX2 / AVX-512), so a table taken
+    float32 ``pow`` is not: its SIMD and scalar kernels round the last bit differently (seen: 2 of 150,000
+    gammas give another table on torch's ``default`` kernels than on AVX2 / AVX-512), so a table taken
     from it could change with the machine. This one is the same everywhere."""
     return np.power(_UNIT_LEVELS_F64, gamma).astype(np.float32)
 
