@@ -3,6 +3,7 @@
     python benchmarks/chain.py [--runs 200] [--json out.json] [--device cpu|cuda] [--batch 256]
     python benchmarks/chain.py --only ops --ops rotate,equalize     # a few rows of the per-op table
     python benchmarks/chain.py --only chain --block 25 --runs 400   # each library 25 calls in a row per round
+    python benchmarks/chain.py --only chain --fresh-input           # each call on a freshly written input
 
 Single-threaded CPU (torch and OpenCV set to 1 thread), on skimage.data.astronaut (512x512 RGB). The
 reference chain: hflip p=1, rotate +-15 deg, color_jitter 0.3/0.3/0.3, random_resized_crop 224 (scale
@@ -79,6 +80,8 @@ def timeit_interleaved(fns: dict, runs: int, warmup: int, block: int = 1) -> dic
     call (torchvision's or kornia's, which touch tens of MB) and the second always a small one."""
     for k in range(warmup):
         for fn in fns.values():
+            if getattr(fn, "prepare", None) is not None:
+                fn.prepare(k)
             fn(k)
     wall: dict = {name: [] for name in fns}
     cpu: dict = {name: [] for name in fns}
@@ -91,7 +94,10 @@ def timeit_interleaved(fns: dict, runs: int, warmup: int, block: int = 1) -> dic
             order.shuffle(names)
         for name in names:
             fn = fns[name]
+            prepare = getattr(fn, "prepare", None)
             for i in range(block + (block > 1)):
+                if prepare is not None:  # untimed: e.g. a freshly written input (--fresh-input)
+                    prepare(k + i)
                 f0 = _minor_faults()
                 c0, t0 = time.thread_time(), time.perf_counter()
                 fn(k + i)
@@ -109,15 +115,34 @@ def load() -> float:
 
 
 # -- the chain in each library -------------------------------------------------------------------------------
-def augstudio_chain(img, size=224):
+def with_input(make_input, call, fresh: bool):
+    """``call(input, k)`` as a timed callable. ``fresh``: before each call (untimed, ``prepare``) the input is
+    made anew, freshly written and in cache as a decoder hands it over; else one input serves every call,
+    and strict turns leave it wherever the other libraries' calls pushed it."""
+    if not fresh:
+        x = make_input()
+        return lambda k: call(x, k)
+    held: dict = {}
+
+    def fn(k):
+        return call(held["x"], k)
+
+    fn.prepare = lambda k: held.__setitem__("x", make_input())
+    return fn
+
+
+def _chw(img):
+    return lambda: torch.from_numpy(img).permute(2, 0, 1).contiguous()
+
+
+def augstudio_chain(img, size=224, fresh=False):
     steps = [dict(s) for s in CHAIN]
     steps[3]["size"] = size
     recipe = Recipe.from_dict({"seed": 0, "steps": steps})
-    x = torch.from_numpy(img).permute(2, 0, 1).contiguous()
-    return lambda k: recipe.apply(x, item=k)
+    return with_input(_chw(img), lambda x, k: recipe.apply(x, item=k), fresh)
 
 
-def torchvision_chain(img):
+def torchvision_chain(img, fresh=False):
     from torchvision.transforms import v2
 
     t = v2.Compose([
@@ -126,11 +151,10 @@ def torchvision_chain(img):
         v2.ToDtype(torch.float32, scale=True), v2.GaussianNoise(sigma=0.1),
         v2.RandomErasing(p=1.0, scale=(0.01, 0.09), ratio=(1.0, 1.0), value=0),
     ])
-    x = torch.from_numpy(img).permute(2, 0, 1).contiguous()
-    return lambda k: t(x)
+    return with_input(_chw(img), lambda x, k: t(x), fresh)
 
 
-def albumentations_chain(img):
+def albumentations_chain(img, fresh=False):
     import albumentations as A
     import cv2
 
@@ -141,7 +165,7 @@ def albumentations_chain(img):
         A.GaussNoise(std_range=(0.0, 0.1), p=1.0),
         A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(0.1, 0.3), hole_width_range=(0.1, 0.3), p=1.0),
     ])
-    return lambda k: t(image=img)["image"]
+    return with_input(img.copy, lambda x, k: t(image=x)["image"], fresh)
 
 
 def kornia_pipeline(size=224):
@@ -154,10 +178,9 @@ def kornia_pipeline(size=224):
     )
 
 
-def kornia_chain(img):
+def kornia_chain(img, fresh=False):
     aug = kornia_pipeline()
-    x = torch.from_numpy(img).permute(2, 0, 1).contiguous()[None]
-    return lambda k: aug(x.float().div_(255))
+    return with_input(_chw(img), lambda x, k: aug(x[None].float().div_(255)), fresh)
 
 
 # where albumentations computes something else than ours (torchvision's semantics), the note says what
@@ -342,6 +365,9 @@ def main(argv=None) -> int:
     ap.add_argument("--fixed-order", action="store_true",
                     help="the libraries in the same order every round instead of a random order per round "
                          "(before 2026-12-02: the first one always followed the last one's call)")
+    ap.add_argument("--fresh-input", action="store_true",
+                    help="the chain: hand every call a freshly written copy of the input (untimed), as a decoder "
+                         "would, instead of one input the other libraries' calls push out of the caches")
     ap.add_argument("--device", default="cpu", help="device of the batched path (cpu, cuda)")
     ap.add_argument("--batch", type=int, default=None, help="batch size of the batched path (default 256 on cuda, 16 on cpu)")
     ap.add_argument("--batch-runs", type=int, default=None)
@@ -362,17 +388,20 @@ def main(argv=None) -> int:
                      "image": "skimage.data.astronaut 512x512", "load_start": load()}
 
     if "chain" in sections:
-        fns = {name: make(img) for name, make in (
+        fresh = args.fresh_input
+        fns = {name: make(img, fresh=fresh) for name, make in (
             ("augstudio", augstudio_chain), ("albumentations", albumentations_chain),
             ("torchvision v2", torchvision_chain), ("kornia", kornia_chain))}
-        fns["augstudio preview (512x512 out)"] = augstudio_chain(img, 512)
+        fns["augstudio preview (512x512 out)"] = augstudio_chain(img, 512, fresh=fresh)
         before = load()
         chain = timeit_interleaved(fns, args.runs, args.warmup, args.block)
         results["chain"] = chain
         results["chain_block"] = args.block
+        results["chain_fresh_input"] = fresh
         results["chain_load"] = [before, load()]
         base, base_cpu = chain["augstudio"]["median_ms"], chain["augstudio"]["cpu_median_ms"]
         order = "one call of each in turn" if args.block == 1 else f"{args.block} calls of each in a row per round"
+        order += ", each call on a freshly written input" if fresh else ""
         print(f"## Reference chain through Recipe.apply, one image, 1 CPU thread, {order} (load average {before} "
               f"-> {load()} on {os.cpu_count()} cores)\n")
         print("| library | ms/image (median) | p95 ms | CPU ms (median) | page faults / call | augstudio speed-up (wall / cpu) |")

@@ -69,3 +69,22 @@ def test_a_library_that_allocates_fresh_pages_shows_them():
     r = timeit_interleaved({"fresh": touch_fresh_pages, "none": lambda k: None}, runs=5, warmup=1)
     assert r["fresh"]["page_faults_per_call"] >= 32
     assert r["none"]["page_faults_per_call"] < 1
+
+
+def test_a_fresh_input_is_made_before_each_call_and_not_timed():
+    made: list = []
+    seen: list = []
+
+    def make():  # slow, like copying an image: must stay out of the timed call
+        time.sleep(0.02)
+        made.append(object())
+        return made[-1]
+
+    fn = chain.with_input(make, lambda x, k: seen.append(x), fresh=True)
+    r = timeit_interleaved({"fresh": fn, "none": lambda k: None}, runs=5, warmup=1)
+    assert len(made) == len(seen) == 6 and seen == made  # a new input for every call, warm-up included
+    assert r["fresh"]["p95_ms"] < 10
+    same = chain.with_input(make, lambda x, k: seen.append(x), fresh=False)
+    seen.clear()
+    same(0), same(1)
+    assert seen[0] is seen[1]  # one input for every call

@@ -22,8 +22,8 @@ def _quick(ctx, args: list, quick_args: list) -> list:
     return args
 
 
-@figure("speed_chain", "benchmarks/chain.py twice, then in blocks (reference chain, batched path vs kornia)",
-        minutes=4, quick="--runs 50 (blocks: --runs 100)")
+@figure("speed_chain", "benchmarks/chain.py twice, on fresh inputs, then in blocks (reference chain, batched path vs kornia)",
+        minutes=5, quick="--runs 50 (blocks: --runs 100)")
 def speed_chain(ctx) -> str:
     args = _quick(ctx, ["--only", "chain,batched"], ["--runs", "50"])
     runs = [_json(ctx, "benchmarks/chain.py", *args) for _ in range(2)]
@@ -41,6 +41,10 @@ def speed_chain(ctx) -> str:
         else:
             sp = " / ".join(f"{x['speedup_vs']:.2f}x" for x in r)
         rows.append([name, ms, p95, cpu, sp])
+    fresh = _json(ctx, "benchmarks/chain.py", "--only", "chain", "--fresh-input", "--runs", "50" if ctx.quick else "200")
+    base = fresh["chain"]["augstudio"]["median_ms"]
+    fresh_text = ", ".join(f"{name} {x['median_ms']:.2f} ms" + ("" if name == "augstudio" else f" ({x['median_ms'] / base:.2f}x)")
+                           for name, x in fresh["chain"].items() if "preview" not in name)
     blk = _json(ctx, "benchmarks/chain.py", "--only", "chain", "--block", "25", "--runs", "100" if ctx.quick else "400")
     if ctx.quick:
         ctx.notes.append("The run in blocks: `--runs 100`.")
@@ -57,7 +61,8 @@ def speed_chain(ctx) -> str:
             + "\n\nThe table calls the libraries strictly in turn, one call each per round in a new random order "
             "(seeded), so every call starts in the caches and heap another library left (torchvision's and kornia's "
             "calls take hundreds of fresh pages each) and each library follows each other about equally often. "
-            "Called as a training loop "
+            "With each call handed a freshly written copy of the input, as a decoder hands it over (`--fresh-input`, "
+            f"untimed; median of {fresh['runs']}): {fresh_text}. Called as a training loop "
             f"calls one library, 25 calls in a row per round (`--block 25`, median of {blk['runs']}): {blocks}."
             + f"\n\nBatched path (`Recipe.apply_batch`) against kornia at batch {b[0]['batch']} on the CPU: {batched}.")
 
