@@ -71,6 +71,21 @@ def test_compiled_first_words_are_mt19937s():
         assert seed_jit.first_words(seed) == mt.random_raw(seeding.FIRST_WORDS).tolist(), seed
 
 
+def test_a_first_draw_that_does_not_compile_leaves_numpys_generator(monkeypatch):
+    from augstudio.core.kernels import seed_jit
+
+    def broken(seed, state, out):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(seed_jit, "_first_words", broken)
+    monkeypatch.setitem(seeding._COMPILED, "first_words", seed_jit.first_words)
+    with pytest.warns(RuntimeWarning, match="compiled first draw failed.*same parameters"):
+        seed_jit._register()
+    assert seeding._COMPILED["first_words"] is None
+    assert seeding.uniform(seeding.draws(1, "a.png", 0, "s"), 0, 1) == seeding.uniform(
+        seeding.generator(1, "a.png", 0, "s"), 0, 1)
+
+
 @pytest.fixture(params=["compiled first words", "numpy"])
 def first_words(request, monkeypatch):
     from augstudio.core.kernels import seed_jit

@@ -15,6 +15,7 @@ Loaded with the other compiled loops (``jit``; a ``Pipeline`` asks for it); on i
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 from numba import uint32 as u32
@@ -62,5 +63,17 @@ def warm_up() -> None:
     first_words(0)
 
 
-warm_up()  # compiled (or read from the cache) before seeding may call it from any thread
-seeding.use_first_words(first_words)
+def _register() -> None:
+    """Compile (or read from the cache) before seeding may call it from any thread; a loop that does not
+    compile here leaves numpy's generator drawing (the same words)."""
+    try:
+        warm_up()
+    except Exception as e:  # noqa: BLE001 - any compiler error: the draws stay correct without it
+        warnings.warn(f"the compiled first draw failed to load ({e}); numpy's generator draws instead: the "
+                      "same parameters, slower", RuntimeWarning, stacklevel=2)
+        seeding.use_first_words(None)
+        return
+    seeding.use_first_words(first_words)
+
+
+_register()
