@@ -34,11 +34,6 @@ def levels(device) -> torch.Tensor:
 _LEVELS_NP = np.arange(256, dtype=np.float32)
 
 
-def on_cpu(device) -> bool:
-    """Is ``device`` (a string or a ``torch.device``) the CPU? (``torch.device(...)`` costs more.)"""
-    return device == "cpu" or getattr(device, "type", None) == "cpu"
-
-
 def affine_table(scale: float, offset: float | None) -> np.ndarray:
     """``affine_lut``'s table for the CPU, as a numpy array: the same float32 products and sums, built with
     numpy (no torch call: with cold caches each costs more than the table's arithmetic)."""
@@ -55,7 +50,7 @@ def affine_lut(scale: float, offset: float | None, device) -> torch.Tensor:
     """``floor(clamp(v * scale + offset, 0, 255))`` for v = 0..255 in float32, as uint8 on ``device``: the
     table of torchvision's brightness (no offset) and contrast steps on uint8. Built with numpy for the CPU
     (``affine_table``), else with torch on the device."""
-    if on_cpu(device):
+    if cv.on_cpu(device):
         return torch.from_numpy(affine_table(scale, offset))
     t = levels(device) * scale
     if offset is not None:
@@ -90,22 +85,25 @@ def gamma_table(gamma: float) -> np.ndarray:
 def gamma_lut(gamma: float, device) -> torch.Tensor:
     """``gamma_table`` as a uint8 tensor on ``device``."""
     t = torch.from_numpy(gamma_table(gamma))
-    return t if on_cpu(device) else t.to(device)
+    return t if cv.on_cpu(device) else t.to(device)
 
 
 def _tensor(lut, device) -> torch.Tensor:
     return torch.from_numpy(lut).to(device) if isinstance(lut, np.ndarray) else lut
 
 
+def _array(lut) -> np.ndarray:
+    """A CPU table (numpy array or CPU tensor) as a numpy array."""
+    return lut if isinstance(lut, np.ndarray) else lut.contiguous().numpy()
+
+
 def compose_luts(first, then):
-    """The table of applying ``first``, then ``then`` (numpy arrays for the CPU, or tensors)."""
-    if isinstance(first, np.ndarray) and isinstance(then, np.ndarray):
-        return then.take(first)
+    """The table of applying ``first``, then ``then`` (numpy arrays for the CPU, or tensors); numpy where
+    both are."""
     if isinstance(first, np.ndarray) or first.device.type == "cpu":
-        first, then = _tensor(first, "cpu"), _tensor(then, "cpu")
-        return torch.from_numpy(then.numpy().take(first.numpy()))
-    then = _tensor(then, first.device)
-    return then.index_select(0, first.to(torch.int32))
+        t = _array(then).take(_array(first))
+        return t if isinstance(first, np.ndarray) and isinstance(then, np.ndarray) else torch.from_numpy(t)
+    return _tensor(then, first.device).index_select(0, first.to(torch.int32))
 
 
 def apply_lut(x: torch.Tensor, lut) -> torch.Tensor:
@@ -113,8 +111,7 @@ def apply_lut(x: torch.Tensor, lut) -> torch.Tensor:
     or a numpy array (the CPU builders' tables, which the CPU form uses without a torch call)."""
     if cv.active(x) and x.numel():
         out, dst = cv.new_planes(x.shape)
-        table = lut if isinstance(lut, np.ndarray) else lut.contiguous().numpy()
-        cv.lut_bytes(x.contiguous().numpy(), table, dst)
+        cv.lut_bytes(x.contiguous().numpy(), _array(lut), dst)
         return out
     lut = _tensor(lut, x.device)
     return lut.index_select(0, x.reshape(-1).to(torch.int32)).reshape(x.shape)
@@ -133,7 +130,7 @@ def apply_luts(x: torch.Tensor, luts: list) -> torch.Tensor:
                 if lut is None:
                     dst[j, i] = src[j, i]
                 else:
-                    cv.lut_bytes(src[j, i], lut if isinstance(lut, np.ndarray) else lut.contiguous().numpy(), dst[j, i])
+                    cv.lut_bytes(src[j, i], _array(lut), dst[j, i])
         return out
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     for i, lut in enumerate(luts):
@@ -327,4 +324,4 @@ def adjust_hue(x: torch.Tensor, factor: float) -> torch.Tensor:
     return out.mul_(255.0 + 1.0 - 1e-3).to(torch.uint8)
 
 
-__all__ = ["GRAY_WEIGHTS", "bitwise", "gray", "grayscale", "gray_mean", "saturate", "affine_lut", "affine_table", "gamma_lut", "gamma_table", "gamma_powers", "on_cpu", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]
+__all__ = ["GRAY_WEIGHTS", "bitwise", "gray", "grayscale", "gray_mean", "saturate", "affine_lut", "affine_table", "gamma_lut", "gamma_table", "gamma_powers", "compose_luts", "levels", "apply_lut", "apply_luts", "histograms", "rgb_to_hsv", "hsv_to_rgb", "adjust_hue"]

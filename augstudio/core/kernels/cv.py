@@ -40,6 +40,11 @@ def active(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype == torch.uint8 and not _STATE["torch_only"]
 
 
+def on_cpu(device) -> bool:
+    """Is ``device`` (a string or a ``torch.device``) the CPU? (``torch.device(...)`` costs more.)"""
+    return device == "cpu" or getattr(device, "type", None) == "cpu"
+
+
 def enabled() -> bool:
     """Do the CPU forms run (False inside ``torch_only()``)?"""
     return not _STATE["torch_only"]

@@ -68,7 +68,7 @@ def _keys(seeds, device) -> tuple[torch.Tensor, torch.Tensor]:
 def _on_cpu(device) -> bool:
     """Does the CPU form run? (On the CPU, unless ``cv.torch_only()`` asks for the torch form or numba is
     missing.)"""
-    return torch.device(device).type == "cpu" and cv.enabled() and jit.load("noise_jit") is not None
+    return cv.on_cpu(device) and cv.enabled() and jit.load("noise_jit") is not None
 
 
 def _np_bits32(seeds: list[int], n: int) -> np.ndarray:

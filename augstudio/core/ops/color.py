@@ -40,7 +40,6 @@ from augstudio.core.kernels.color import (
     grayscale,
     histograms,
     levels,
-    on_cpu,
     saturate,
 )
 from augstudio.core.kernels.filters import gaussian_blur, sharpen
@@ -139,11 +138,11 @@ def _run_sequence(x, seq, means=None, record=False):
 
 
 def _lut_brightness(f, device):  # a numpy table for the CPU (apply_lut / compose_luts take either)
-    return affine_table(f, None) if on_cpu(device) else affine_lut(f, None, device)
+    return affine_table(f, None) if cv.on_cpu(device) else affine_lut(f, None, device)
 
 
 def _lut_contrast(f, mean, device):
-    return affine_table(f, mean * (1.0 - f)) if on_cpu(device) else affine_lut(f, mean * (1.0 - f), device)
+    return affine_table(f, mean * (1.0 - f)) if cv.on_cpu(device) else affine_lut(f, mean * (1.0 - f), device)
 
 
 def _run_uint8(x, seq, means=None, record=False, finish=True):
@@ -351,7 +350,7 @@ class Gamma(LutOp):
         return {"gamma": round(seeding.uniform(gen, *self.gamma), 6)}
 
     def lut(self, params, device):
-        return gamma_table(params["gamma"]) if on_cpu(device) else gamma_lut(params["gamma"], device)
+        return gamma_table(params["gamma"]) if cv.on_cpu(device) else gamma_lut(params["gamma"], device)
 
 
 @register
