@@ -128,6 +128,29 @@ def test_blur_kernel_is_the_gaussian_rounded_once_and_close_to_torchvisions():
         assert np.abs(k.astype(np.float64) - ref).max() <= 1e-6 * ref.max(), sigma
 
 
+
+def test_blur_kernel_in_python_floats_equals_numpys_float64_kernel():
+    """The kernel is made in Python floats (cheaper than numpy calls with cold caches) and cached: the same
+    float32 values as numpy's float64 linspace / exp / sum over many (size, sigma), and read-only, so a
+    caller cannot change the cached one."""
+    rng = np.random.default_rng(5)
+
+    def numpy_kernel(size, sigma):
+        half = (size - 1) * 0.5
+        x = np.linspace(-half, half, size) / sigma
+        pdf = np.exp(-0.5 * x * x)
+        return (pdf / pdf.sum()).astype(np.float32)
+
+    sizes = rng.choice(np.arange(1, 302, 2), 1500)
+    sigmas = np.concatenate([rng.uniform(0.01, 50.0, 750), np.round(rng.uniform(0.1, 2.0, 750), 6)])
+    differ = [(int(s), float(g)) for s, g in zip(sizes, sigmas)
+              if not np.array_equal(filters.gaussian_kernel1d(int(s), float(g)), numpy_kernel(int(s), float(g)))]
+    assert not differ, differ[:5]
+    k = filters.gaussian_kernel1d(7, 1.0)
+    assert filters.gaussian_kernel1d(7, 1.0) is k and not k.flags.writeable
+    with pytest.raises(ValueError):
+        k[0] = 1.0
+
 @pytest.mark.parametrize("factor", [0.0, 0.5, 1.0, 1.8])
 def test_sharpness_forms_agree_within_one_level(photo, factor):
     a, b = _both(lambda: filters.sharpen(photo, factor))
