@@ -100,7 +100,7 @@ def _array(lut) -> np.ndarray:
 def compose_luts(first, then):
     """The table of applying ``first``, then ``then`` (numpy arrays for the CPU, or tensors); numpy where
     both are."""
-    if isinstance(first, np.ndarray) or first.device.type == "cpu":
+    if isinstance(first, np.ndarray) or first.is_cpu:
         t = _array(then).take(_array(first))
         return t if isinstance(first, np.ndarray) and isinstance(then, np.ndarray) else torch.from_numpy(t)
     return _tensor(then, first.device).index_select(0, first.to(torch.int32))

@@ -168,7 +168,7 @@ def add_scaled_normal(x: torch.Tensor, seeds: list[int], scales: list[float], sh
     noise has ``channels`` planes (C, or 1 shared by all). The same pixels as
     ``x + scaled_normal_int16(...) + shift`` on any device."""
     n, c, h, w = x.shape
-    if not (cv.active(x) and _on_cpu(x.device)):  # the compiled pass takes uint8 on the CPU
+    if not (cv.active(x) and _on_cpu(cv.device_of(x))):  # the compiled pass takes uint8 on the CPU
         noise = scaled_normal_int16(seeds, (channels, h, w), x.device, scales)
         if shift:
             noise = noise.add_(shift)

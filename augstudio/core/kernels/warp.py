@@ -261,7 +261,7 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
         return out.to(torch.float32) if as_float else out
     # the union of items' regions may be shared where their blocks line up (no clip box); on the CPU only
     # items that read the same region run together (every item gets exactly its own floats)
-    share = x.device.type != "cpu" and not clips
+    share = not x.is_cpu and not clips
     groups: dict = {}
     for i in range(n):
         groups.setdefault(regions[i][1] if share else regions[i], []).append(i)

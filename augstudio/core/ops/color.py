@@ -86,7 +86,7 @@ class LutOp(PointwiseOp, ColorOp):
 
     def apply(self, x, params, kind, stats=None):
         x, alpha = split_alpha(x, kind)
-        return join_alpha(apply_lut(x, self.lut(params, x.device)), alpha)
+        return join_alpha(apply_lut(x, self.lut(params, cv.device_of(x))), alpha)
 
 
 # -- the float32 kernels of colour jitter (torchvision uint8 semantics: truncate after each step) ------------
@@ -159,7 +159,7 @@ def _run_uint8(x, seq, means=None, record=False, finish=True):
 
     for k, (name, v) in enumerate(seq):
         if name == "brightness":
-            t = _lut_brightness(v, x.device)
+            t = _lut_brightness(v, cv.device_of(x))
         elif name == "contrast":
             if not means:
                 x, lut = flush(x, lut), None
@@ -168,7 +168,7 @@ def _run_uint8(x, seq, means=None, record=False, finish=True):
             used.append(m)
             if not finish and k == len(seq) - 1:
                 break
-            t = _lut_contrast(v, m, x.device)
+            t = _lut_contrast(v, m, cv.device_of(x))
         else:
             if x.shape[-3] == 3:
                 x, lut = flush(x, lut), None
@@ -273,7 +273,7 @@ class Brightness(_SingleAdjust):
     params = (_factor_param("factor", "brightness"),)
     def apply(self, x, params, kind, stats=None):  # a lookup table: exact and fast
         x, alpha = split_alpha(x, kind)
-        return join_alpha(apply_lut(x, _lut_brightness(params["factor"], x.device)), alpha)
+        return join_alpha(apply_lut(x, _lut_brightness(params["factor"], cv.device_of(x))), alpha)
 
 
 @register
@@ -285,7 +285,7 @@ class Contrast(_SingleAdjust):
     def apply(self, x, params, kind, stats=None):
         x, alpha = split_alpha(x, kind)
         m = stats["means"][0] if stats else mean_gray(x)
-        return join_alpha(apply_lut(x, _lut_contrast(params["factor"], m, x.device)), alpha)
+        return join_alpha(apply_lut(x, _lut_contrast(params["factor"], m, cv.device_of(x))), alpha)
 
 
 @register
@@ -422,7 +422,7 @@ def per_channel_lut(x, kind, lut_of):
     on the CPU, where tables are built with numpy, else a tensor); alpha is carried through."""
     x, alpha = split_alpha(x, kind)
     hists = histograms(x)
-    if x.device.type == "cpu":
+    if x.is_cpu:
         luts = [lut_of(h) for h in hists.numpy()]  # numpy tables: apply_luts takes them as they are
     else:
         luts = [lut_of(hists[i]) for i in range(hists.shape[0])]

@@ -34,7 +34,7 @@ class EraseOp(Op):
 
     def apply(self, x, params, kind):
         # on the CPU numpy makes the copy: its memory is reused call to call (torch.empty's fresh pages cost)
-        out = torch.from_numpy(x.numpy().copy()) if x.device.type == "cpu" else x.clone()
+        out = torch.from_numpy(x.numpy().copy()) if x.is_cpu else x.clone()
         c = x.shape[-3]
         random = self.values.get("value", "fill") == "random"
         if random and kind == "categorical":
@@ -45,7 +45,7 @@ class EraseOp(Op):
         boxes = [b for b in self.boxes(params) if b[2] > 0 and b[3] > 0]
         if random and boxes:  # one field of random bytes for the image, made on its device; boxes show it
             fill_t = noise.random_bytes([int(params.get("seed", 0))], tuple(x.shape[-3:]), x.device)[0]
-        elif out.device.type == "cpu":  # numpy slices: a box costs a microsecond, not a torch dispatch
+        elif out.is_cpu:  # numpy slices: a box costs a microsecond, not a torch dispatch
             dst, value = out.numpy(), np.array(fills, dtype=np.uint8).reshape(c, 1, 1)
             for top, left, h, w in boxes:
                 dst[..., top:top + h, left:left + w] = value
