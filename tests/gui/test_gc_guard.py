@@ -1,9 +1,11 @@
-"""The cycle collector stays off worker threads while they run Python (gc_guard's reason: a Qt object
-collected on a pool thread deadlocked against the GUI thread's teardown)."""
+"""The cycle collector stays off every thread but the GUI thread while they run Python (gc_guard's reason: a Qt
+object collected on a pool thread deadlocked against the GUI thread: a window's teardown, an undo stack's signal)."""
 
 import gc
 import threading
 import weakref
+
+import pytest
 
 from augstudio.gui.qt import gc_guard
 
@@ -12,14 +14,21 @@ class _Node:
     pass
 
 
+@pytest.fixture
+def quiet(qapp, qtbot):
+    """No hold left by another test's threads (the app's torch loader may still be loading) and automatic
+    collection back on: the state these tests start from."""
+    gc_guard.install()
+    qtbot.waitUntil(lambda: gc_guard._state["holds"] == 0 and gc.isenabled(), timeout=60000)
+
+
 def _cycle():
     a, b = _Node(), _Node()
     a.other, b.other = b, a
     return weakref.ref(a)
 
 
-def test_workers_switch_automatic_collection_off_until_the_last_one_ends(qapp):
-    assert gc.isenabled()
+def test_workers_switch_automatic_collection_off_until_the_last_one_ends(quiet, qtbot):
     inside = threading.Event()
     leave = threading.Event()
     seen = []
@@ -28,19 +37,59 @@ def test_workers_switch_automatic_collection_off_until_the_last_one_ends(qapp):
         with gc_guard.worker():
             inside.set()
             leave.wait(5)
+        seen.append(("after its release, on the worker", gc.isenabled()))
 
     t = threading.Thread(target=work)
     t.start()
     assert inside.wait(5)
-    with gc_guard.worker():  # a second worker at the same time
-        seen.append(gc.isenabled())
-    seen.append(gc.isenabled())  # the first one still runs
+    with gc_guard.worker():  # a second worker at the same time, on this (GUI) thread
+        seen.append(("both", gc.isenabled()))
+    seen.append(("the first one still runs", gc.isenabled()))
     leave.set()
     t.join(5)
-    assert seen == [False, False] and gc.isenabled()
+    # the last release was on the worker: collection stays off there (its next allocation could collect a
+    # Qt object on it), and the GUI thread's timer turns it back on
+    assert seen == [("both", False), ("the first one still runs", False), ("after its release, on the worker", False)]
+    qtbot.waitUntil(gc.isenabled, timeout=2000)
 
 
-def test_the_gui_thread_collects_cycles_while_workers_run(qapp, qtbot):
+def test_a_release_on_the_gui_thread_or_without_a_gui_collector_restores_at_once(quiet, monkeypatch):
+    gc_guard.hold()
+    assert not gc.isenabled()
+    gc_guard.release()  # on the GUI thread
+    assert gc.isenabled()
+    monkeypatch.setitem(gc_guard._state, "timer", None)  # no application collector: nothing else would
+    done = []
+    gc_guard.hold()
+    t = threading.Thread(target=lambda: (gc_guard.release(), done.append(gc.isenabled())))
+    t.start()
+    t.join(5)
+    assert done == [True]
+
+
+def test_a_pool_task_holds_from_before_it_starts_until_after_its_last_line(quiet, qtbot):
+    """The hold is taken on the GUI thread when the task is made, so the pool thread never runs Python with
+    automatic collection on (a collection there deadlocked a GUI test against an undo stack's signal)."""
+    from PySide6.QtCore import QThreadPool
+
+    from augstudio.gui.qt.workers import JobHandle, JobRunnable
+
+    seen = []
+
+    def job(token):
+        seen.append(gc.isenabled())
+        return 1
+
+    handle = JobHandle("gc test")
+    runnable = JobRunnable(job, handle)
+    assert not gc.isenabled()  # before the pool has it
+    with qtbot.waitSignal(handle.ended, timeout=5000):
+        QThreadPool.globalInstance().start(runnable)
+    assert seen == [False] and handle.result == 1
+    qtbot.waitUntil(gc.isenabled, timeout=2000)  # the GUI thread's timer turned it back on
+
+
+def test_the_gui_thread_collects_cycles_while_workers_run(quiet, qtbot):
     gc_guard.install()
     gc_guard.install()  # once per application
     assert gc_guard._state["timer"].isActive()

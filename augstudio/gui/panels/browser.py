@@ -95,6 +95,7 @@ class ThumbnailLoader(QObject):
         self._threads = [threading.Thread(target=self._work, daemon=True, name=f"augstudio-thumbs-{i}")
                          for i in range(threads)]
         for t in self._threads:
+            gc_guard.hold()  # the thread runs Python from its first line to its last (see gc_guard)
             t.start()
 
     def request(self, root: Path, rel: str) -> None:
@@ -128,6 +129,12 @@ class ThumbnailLoader(QObject):
             t.join(timeout=max(0.0, end - time.monotonic()))
 
     def _work(self) -> None:
+        try:
+            self._loop()
+        finally:
+            gc_guard.release()  # taken in __init__ for this thread
+
+    def _loop(self) -> None:
         while True:
             with self._cv:
                 while not self._queue and not self._stop:
@@ -138,11 +145,10 @@ class ThumbnailLoader(QObject):
                 self._queued.discard(rel)
                 if gen != self._generation:
                     continue
-            with gc_guard.worker():  # no cycle collection on this thread (see gc_guard)
-                try:
-                    img, err = make_thumbnail(root / rel, self.size), ""
-                except Exception as e:  # noqa: BLE001 - any bad file is shown, never fatal
-                    img, err = None, getattr(e, "cause", None) or str(e)
+            try:
+                img, err = make_thumbnail(root / rel, self.size), ""
+            except Exception as e:  # noqa: BLE001 - any bad file is shown, never fatal
+                img, err = None, getattr(e, "cause", None) or str(e)
             with self._cv:
                 stale = gen != self._generation or self._stop
             if not stale:

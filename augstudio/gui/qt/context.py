@@ -162,8 +162,10 @@ class AppContext(QObject):
         self._torch_bridge = bridge
 
         def work():
-            with gc_guard.worker():
+            try:
                 load()
+            finally:
+                gc_guard.release()  # taken below, before the thread starts (see gc_guard)
 
         def load():
             t0 = time.perf_counter()
@@ -183,6 +185,7 @@ class AppContext(QObject):
             jit.load_all_now()  # numba's ~0.5 s of set-up, here rather than in the first preview
 
         self._torch_thread = threading.Thread(target=work, name="augstudio-torch-loader", daemon=True)
+        gc_guard.hold()
         self._torch_thread.start()
 
     def _on_torch_ok(self, seconds: float) -> None:

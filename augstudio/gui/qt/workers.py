@@ -169,13 +169,16 @@ def drive(make_job: Callable[[CancelToken], Any], token: CancelToken,
 
 
 class JobRunnable(QRunnable):
-    def __init__(self, make_job, handle: JobHandle):
+    def __init__(self, make_job, handle: JobHandle):  # on the GUI thread
         super().__init__()
         self.setAutoDelete(True)
         self.make_job = make_job
         self.title = handle.title
         self.bridge = handle._bridge
         self.token = handle.token
+        # no automatic cycle collection from before the pool thread runs a line of Python until after its
+        # last one (see gc_guard); released at the end of run()
+        gc_guard.hold()
 
     def _emit(self, signal, value) -> None:
         """Emit to the GUI thread; after the window (and the handle) is gone there is nobody to tell."""
@@ -185,8 +188,10 @@ class JobRunnable(QRunnable):
             self.token.cancel()
 
     def run(self) -> None:  # pool thread
-        with gc_guard.worker():  # cycles are collected on the GUI thread meanwhile (see gc_guard)
+        try:
             self._run()
+        finally:
+            gc_guard.release()  # the GUI thread's collector turns automatic collection back on
 
     def _run(self) -> None:
         b = self.bridge
