@@ -99,11 +99,11 @@ def create_window(path=None, recipe_path=None, load_torch: bool = True):
         win.open_folder(Path(path))
         if recipe_path:
             win.open_recipe(recipe_path)
-        QTimer.singleShot(30, win.ensure_preview)  # imports pyqtgraph after the first paint
+        QTimer.singleShot(30, win, win.ensure_preview)  # imports pyqtgraph after the first paint
         if load_torch:
-            QTimer.singleShot(50, win.ctx.load_torch)
+            QTimer.singleShot(50, win.ctx, win.ctx.load_torch)
 
-    QTimer.singleShot(0, start)
+    QTimer.singleShot(0, win, start)  # timers with the window as context: none runs after it is gone
     return win
 
 

@@ -337,7 +337,7 @@ class MainWindow(QMainWindow):
         w = self.tabs.widget(i)
         if isinstance(w, PanelHost):
             w.build()
-            QTimer.singleShot(0, self.fit_to_screen)
+            QTimer.singleShot(0, self, self.fit_to_screen)
 
     def set_tab_shown(self, host: PanelHost, on: bool) -> None:
         """Show or hide an analysis tab (View > Panels); a hidden tab computes nothing."""
@@ -430,8 +430,8 @@ class MainWindow(QMainWindow):
         super().showEvent(e)
         if not self._fitted_once:
             self._fitted_once = True
-            QTimer.singleShot(0, self.fit_to_screen)
-            QTimer.singleShot(400, self.fit_to_screen)  # again once the window manager has framed it
+            QTimer.singleShot(0, self, self.fit_to_screen)
+            QTimer.singleShot(400, self, self.fit_to_screen)  # again once the window manager has framed it
 
     # -- shutdown ------------------------------------------------------------------------------------
     def ask_quit(self, jobs) -> bool:
@@ -477,4 +477,4 @@ class MainWindow(QMainWindow):
         e.accept()
 
     def after_first_paint(self, fn) -> None:
-        QTimer.singleShot(0, fn)
+        QTimer.singleShot(0, self, fn)  # dropped if the window is deleted first

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QFont, QFontMetrics, QImage, QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
@@ -217,6 +217,13 @@ class ImagePane(pg.GraphicsLayoutWidget):
         i = self._view_at(ev.scenePos())
         if i >= 0 and ev.button() == Qt.MouseButton.LeftButton and not ev.double():
             self.clicked.emit(i)
+
+
+def fit_later(pane: ImagePane, h: int, w: int) -> None:
+    """``pane.fit(h, w)`` once the event loop runs again (a page just shown has its size by then). The pane is
+    the timer's context, so Qt drops the call if the pane is deleted first (a window closed, a test torn
+    down): a plain zero-timer would call into its deleted views."""
+    QTimer.singleShot(0, pane, lambda: pane.fit(h, w))
 
 
 class ImageLabel(QLabel):

@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from augstudio.gui.qt.workers import error_message
-from augstudio.gui.widgets.image_view import ImagePane
+from augstudio.gui.widgets.image_view import ImagePane, fit_later
 from augstudio.gui.widgets.target_overlay import KINDS, TargetSource, lost_summary
 
 from .render import PictureCache, fmt_size, records_text, render, render_steps, short_params
@@ -357,7 +357,7 @@ class PreviewWidget(QWidget):
         self.targets_btn.setVisible(res["has_targets"])
         self.stack.setCurrentIndex(PAGES[res["mode"]])
         if self._fitted_size != (fit, res["mode"]):
-            QTimer.singleShot(0, lambda pane=pane, fit=fit: pane.fit(*fit[:2]))  # once the page has its size
+            fit_later(pane, *fit[:2])  # once the page has its size
             self._fitted_size = (fit, res["mode"])
         self.copy_label.setText(f"copy {outs[0][0]}" + (f"–{outs[-1][0]}" if len(outs) > 1 else ""))
         self._show_records(outs)
