@@ -34,16 +34,20 @@ def test_workers_switch_automatic_collection_off_until_the_last_one_ends(quiet, 
     seen = []
 
     def work():
-        with gc_guard.worker():
+        gc_guard.hold()
+        try:
             inside.set()
             leave.wait(5)
+        finally:
+            gc_guard.release()
         seen.append(("after its release, on the worker", gc.isenabled()))
 
     t = threading.Thread(target=work)
     t.start()
     assert inside.wait(5)
-    with gc_guard.worker():  # a second worker at the same time, on this (GUI) thread
-        seen.append(("both", gc.isenabled()))
+    gc_guard.hold()  # a second one at the same time, on this (GUI) thread
+    seen.append(("both", gc.isenabled()))
+    gc_guard.release()
     seen.append(("the first one still runs", gc.isenabled()))
     leave.set()
     t.join(5)
@@ -96,12 +100,15 @@ def test_the_gui_thread_collects_cycles_while_workers_run(quiet, qtbot):
     thresholds = gc.get_threshold()
     gc.set_threshold(100, *thresholds[1:])  # other threads' frees lower the count: stay well past it
     try:
-        with gc_guard.worker():
+        gc_guard.hold()
+        try:
             ref = _cycle()
             kept = [_Node() for _ in range(2000)]  # live allocations past the first threshold
             assert ref() is not None  # nothing collected it: automatic collection is off
             qtbot.waitUntil(lambda: ref() is None, timeout=5000)  # the timer on this (GUI) thread did
             assert len(kept) == 2000
+        finally:
+            gc_guard.release()  # on this (GUI) thread: automatic collection back at once
     finally:
         gc.set_threshold(*thresholds)
     assert gc.isenabled()

@@ -13,12 +13,11 @@ thresholds the collector would use. Automatic collection comes back on the GUI t
 next tick once no hold is left, or at a release made there. (Turned back on by the worker itself, the
 worker's next allocation could start a collection on the worker: the second hang above.) Without an
 application there is no GUI collector and no Qt object to collect, and the last release turns it back on
-wherever it is made. ``worker()`` is a hold for a block of code, for threads that start without one.
+wherever it is made.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import threading
 
@@ -74,16 +73,6 @@ def _restore() -> None:  # under _lock, with no hold left
             gc.enable()
 
 
-@contextlib.contextmanager
-def worker():
-    """A hold around a block of Python work on a thread other than the GUI thread."""
-    hold()
-    try:
-        yield
-    finally:
-        release()
-
-
 def collect_due() -> int:
     """On the GUI thread: the collection the automatic collector would make now (none while it is on), and
     automatic collection back on once no hold is left."""
@@ -102,4 +91,4 @@ def collect_due() -> int:
     return gen
 
 
-__all__ = ["install", "hold", "release", "worker", "collect_due", "INTERVAL_MS"]
+__all__ = ["install", "hold", "release", "collect_due", "INTERVAL_MS"]
