@@ -185,4 +185,4 @@ def box_reduce(src: np.ndarray, ky: int, kx: int) -> np.ndarray:
     return acc.astype(np.uint8)
 
 
-__all__ = ["active", "device_of", "enabled", "lut_bytes", "torch_only", "sync_threads", "planes", "new_planes", "warp_affine", "box_reduce", "BORDERS"]
+__all__ = ["active", "device_of", "on_cpu", "enabled", "lut_bytes", "torch_only", "sync_threads", "planes", "new_planes", "warp_affine", "box_reduce", "BORDERS"]
