@@ -152,3 +152,35 @@ def test_border_copies_equal_the_gather(photo, mode):
         a = _window(photo, top, left, height, width, mode, [5, 6, 7])
         b = W.warp(photo, W.translation(-left, -top), (height, width), "nearest", [5, 6, 7], mode)
         assert torch.equal(a, b), (mode, top, left)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect"])
+def test_interleaved_and_planar_opencv_calls_give_the_same_bytes(photo, interpolation, mode, monkeypatch):
+    """The CPU warp interleaves up to 4 planes per OpenCV call (3 get a copied 4th for bilinear / nearest);
+    every channel must come out as warping it alone gives, with its own fill, for 1 to 6 channels."""
+    fills = [10.0, 200.0, 30.0, 255.0, 77.0, 5.0]
+    src = torch.cat([photo, photo.flip(0)]).numpy()  # 6 distinct planes
+    inv = W.inverse(W.matmul(W.scaling(1.3, 0.9, 60, 70), W.rotation(17.0, 127.5, 127.5)))
+    for c in range(1, 7):
+        outs = []
+        for ratio in (0, 10**9):  # never / always interleave
+            monkeypatch.setattr(cv, "_INTERLEAVE_RATIO", ratio)
+            dst = np.zeros((c, 90, 110), np.uint8)
+            cv.warp_affine(src[:c], inv, (90, 110), interpolation, mode, fills[:c], dst)
+            outs.append(dst)
+        assert np.array_equal(outs[0], outs[1]), (c, interpolation, mode)
+        assert outs[0].any(axis=(1, 2)).all()  # every plane was written
+
+
+def test_scratch_is_reused_and_written_through_the_caches():
+    """OpenCV's merge writes a 64-byte aligned destination with non-temporal stores (the warp reading it
+    next then waits on memory); scratch starts one byte past the boundary, and is reused while it fits."""
+    a = cv._scratch("test", (3, 100, 7))
+    b = cv._scratch("test", (50, 10))
+    assert a.shape == (3, 100, 7) and b.shape == (50, 10) and a.dtype == np.uint8
+    assert a.__array_interface__["data"][0] % 64 == 1 == b.__array_interface__["data"][0] % 64
+    assert np.shares_memory(a, b)  # the smaller request reuses the buffer
+    big = cv._scratch("test", (cv._SCRATCH_KEEP + 1,))
+    assert big.__array_interface__["data"][0] % 64 == 1
+    assert np.shares_memory(cv._scratch("test", (10,)), a)  # the oversized one was not kept

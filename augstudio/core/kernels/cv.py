@@ -13,13 +13,15 @@ standard CPU kernels and several times faster than torch's general-purpose ones 
   compare the two without a GPU.
 
 Tensors are handed to OpenCV as numpy views (no copy) of ``C x H x W`` planes; 3- and 4-channel images are
-interleaved for OpenCV only where that is measured faster (the warp), with ``cv2.merge`` / ``cv2.split``.
+interleaved for OpenCV only where that is measured faster (the warp), with ``cv2.merge`` / ``cv2.split``;
+the merge writes a scratch array placed so that it goes through the caches (``_scratch``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 
 import cv2
 import numpy as np
@@ -104,11 +106,12 @@ def new_planes(shape) -> tuple[torch.Tensor, np.ndarray]:
 
 def warp_affine(src: np.ndarray, inv, out_size: tuple[int, int], interpolation: str, mode: str,
                 fills: list[float], dst: np.ndarray) -> None:
-    """Bilinear / bicubic resampling of uint8 planes ``src`` (C x h x w) into ``dst`` (C x oh x ow) through
-    the inverse matrix ``inv`` (output pixel -> input pixel, pixel centres at integers).
+    """Bilinear / bicubic / nearest resampling of uint8 planes ``src`` (C x h x w) into ``dst`` (C x oh x ow)
+    through the inverse matrix ``inv`` (output pixel -> input pixel, pixel centres at integers).
 
     OpenCV 5 interpolates in float32 like ``grid_sample`` (4.x quantised coordinates to 1/32 pixel, which
     is why the dependency asks for 5): the two agree within one grey level (tests/core/test_kernels_cv.py).
+    Each channel is computed on its own, so planar, 3- and 4-channel interleaved calls give the same bytes.
     """
     sync_threads()
     c = src.shape[0]
@@ -120,16 +123,68 @@ def warp_affine(src: np.ndarray, inv, out_size: tuple[int, int], interpolation: 
     m = np.array((inv[0][:3], inv[1][:3]), dtype=np.float64)
     flags = INTERP[interpolation] | cv2.WARP_INVERSE_MAP
     border = BORDERS[mode]
-    if c in (3, 4) and oh * ow >= src.shape[-1] * src.shape[-2]:
-        # interleaved: one pass over the coordinates for all channels; measured faster when the output is
-        # at least as large as the region read (the merge costs a pass over the region)
-        merged = cv2.merge([src[i] for i in range(c)])
-        out = cv2.warpAffine(merged, m, (ow, oh), flags=flags, borderMode=border, borderValue=tuple(fills))
-        cv2.split(out, [dst[i] for i in range(c)])  # writes into the planes given
-        return
-    for i in range(c):
-        cv2.warpAffine(src[i], m, (ow, oh), dst=dst[i], flags=flags, borderMode=border,
-                       borderValue=(fills[i],) * 4)
+    # interleaved: one pass over the coordinates for up to 4 channels, which pays unless the output is much
+    # smaller than the region read (the merge is a pass over the region)
+    interleave = oh * ow * _INTERLEAVE_RATIO >= src.shape[-1] * src.shape[-2]
+    for start in range(0, c, 4):
+        chunk = range(start, min(c, start + 4))
+        k = _interleaved_width(len(chunk), interpolation) if interleave else 1
+        if k == 1:
+            for i in chunk:
+                cv2.warpAffine(src[i], m, (ow, oh), dst=dst[i], flags=flags, borderMode=border,
+                               borderValue=(fills[i],) * 4)
+            continue
+        pad = [chunk[-1]] * (k - len(chunk))  # a copy of the last plane fills a 4th channel; dropped after
+        merged = _scratch("merged", (*src.shape[-2:], k))
+        cv2.merge([src[i] for i in (*chunk, *pad)], dst=merged)
+        out = _scratch("warped", (oh, ow, k))
+        cv2.warpAffine(merged, m, (ow, oh), dst=out, flags=flags, borderMode=border,
+                       borderValue=tuple(fills[i] for i in (*chunk, *pad)))
+        spare = _scratch("spare", (len(pad), oh, ow)) if pad else ()
+        cv2.split(out, [dst[i] for i in chunk] + [spare[j] for j in range(len(pad))])  # writes into the planes
+
+
+# measured on 512 x 512 RGB (benchmarks/README.md, "OpenCV's channel layouts"): interleaving pays from an
+# output of 1/16 of the region read (128 x 128 from 512 x 512: 68 vs 80 us planar; 64 x 64: 41 vs 28)
+_INTERLEAVE_RATIO = 16
+
+
+def _interleaved_width(channels: int, interpolation: str) -> int:
+    """How many channels to interleave ``channels`` (1-4) planes into, or 1 for plane by plane. OpenCV 5's
+    bilinear and nearest warps are vectorised for 4 channels, not for 3: 0.43 vs 0.85 ms at 512 x 512 here,
+    so 3 planes get a 4th; its bicubic warp is faster on 3 (0.50 vs 0.61 ms), so it gets them as they are."""
+    if interpolation == "bicubic":
+        return channels if channels >= 3 else 1
+    return 4 if channels >= 2 else 1
+
+
+_SCRATCH = threading.local()
+_SCRATCH_KEEP = 1 << 26  # bytes: larger scratch is not kept between calls (a 4K frame's 4 channels: 33 MB)
+
+
+def _scratch(name: str, shape) -> np.ndarray:
+    """A per-thread uint8 work array of ``shape`` (its contents undefined), reused from call to call, whose
+    data starts one byte past a 64-byte boundary.
+
+    Why off the boundary: OpenCV's ``merge`` and ``split`` write an aligned destination with non-temporal
+    stores, which bypass the caches (fast for a frame nobody reads soon); the warp that reads the merged
+    image right away then waits on memory (measured: 0.87 ms for a 512 x 512 warp of a just-merged image
+    against 0.43 for the same bytes written ordinarily). An unaligned destination gets ordinary stores.
+    Why reused: a fresh array of a megabyte or more comes from new pages (~110 page faults a call seen)."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    try:
+        pool = _SCRATCH.pool
+    except AttributeError:
+        pool = _SCRATCH.pool = {}
+    raw = pool.get(name)
+    if raw is None or raw.size < n + 64:
+        raw = np.empty(n + 64, dtype=np.uint8)
+        if n <= _SCRATCH_KEEP:
+            pool[name] = raw
+    off = (1 - raw.__array_interface__["data"][0]) % 64
+    return raw[off:off + n].reshape(tuple(shape))
 
 
 def lut_bytes(src: np.ndarray, lut: np.ndarray, dst: np.ndarray) -> None:
