@@ -184,3 +184,24 @@ def test_scratch_is_reused_and_written_through_the_caches():
     big = cv._scratch("test", (cv._SCRATCH_KEEP + 1,))
     assert big.__array_interface__["data"][0] % 64 == 1
     assert np.shares_memory(cv._scratch("test", (10,)), a)  # the oversized one was not kept
+
+
+def test_compiled_nearest_gather_is_the_torch_gather(photo):
+    """On the CPU the nearest gather is one compiled loop (``warp_jit``); an accelerator runs torch's
+    ``index_select`` and ``where``. The same bytes, with per-channel fills, clip boxes and batches."""
+    from augstudio.core.kernels import jit
+
+    assert jit.load("warp_jit") is not None  # the compiled loop is what runs below
+    x = torch.cat([photo, photo.flip(0)])  # 6 distinct planes
+    ms = [W.rotation(31.0, 100.0, 90.0), W.matmul(W.scaling(0.4, 1.7, 20, 30), W.shearing(20.0, 5.0, 60, 60))]
+    for c in (1, 3, 4, 6):
+        batch = x[None, :c].expand(2, c, *x.shape[-2:]).contiguous()
+        for mode in W.MODES:
+            for clips in (None, [(20, 30, 100, 120), None]):
+                kw = dict(interpolation="nearest", mode=mode, fill=[9, 80, 150, 220, 33, 3][:c], clips=clips)
+                a = W.warp_batch(batch, ms, (70, 90), **kw)
+                with cv.torch_only():
+                    b = W.warp_batch(batch, ms, (70, 90), **kw)
+                assert torch.equal(a, b), (c, mode, clips)
+                if mode == "constant" and clips is None:  # the rotation leaves corners outside: filled per channel
+                    assert [int(v) for v in a[0, :, 0, 0]] == kw["fill"]

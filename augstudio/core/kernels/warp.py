@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-from . import cv
+from . import cv, jit
 
 Matrix = tuple  # ((a, b, c), (d, e, f), (0, 0, 1))
 
@@ -397,6 +398,15 @@ def _nearest_batch(x, invs, out_size, fills, mode, clips=None):
         if n == 1:
             return views[0].contiguous()[None]
         return torch.stack(views)
+    loops = jit.load("warp_jit") if cv.active(x) else None
+    if loops is not None:  # one compiled pass per item (see warp_jit), the bytes of the torch form below
+        out, dst = cv.new_planes((n, c, oh, ow))
+        fill_bytes = np.array(fills, dtype=np.uint8)
+        for i, iv in enumerate(invs):
+            numbers = _nearest_numbers(iv, out_size, (h, w), mode, clips[i] if clips else None)
+            loops.gather_numbers(x[i].reshape(c, h * w).numpy(), numbers.view(-1).numpy(), fill_bytes,
+                                 dst[i].reshape(c, oh * ow))
+        return out
     index = torch.stack([_nearest_index(iv, out_size, (h, w), mode, clips[i] if clips else None)
                          for i, iv in enumerate(invs)])
     outside = index < 0
@@ -423,9 +433,15 @@ def _frame(clip, h: int, w: int) -> tuple:
 
 
 def _nearest_index(inv: Matrix, out_size, size, mode: str, clip):
-    """Flat input index of every output pixel (CPU int64, ``oh * ow``; -1 outside the image). Found by
-    ``grid_sample``'s nearest on the CPU over an image of pixel numbers (the same region and grid the
-    float form uses), so ties round as it rounds them, and every device gathers the same pixels."""
+    """Flat input index of every output pixel (CPU int64, ``oh * ow``; -1 outside the image)."""
+    return _nearest_numbers(inv, out_size, size, mode, clip).view(-1).to(torch.int64) - 1
+
+
+def _nearest_numbers(inv: Matrix, out_size, size, mode: str, clip):
+    """1 + the flat input index of every output pixel, 0 outside the image (a CPU float ``1 x 1 x oh x ow``
+    of whole numbers). Found by ``grid_sample``'s nearest on the CPU over an image of pixel numbers (the same
+    region and grid the float form uses), so ties round as it rounds them, and every device gathers the same
+    pixels."""
     h, w = size
     if clip is not None or mode == "reflect":
         box = _frame(clip, h, w)
@@ -434,9 +450,8 @@ def _nearest_index(inv: Matrix, out_size, size, mode: str, clip):
     src = _numbers(h, w)[box[0]:box[1], box[2]:box[3]][None, None]  # flat index + 1: zero padding is outside
     grid = _grid([matmul(translation(-box[2], -box[0]), inv)], src.shape[-2:], out_size, "cpu")
     pad = "edge" if clip is not None else mode
-    pick = torch.nn.functional.grid_sample(src, grid.to(src.dtype), mode="nearest", padding_mode=_PADDING[pad],
+    return torch.nn.functional.grid_sample(src, grid.to(src.dtype), mode="nearest", padding_mode=_PADDING[pad],
                                            align_corners=True)
-    return pick.view(-1).to(torch.int64) - 1
 
 
 _NUMBERS: dict = {}
