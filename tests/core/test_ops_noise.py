@@ -199,3 +199,20 @@ def test_compiled_noise_add_equals_the_device_form(gravel, channels):
                 with cv.torch_only():
                     b = N.add_scaled_normal(img, [8, 9], scales, shift, channels)
                 assert a.dtype == torch.uint8 and torch.equal(a, b), (scales, shift, img.shape)
+
+
+@pytest.mark.parametrize("peaks", [[0.5, 3.0], [30.0, 300.0], [900.0, 5e4]])
+def test_compiled_poisson_bytes_equal_the_device_form(gravel, peaks):
+    """On the CPU shot noise is one compiled pass per item (hash, CDF search, scaling to bytes); the torch
+    form (what a GPU runs) gives the same bytes: low rates, the defaults, and rates above POISSON_EXACT (the
+    normal approximation), on a cropped view too."""
+    from augstudio.core.kernels import cv, jit
+
+    assert jit.load("noise_jit") is not None
+    x = torch.stack([gravel, gravel.flip(-1)])
+    for img in (x, x[:, :, 3:-2, 5:]):
+        a = N.poisson_bytes(img, [3, 2**62 + 7], peaks)
+        with cv.torch_only():
+            b = N.poisson_bytes(img, [3, 2**62 + 7], peaks)
+        assert a.dtype == torch.uint8 and a.shape == img.shape and torch.equal(a, b), peaks
+    assert (a != img).float().mean() > 0.05  # noise was added

@@ -185,6 +185,39 @@ def add_scaled_normal(x: torch.Tensor, seeds: list[int], scales: list[float], sh
     return torch.from_numpy(out)
 
 
+def poisson_bytes(x: torch.Tensor, seeds: list[int], peaks: list[float]) -> torch.Tensor:
+    """Shot noise on uint8 ``N x C x H x W``: ``round(k * 255 / peak_j)`` clipped to 0..255 as uint8, with k
+    from ``poisson_of_levels``. On the CPU one compiled pass per item (the hash, a guided search and the
+    scaling; ``noise_jit.poisson_bytes``), without the numpy search's megabytes of temporaries: the same
+    bytes."""
+    if _on_cpu(x.device) and x.is_cpu and x.dtype == torch.uint8:
+        noise_jit = jit.load("noise_jit")
+        n = x.shape[0]
+        levels = x.reshape(n, -1).contiguous().numpy()
+        out = np.empty(levels.shape, dtype=np.uint8)
+        normal = normal_table("cpu").numpy()
+        for j, peak in enumerate(peaks):
+            cdf, kmax, big = _cdf_table(float(peak))
+            m = _splitmix64(int(seeds[j]))
+            noise_jit.poisson_bytes(levels[j], np.uint32(m & MASK32), np.uint32(m >> 32),
+                                    cdf.numpy().astype(np.uint32).reshape(-1), kmax + 1, normal,
+                                    np.float32(float(peak) / 255.0), big, np.float32(POISSON_EXACT),
+                                    np.float32(255.0 / float(peak)), out[j])
+        return torch.from_numpy(out).view(x.shape)
+    k = poisson_of_levels(x, seeds, peaks)
+    scale = torch.tensor([255.0 / p for p in peaks], dtype=torch.float32, device=x.device)
+    return k.mul_(scale.view(-1, 1, 1, 1)).round_().clamp_(0, 255).to(torch.int16).to(torch.uint8)
+
+
+def _cdf_table(peak: float) -> tuple[torch.Tensor, int, bool]:
+    """(``_poisson_cdf31`` of the 256 rates of ``peak`` as float64 whole numbers, kmax, whether some rates
+    are above ``POISSON_EXACT``)."""
+    lam = torch.arange(256, dtype=torch.float64, device="cpu") * (peak / 255.0)
+    top = min(float(lam[-1]), POISSON_EXACT)
+    kmax = int(top + 12 * math.sqrt(top) + 16)
+    return _poisson_cdf31(lam.clamp(max=POISSON_EXACT), kmax), kmax, float(lam[-1]) > POISSON_EXACT
+
+
 def poisson_of_levels(x: torch.Tensor, seeds: list[int], peaks: list[float]) -> torch.Tensor:
     """Shot noise for uint8 ``N x C x H x W``: k ~ Poisson(x / 255 * peak_j) for item j, returned as float32
     counts. Each item's 256 possible rates get an exact inverse-CDF table (31-bit integer CDF, searched
@@ -202,11 +235,8 @@ def poisson_of_levels(x: torch.Tensor, seeds: list[int], peaks: list[float]) -> 
     levels = x.reshape(n, per).to(torch.int64)
     out = torch.empty((n, per), dtype=torch.float32, device=device)
     for j, peak in enumerate(peaks):
-        lam = torch.arange(256, dtype=torch.float64, device="cpu") * (float(peak) / 255.0)
-        big = float(lam[-1]) > POISSON_EXACT
-        kmax = int(min(float(lam[-1]), POISSON_EXACT) + 12 * math.sqrt(min(float(lam[-1]), POISSON_EXACT)) + 16)
-        cdf = _poisson_cdf31(lam.clamp(max=POISSON_EXACT), kmax)  # 256 x (kmax + 1), CPU int64
-        keys = (torch.arange(256, dtype=torch.int64, device="cpu").view(-1, 1) << 32) | cdf
+        cdf, kmax, big = _cdf_table(float(peak))  # 256 x (kmax + 1)
+        keys = (torch.arange(256, dtype=torch.int64, device="cpu").view(-1, 1) << 32) | cdf.to(torch.int64)
         keys = keys.reshape(-1).to(device)
         v = levels[j]
         query = (v << 32) | u[j]
@@ -225,11 +255,9 @@ def _np_poisson(levels: np.ndarray, u: np.ndarray, peak: float) -> np.ndarray:
     """``poisson_of_levels`` for one item in numpy: the same k (the number of CDF entries of the pixel's
     rate at or below its 31-bit uniform), found from a normal-approximation guess corrected one step at a
     time on the pixels still off (a handful of gathers instead of a search over every rate's table)."""
-    lam = torch.arange(256, dtype=torch.float64, device="cpu") * (peak / 255.0)
-    top = min(float(lam[-1]), POISSON_EXACT)
-    kmax = int(top + 12 * math.sqrt(top) + 16)
+    cdf, kmax, big = _cdf_table(peak)
     width = kmax + 1
-    cdf = _poisson_cdf31(lam.clamp(max=POISSON_EXACT), kmax).numpy().astype(np.uint32).reshape(-1)
+    cdf = cdf.numpy().astype(np.uint32).reshape(-1)
     base = levels.astype(np.int32) * np.int32(width)
     z = normal_table("cpu").numpy().take(u >> 15)
     lam_px = levels.astype(np.float32) * np.float32(peak / 255.0)
@@ -248,21 +276,24 @@ def _np_poisson(levels: np.ndarray, u: np.ndarray, peak: float) -> np.ndarray:
         ka = k.take(active)
         active = active[(ka > 0) & (cdf.take(base.take(active) + np.maximum(ka - 1, 0)) > u.take(active))]
     counts = k.astype(np.float32)
-    if float(lam[-1]) > POISSON_EXACT:
+    if big:
         counts = np.where(lam_px > POISSON_EXACT, approx, counts).astype(np.float32)
     return counts
 
 
 def _poisson_cdf31(lam: torch.Tensor, kmax: int) -> torch.Tensor:
-    """floor(CDF(k; lam) * 2^31) for k = 0..kmax, per rate (float64 on the CPU, log-space pmf)."""
+    """floor(CDF(k; lam) * 2^31) for k = 0..kmax, per rate, as float64 whole numbers (float64 on the CPU,
+    log-space pmf; in place after the first product, the same roundings as out of place, and a quarter of
+    the megabyte-sized temporaries)."""
     k = torch.arange(kmax + 1, dtype=torch.float64, device="cpu")
     lam = lam.view(-1, 1)
-    logp = k * torch.log(lam.clamp(min=1e-300)) - lam - torch.lgamma(k + 1)
-    pmf = torch.where(lam > 0, logp.exp(), (k == 0).to(torch.float64))
-    cdf = pmf.cumsum(1).clamp_(max=1.0)
-    cdf[:, -1] = 1.0
-    return (cdf * float(1 << 31)).floor_().to(torch.int64)
+    t = k * torch.log(lam.clamp(min=1e-300))
+    t.sub_(lam).sub_(torch.lgamma(k + 1)).exp_()
+    t[lam.view(-1) <= 0] = (k == 0).to(torch.float64)  # a rate of 0: all mass at 0
+    t.cumsum_(1).clamp_(max=1.0)
+    t[:, -1] = 1.0
+    return t.mul_(float(1 << 31)).floor_()
 
 
 __all__ = ["bits32", "bits16", "uniform", "random_bytes", "normal_table", "standard_normal",
-           "scaled_normal_int16", "poisson_of_levels", "POISSON_EXACT"]
+           "scaled_normal_int16", "poisson_of_levels", "poisson_bytes", "POISSON_EXACT"]

@@ -68,6 +68,52 @@ def add_looked_up(x, idx, tables, out):
                     dst[i] = min(max(np.int32(src[i]) + np.int32(t[row[i]]), 0), 255)
 
 
+_BLOCK = 4096  # pixels hashed at a time
+_GUIDE_BITS = 8  # the search starts from a table of the first k of each of 2^8 slices of the uniforms
+
+
+@compiled
+def poisson_bytes(levels, k0, k1, cdf, width, normal, lam_scale, big, exact_max, scale, out):
+    """Shot noise of one item, as uint8: ``out[i] = rint(k * scale)`` clipped to 0..255, where k is
+    ``poisson_of_levels``' count for level ``levels[i]`` and the 31-bit uniform ``bits32[i] >> 1`` (keys
+    ``k0``, ``k1``): the smallest k with ``cdf[level * width + k] > u`` (each level's last entry is 2^31),
+    or, for a rate above ``exact_max`` when ``big``, the rounded normal approximation.
+
+    The search starts from a guide table (Chen and Asau): for every level and every slice of the uniforms'
+    range, the smallest k whose CDF entry exceeds the slice's lowest value. It is at or below the answer, so
+    the search only walks up, and a step or none is all it takes."""
+    shift = u32(31 - _GUIDE_BITS)
+    slices = 1 << _GUIDE_BITS
+    guide = np.empty((256, slices), dtype=np.int32)
+    for v in range(256):
+        base, k = v * width, 0
+        for g in range(slices):
+            low = u32(g) << shift
+            while cdf[base + k] <= low:
+                k += 1
+            guide[v, g] = k
+    lo, hi = np.float32(0.0), np.float32(255.0)
+    n = levels.shape[0]
+    bits = np.empty(_BLOCK, dtype=np.uint32)
+    for start in range(0, n, _BLOCK):
+        m = min(_BLOCK, n - start)
+        for j in range(m):  # the hash alone vectorises; the search below cannot
+            bits[j] = u32(_lowbias32(u32(_lowbias32(u32(u32(start + j) ^ k0)) ^ k1)) >> u32(1))
+        for j in range(m):
+            u = bits[j]
+            v = np.int64(levels[start + j])
+            lam = np.float32(v) * lam_scale
+            if big and lam > exact_max:
+                count = max(np.rint(lam + np.sqrt(lam) * normal[u >> u32(15)]), np.float32(0.0))
+            else:
+                base = v * width
+                k = np.int64(guide[v, u >> shift])
+                while cdf[base + k] <= u:
+                    k += 1
+                count = np.float32(k)
+            out[start + j] = np.uint8(min(max(np.rint(count * scale), lo), hi))
+
+
 def warm_up() -> None:
     """Run each loop once on tiny arrays of the kinds the kernels pass (compiled or read from the cache)."""
     k = np.zeros(1, dtype=np.uint32)
@@ -79,3 +125,6 @@ def warm_up() -> None:
         tables = np.zeros((1, 4), dtype=dtype)
         scaled_tables(q, np.ones(1, dtype=np.float32), 0, tables)
         add_looked_up(x, idx.view(np.uint16)[:, :12], tables, np.empty_like(x))
+    cdf = np.full(2 * 256, 1 << 31, dtype=np.uint32)
+    poisson_bytes(np.zeros(4, dtype=np.uint8), k[0], k[0], cdf, 2, q, np.float32(1.0), False, np.float32(600.0),
+                  np.float32(1.0), np.empty(4, dtype=np.uint8))

@@ -99,10 +99,7 @@ class PoissonNoise(NoiseOp):
         return {"peak": round(seeding.uniform(gen, *self.peak), 4)}
 
     def apply_batch(self, x, params_list, kind):
-        peaks = [p["peak"] for p in params_list]
-        k = N.poisson_of_levels(x, _seeds(params_list), peaks)
-        scale = torch.tensor([255.0 / p for p in peaks], dtype=torch.float32, device=x.device)
-        return W.to_uint8(k.mul_(scale.view(-1, 1, 1, 1)).round_().clamp_(0, 255))
+        return N.poisson_bytes(x, _seeds(params_list), [p["peak"] for p in params_list])
 
 
 @register
