@@ -216,3 +216,22 @@ def test_compiled_poisson_bytes_equal_the_device_form(gravel, peaks):
             b = N.poisson_bytes(img, [3, 2**62 + 7], peaks)
         assert a.dtype == torch.uint8 and a.shape == img.shape and torch.equal(a, b), peaks
     assert (a != img).float().mean() > 0.05  # noise was added
+
+
+@pytest.mark.parametrize("salt", [0.7, 0.3, 0.0, 1.0])
+def test_compiled_speckle_and_salt_pepper_equal_the_device_form(gravel, salt):
+    """Speckle and salt-and-pepper run as one compiled pass per item on the CPU; the torch form (what a GPU
+    runs) gives the same bytes: per-item strengths, an odd number of values (the last hash's high half
+    unused), salt shares whose float32 rounding differs from the float, a cropped view."""
+    from augstudio.core.kernels import cv
+
+    x = torch.stack([gravel, gravel.flip(-1)])[:, :, :, :-1]  # odd width: an odd count of values per item
+    seeds = [11, 2**63 - 5]
+    for img in (x, x[:, :, 3:-2, 5:]):
+        got = [N.speckle_bytes(img, seeds, [0.05, 1.5]), N.salt_pepper_bytes(img, seeds, [0.3, 0.02], salt)]
+        with cv.torch_only():
+            want = [N.speckle_bytes(img, seeds, [0.05, 1.5]), N.salt_pepper_bytes(img, seeds, [0.3, 0.02], salt)]
+        for a, b in zip(got, want):
+            assert a.dtype == torch.uint8 and a.shape == img.shape and torch.equal(a, b), salt
+    hit = (got[1][0] != img[0]).any(0).float().mean()
+    assert 0.2 < hit < 0.4  # amount 0.3 (a pixel already 0 or 255 may not change)

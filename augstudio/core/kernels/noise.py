@@ -198,8 +198,7 @@ def poisson_bytes(x: torch.Tensor, seeds: list[int], peaks: list[float]) -> torc
         normal = normal_table("cpu").numpy()
         for j, peak in enumerate(peaks):
             cdf, kmax, big = _cdf_table(float(peak))
-            m = _splitmix64(int(seeds[j]))
-            noise_jit.poisson_bytes(levels[j], np.uint32(m & MASK32), np.uint32(m >> 32),
+            noise_jit.poisson_bytes(levels[j], *_cpu_keys(seeds[j]),
                                     cdf.numpy().astype(np.uint32).reshape(-1), kmax + 1, normal,
                                     np.float32(float(peak) / 255.0), big, np.float32(POISSON_EXACT),
                                     np.float32(255.0 / float(peak)), out[j])
@@ -207,6 +206,52 @@ def poisson_bytes(x: torch.Tensor, seeds: list[int], peaks: list[float]) -> torc
     k = poisson_of_levels(x, seeds, peaks)
     scale = torch.tensor([255.0 / p for p in peaks], dtype=torch.float32, device=x.device)
     return k.mul_(scale.view(-1, 1, 1, 1)).round_().clamp_(0, 255).to(torch.int16).to(torch.uint8)
+
+
+def _cpu_keys(seed: int) -> tuple[np.uint32, np.uint32]:
+    """The hash keys of ``bits32`` for one seed, as the compiled loops take them."""
+    m = _splitmix64(int(seed))
+    return np.uint32(m & MASK32), np.uint32(m >> 32)
+
+
+def speckle_bytes(x: torch.Tensor, seeds: list[int], stds: list[float]) -> torch.Tensor:
+    """Multiplicative noise on uint8 ``N x C x H x W``: ``round(x (1 + std_j z))`` clipped to 0..255 as
+    uint8, z = ``standard_normal``; on the CPU one compiled pass per item (the same bytes)."""
+    if _on_cpu(x.device) and x.is_cpu and x.dtype == torch.uint8:
+        noise_jit = jit.load("noise_jit")
+        n = x.shape[0]
+        src = x.reshape(n, -1).contiguous().numpy()
+        out = np.empty(src.shape, dtype=np.uint8)
+        normal = normal_table("cpu").numpy()
+        for j, std in enumerate(stds):
+            noise_jit.speckle_bytes(src[j], *_cpu_keys(seeds[j]), normal, np.float32(std), out[j])
+        return torch.from_numpy(out).view(x.shape)
+    noise = standard_normal(seeds, tuple(x.shape[1:]), x.device)
+    std = torch.tensor(stds, dtype=torch.float32, device=x.device)
+    out = x.to(torch.float32).mul_(noise.mul_(std.view(-1, 1, 1, 1)).add_(1.0))
+    return out.round_().clamp_(0, 255).to(torch.int16).to(torch.uint8)
+
+
+def salt_pepper_bytes(x: torch.Tensor, seeds: list[int], amounts: list[float], salt: float) -> torch.Tensor:
+    """Salt and pepper on uint8 ``N x C x H x W``: a pixel is hit where the first plane of
+    ``uniform(seeds, (2, H, W))`` is below the item's amount, and becomes white in every channel where the
+    second is below ``salt``, else black; on the CPU one compiled pass per item (the same bytes)."""
+    n, c, h, w = x.shape
+    if _on_cpu(x.device) and x.is_cpu and x.dtype == torch.uint8:
+        noise_jit = jit.load("noise_jit")
+        src = x.reshape(n, c, h * w).contiguous().numpy()
+        out = np.empty(src.shape, dtype=np.uint8)
+        for j, amount in enumerate(amounts):
+            noise_jit.salt_pepper_bytes(src[j], *_cpu_keys(seeds[j]), np.float32(amount), np.float32(salt), out[j])
+        return torch.from_numpy(out).view(x.shape)
+    u = uniform(seeds, (2, h, w), x.device)
+    hit = u[:, 0] < torch.tensor(amounts, dtype=torch.float32, device=x.device).view(-1, 1, 1)
+    white = (u[:, 1] < salt)[:, None].expand(n, c, h, w)
+    hit = hit[:, None].expand(n, c, h, w)
+    out = x.clone()
+    out[hit & white] = 255
+    out[hit & ~white] = 0
+    return out
 
 
 def _cdf_table(peak: float) -> tuple[torch.Tensor, int, bool]:
@@ -296,4 +341,5 @@ def _poisson_cdf31(lam: torch.Tensor, kmax: int) -> torch.Tensor:
 
 
 __all__ = ["bits32", "bits16", "uniform", "random_bytes", "normal_table", "standard_normal",
-           "scaled_normal_int16", "poisson_of_levels", "poisson_bytes", "POISSON_EXACT"]
+           "scaled_normal_int16", "poisson_of_levels", "poisson_bytes", "speckle_bytes",
+           "salt_pepper_bytes", "POISSON_EXACT"]

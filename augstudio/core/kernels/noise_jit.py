@@ -114,6 +114,50 @@ def poisson_bytes(levels, k0, k1, cdf, width, normal, lam_scale, big, exact_max,
             out[start + j] = np.uint8(min(max(np.rint(count * scale), lo), hi))
 
 
+@compiled
+def speckle_bytes(x, k0, k1, normal, std, out):
+    """Multiplicative noise of one item, as uint8: ``out[i] = rint(x[i] * (z_i * std + 1))`` clipped to
+    0..255 in float32, with z_i the normal quantile of ``bits16[i]`` (keys ``k0``, ``k1``; the low then the
+    high half of each hash): the torch form's three float passes, one rounding at a time, in one pass."""
+    one, lo, hi = np.float32(1.0), np.float32(0.0), np.float32(255.0)
+    n = x.shape[0]
+    bits = np.empty(_BLOCK // 2, dtype=np.uint32)
+    for start in range(0, n, _BLOCK):  # _BLOCK is even: element start + j is half (j & 1) of hash start/2 + j/2
+        m = min(_BLOCK, n - start)
+        first = start >> 1
+        for j in range((m + 1) >> 1):
+            bits[j] = _lowbias32(u32(_lowbias32(u32(u32(first + j) ^ k0)) ^ k1))
+        for j in range(m):
+            h = bits[j >> 1]
+            b = (h >> u32(16)) if j & 1 else (h & u32(0xFFFF))
+            factor = normal[b] * std + one
+            out[start + j] = np.uint8(min(max(np.rint(np.float32(x[start + j]) * factor), lo), hi))
+
+
+@compiled
+def salt_pepper_bytes(x, k0, k1, amount, salt, out):
+    """Salt and pepper of one item (uint8 planes ``C x P``): pixel p is hit where its uniform
+    ``bits32[p] >> 8`` / 2^24 is below ``amount``, and then white in every plane where the uniform of
+    ``bits32[P + p]`` is below ``salt``, else black (float32 comparisons, as the torch form's)."""
+    planes, n = x.shape[0], x.shape[1]
+    unit = np.float32(1.0 / (1 << 24))
+    bits = np.empty(_BLOCK, dtype=np.uint32)
+    for start in range(0, n, _BLOCK):
+        m = min(_BLOCK, n - start)
+        for j in range(m):
+            bits[j] = _lowbias32(u32(_lowbias32(u32(u32(start + j) ^ k0)) ^ k1))
+        for j in range(m):
+            p = start + j
+            if np.float32(bits[j] >> u32(8)) * unit < amount:
+                h = _lowbias32(u32(_lowbias32(u32(u32(n + p) ^ k0)) ^ k1))
+                value = np.uint8(255) if np.float32(h >> u32(8)) * unit < salt else np.uint8(0)
+                for c in range(planes):
+                    out[c, p] = value
+            else:
+                for c in range(planes):
+                    out[c, p] = x[c, p]
+
+
 def warm_up() -> None:
     """Run each loop once on tiny arrays of the kinds the kernels pass (compiled or read from the cache)."""
     k = np.zeros(1, dtype=np.uint32)
@@ -128,3 +172,6 @@ def warm_up() -> None:
     cdf = np.full(2 * 256, 1 << 31, dtype=np.uint32)
     poisson_bytes(np.zeros(4, dtype=np.uint8), k[0], k[0], cdf, 2, q, np.float32(1.0), False, np.float32(600.0),
                   np.float32(1.0), np.empty(4, dtype=np.uint8))
+    speckle_bytes(np.zeros(4, dtype=np.uint8), k[0], k[0], q, np.float32(0.1), np.empty(4, dtype=np.uint8))
+    salt_pepper_bytes(np.zeros((3, 4), dtype=np.uint8), k[0], k[0], np.float32(0.5), np.float32(0.5),
+                      np.empty((3, 4), dtype=np.uint8))

@@ -16,7 +16,6 @@ import torch
 
 from augstudio.core.base import seeding
 from augstudio.core.kernels import noise as N
-from augstudio.core.kernels import warp as W
 
 from .base import Op
 from .params import Param
@@ -81,10 +80,7 @@ class SpeckleNoise(NoiseOp):
         return {"std": round(seeding.uniform(gen, *self.std), 6)}
 
     def apply_batch(self, x, params_list, kind):
-        noise = N.standard_normal(_seeds(params_list), tuple(x.shape[1:]), x.device)
-        std = torch.tensor([p["std"] for p in params_list], dtype=torch.float32, device=x.device)
-        out = x.to(torch.float32).mul_(noise.mul_(std.view(-1, 1, 1, 1)).add_(1.0))
-        return W.to_uint8(out.round_().clamp_(0, 255))
+        return N.speckle_bytes(x, _seeds(params_list), [p["std"] for p in params_list])
 
 
 @register
@@ -120,17 +116,12 @@ class SaltPepper(NoiseOp):
 
     def apply_batch(self, x, params_list, kind):
         n, c, h, w = x.shape
-        u = N.uniform(_seeds(params_list), (2, h, w), x.device)  # [:, 0]: hit?, [:, 1]: salt or pepper / category
-        amount = torch.tensor([p["amount"] for p in params_list], dtype=torch.float32, device=x.device)
-        hit = u[:, 0] < amount.view(-1, 1, 1)
-        if kind == "categorical":  # which categories are present is per image
-            return torch.stack([self._flip_dies(x[i], hit[i], u[i, 1]) for i in range(n)])
-        salt = (u[:, 1] < self.salt)[:, None].expand(n, c, h, w)
-        hit = hit[:, None].expand(n, c, h, w)
-        out = x.clone()
-        out[hit & salt] = 255
-        out[hit & ~salt] = 0
-        return out
+        amounts = [p["amount"] for p in params_list]
+        if kind != "categorical":
+            return N.salt_pepper_bytes(x, _seeds(params_list), amounts, self.salt)
+        u = N.uniform(_seeds(params_list), (2, h, w), x.device)  # [:, 0]: hit?, [:, 1]: the category
+        hit = u[:, 0] < torch.tensor(amounts, dtype=torch.float32, device=x.device).view(-1, 1, 1)
+        return torch.stack([self._flip_dies(x[i], hit[i], u[i, 1]) for i in range(n)])  # categories per image
 
     def _flip_dies(self, x, hit, u):
         cats = [int(v) for v in torch.unique(x).tolist() if int(v) != self.background]
