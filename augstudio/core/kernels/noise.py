@@ -190,11 +190,9 @@ def poisson_bytes(x: torch.Tensor, seeds: list[int], peaks: list[float]) -> torc
     from ``poisson_of_levels``. On the CPU one compiled pass per item (the hash, a guided search and the
     scaling; ``noise_jit.poisson_bytes``), without the numpy search's megabytes of temporaries: the same
     bytes."""
-    if _on_cpu(x.device) and x.is_cpu and x.dtype == torch.uint8:
-        noise_jit = jit.load("noise_jit")
-        n = x.shape[0]
-        levels = x.reshape(n, -1).contiguous().numpy()
-        out = np.empty(levels.shape, dtype=np.uint8)
+    compiled = _compiled_items(x, (-1,))
+    if compiled is not None:
+        noise_jit, levels, out = compiled
         normal = normal_table("cpu").numpy()
         for j, peak in enumerate(peaks):
             cdf, kmax, big = _cdf_table(float(peak))
@@ -208,6 +206,15 @@ def poisson_bytes(x: torch.Tensor, seeds: list[int], peaks: list[float]) -> torc
     return k.mul_(scale.view(-1, 1, 1, 1)).round_().clamp_(0, 255).to(torch.int16).to(torch.uint8)
 
 
+def _compiled_items(x: torch.Tensor, shape: tuple):
+    """(``noise_jit``, the items of ``x`` as a uint8 array ``N x *shape``, an output array like it) where
+    the compiled loops take ``x`` (uint8 on the CPU), else None (the torch form runs)."""
+    if not (_on_cpu(x.device) and x.is_cpu and x.dtype == torch.uint8):
+        return None
+    src = x.reshape(x.shape[0], *shape).contiguous().numpy()
+    return jit.load("noise_jit"), src, np.empty(src.shape, dtype=np.uint8)
+
+
 def _cpu_keys(seed: int) -> tuple[np.uint32, np.uint32]:
     """The hash keys of ``bits32`` for one seed, as the compiled loops take them."""
     m = _splitmix64(int(seed))
@@ -217,11 +224,9 @@ def _cpu_keys(seed: int) -> tuple[np.uint32, np.uint32]:
 def speckle_bytes(x: torch.Tensor, seeds: list[int], stds: list[float]) -> torch.Tensor:
     """Multiplicative noise on uint8 ``N x C x H x W``: ``round(x (1 + std_j z))`` clipped to 0..255 as
     uint8, z = ``standard_normal``; on the CPU one compiled pass per item (the same bytes)."""
-    if _on_cpu(x.device) and x.is_cpu and x.dtype == torch.uint8:
-        noise_jit = jit.load("noise_jit")
-        n = x.shape[0]
-        src = x.reshape(n, -1).contiguous().numpy()
-        out = np.empty(src.shape, dtype=np.uint8)
+    compiled = _compiled_items(x, (-1,))
+    if compiled is not None:
+        noise_jit, src, out = compiled
         normal = normal_table("cpu").numpy()
         for j, std in enumerate(stds):
             noise_jit.speckle_bytes(src[j], *_cpu_keys(seeds[j]), normal, np.float32(std), out[j])
@@ -237,10 +242,9 @@ def salt_pepper_bytes(x: torch.Tensor, seeds: list[int], amounts: list[float], s
     ``uniform(seeds, (2, H, W))`` is below the item's amount, and becomes white in every channel where the
     second is below ``salt``, else black; on the CPU one compiled pass per item (the same bytes)."""
     n, c, h, w = x.shape
-    if _on_cpu(x.device) and x.is_cpu and x.dtype == torch.uint8:
-        noise_jit = jit.load("noise_jit")
-        src = x.reshape(n, c, h * w).contiguous().numpy()
-        out = np.empty(src.shape, dtype=np.uint8)
+    compiled = _compiled_items(x, (c, h * w))
+    if compiled is not None:
+        noise_jit, src, out = compiled
         for j, amount in enumerate(amounts):
             noise_jit.salt_pepper_bytes(src[j], *_cpu_keys(seeds[j]), np.float32(amount), np.float32(salt), out[j])
         return torch.from_numpy(out).view(x.shape)
