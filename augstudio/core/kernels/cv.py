@@ -159,7 +159,7 @@ def _interleaved_width(channels: int, interpolation: str) -> int:
 
 
 _SCRATCH = threading.local()
-_SCRATCH_KEEP = 1 << 26  # bytes: larger scratch is not kept between calls (a 4K frame's 4 channels: 33 MB)
+_SCRATCH_KEEP = 1 << 24  # bytes kept per buffer and thread (2048 x 2048 x 4); a larger one is made per call
 
 
 def _scratch(name: str, shape) -> np.ndarray:
