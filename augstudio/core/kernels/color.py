@@ -76,6 +76,11 @@ def gamma_table(gamma: float) -> np.ndarray:
     ``gamma_powers``, as a numpy array. Every device uses it (``gamma_lut``), so the table and the image are
     the same on every machine and device. It equals torchvision's table except where torch's float32
     ``pow`` is off by its last bit at a level boundary (37 of 150,000 gammas here, by one level)."""
+    loops = jit.load("color_jit")
+    if loops is not None:  # one compiled call instead of five numpy ones: the same table
+        out = np.empty(256, dtype=np.uint8)
+        loops.gamma_table(_UNIT_LEVELS_F64, float(gamma), out)
+        return out
     p = gamma_powers(gamma)
     np.minimum(p, 1, out=p)  # pow of [0, 1] is >= 0
     p *= np.float32(255.999)

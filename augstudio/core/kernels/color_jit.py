@@ -158,6 +158,15 @@ def shift_hue(src, factor, out):
             bo[k] = np.uint8(_by_sextant(i, p, p, t, v, v, q) * top)
 
 
+@compiled
+def gamma_table(unit, gamma, out):
+    """``kernels.color.gamma_table`` in one call: ``out[v] = uint8(min(float32(unit[v] ** gamma), 1) *
+    255.999)`` with the power in float64 (the C library's ``pow``), rounded once to float32."""
+    cap, top = np.float32(1.0), np.float32(255.999)
+    for v in range(256):
+        out[v] = np.uint8(min(np.float32(unit[v] ** gamma), cap) * top)
+
+
 def warm_up() -> None:
     """Run each loop once on tiny arrays of the kinds the kernels pass (compiled or read from the cache)."""
     src = np.zeros((3, 2, 2), dtype=np.uint8)
@@ -165,3 +174,4 @@ def warm_up() -> None:
     gray_sum(src, True)
     saturate(src, 0.5, True, np.empty_like(src))
     shift_hue(src, 0.1, np.empty_like(src))
+    gamma_table(np.linspace(0.0, 1.0, 256), 1.5, np.empty(256, dtype=np.uint8))
