@@ -42,6 +42,8 @@ def test_tables_histograms_and_grey_are_exact_in_both_forms(photo):
         a, b = _both(lambda f=f, off=off: C.affine_lut(f, off, "cpu"))
         assert torch.equal(a, b)
         assert torch.equal(a, (C.levels("cpu") * f).add_(off).clamp_(0, 255).floor_().to(torch.uint8))
+        a, b = _both(lambda f=f: C.affine_lut(f, None, "cpu"))  # brightness: no offset
+        assert torch.equal(a, b) and torch.equal(a, (C.levels("cpu") * f).clamp_(0, 255).floor_().to(torch.uint8))
     lut = C.affine_lut(1.3, -20.0, "cpu")
     a, b = _both(lambda: C.apply_lut(photo, lut))
     assert torch.equal(a, b) and torch.equal(a, lut[photo.long()])

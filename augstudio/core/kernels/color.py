@@ -36,7 +36,13 @@ _LEVELS_NP = np.arange(256, dtype=np.float32)
 
 def affine_table(scale: float, offset: float | None) -> np.ndarray:
     """``affine_lut``'s table for the CPU, as a numpy array: the same float32 products and sums, built with
-    numpy (no torch call: with cold caches each costs more than the table's arithmetic)."""
+    numpy (no torch call: with cold caches each costs more than the table's arithmetic), or in one compiled
+    call where the loops are loaded."""
+    loops = jit.load("color_jit")
+    if loops is not None:
+        out = np.empty(256, dtype=np.uint8)
+        loops.affine_table(np.float32(scale), np.float32(0.0 if offset is None else offset), offset is not None, out)
+        return out
     t = _LEVELS_NP * np.float32(scale)
     if offset is not None:
         t += np.float32(offset)

@@ -167,6 +167,18 @@ def gamma_table(unit, gamma, out):
         out[v] = np.uint8(min(np.float32(unit[v] ** gamma), cap) * top)
 
 
+@compiled
+def affine_table(scale, offset, shifted, out):
+    """``kernels.color.affine_table`` in one call: ``out[v] = uint8(clamp(float32(v) * scale (+ offset),
+    0, 255))`` in float32 (the cast truncates: the floor of values >= 0)."""
+    lo, hi = np.float32(0.0), np.float32(255.0)
+    for v in range(256):
+        t = np.float32(v) * scale
+        if shifted:
+            t = t + offset
+        out[v] = np.uint8(min(max(t, lo), hi))
+
+
 def warm_up() -> None:
     """Run each loop once on tiny arrays of the kinds the kernels pass (compiled or read from the cache)."""
     src = np.zeros((3, 2, 2), dtype=np.uint8)
@@ -175,3 +187,4 @@ def warm_up() -> None:
     saturate(src, 0.5, True, np.empty_like(src))
     shift_hue(src, 0.1, np.empty_like(src))
     gamma_table(np.linspace(0.0, 1.0, 256), 1.5, np.empty(256, dtype=np.uint8))
+    affine_table(np.float32(1.5), np.float32(-3.0), True, np.empty(256, dtype=np.uint8))
