@@ -13,9 +13,10 @@ quantiles (exact quantiles at (u + 0.5) / 65536; tails end at +-4.3 sigma); Pois
 exactly with 31-bit integer uniforms for rates up to ``POISSON_EXACT`` and use a normal approximation above.
 
 On the CPU the same integer arithmetic runs compiled (``noise_jit``, numba: one vectorised pass where numpy
-took 16, ~10x faster), Gaussian noise is looked up and added to the image in one compiled pass, and the
-other tables are gathered with torch's ``index_select`` on int32 indices: the bits, and so the noise, are
-identical to the torch form (tests/core/test_ops_noise.py).
+took 16, ~10x faster); Gaussian, speckle, Poisson and salt-and-pepper noise are each one compiled pass per
+item over the image (hash, draw and the pixel's new value), and the other tables are gathered with torch's
+``index_select`` on int32 indices: the bits, and so the noise, are identical to the torch form
+(tests/core/test_ops_noise.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from . import cv, jit
+from .warp import to_uint8
 
 MASK32 = 0xFFFFFFFF
 POISSON_EXACT = 600.0  # rates above this draw from N(lam, lam) (skew below 0.04)
@@ -203,7 +205,7 @@ def poisson_bytes(x: torch.Tensor, seeds: list[int], peaks: list[float]) -> torc
         return torch.from_numpy(out).view(x.shape)
     k = poisson_of_levels(x, seeds, peaks)
     scale = torch.tensor([255.0 / p for p in peaks], dtype=torch.float32, device=x.device)
-    return k.mul_(scale.view(-1, 1, 1, 1)).round_().clamp_(0, 255).to(torch.int16).to(torch.uint8)
+    return to_uint8(k.mul_(scale.view(-1, 1, 1, 1)).round_().clamp_(0, 255))
 
 
 def _compiled_items(x: torch.Tensor, shape: tuple):
@@ -234,7 +236,7 @@ def speckle_bytes(x: torch.Tensor, seeds: list[int], stds: list[float]) -> torch
     noise = standard_normal(seeds, tuple(x.shape[1:]), x.device)
     std = torch.tensor(stds, dtype=torch.float32, device=x.device)
     out = x.to(torch.float32).mul_(noise.mul_(std.view(-1, 1, 1, 1)).add_(1.0))
-    return out.round_().clamp_(0, 255).to(torch.int16).to(torch.uint8)
+    return to_uint8(out.round_().clamp_(0, 255))
 
 
 def salt_pepper_bytes(x: torch.Tensor, seeds: list[int], amounts: list[float], salt: float) -> torch.Tensor:
@@ -275,11 +277,6 @@ def poisson_of_levels(x: torch.Tensor, seeds: list[int], peaks: list[float]) -> 
     n = x.shape[0]
     device = x.device
     per = x[0].numel()
-    if _on_cpu(device):
-        u32 = _np_bits32(seeds, per) >> 1  # N x per, 31-bit
-        lv = x.reshape(n, per).contiguous().numpy()
-        return torch.from_numpy(np.stack([_np_poisson(lv[j], u32[j], float(p)) for j, p in enumerate(peaks)])
-                                ).view(x.shape)
     u = (bits32(seeds, per, device).to(torch.int64) >> 1) & 0x7FFFFFFF  # N x per, 31-bit
     levels = x.reshape(n, per).to(torch.int64)
     out = torch.empty((n, per), dtype=torch.float32, device=device)
@@ -298,36 +295,6 @@ def poisson_of_levels(x: torch.Tensor, seeds: list[int], peaks: list[float]) -> 
             counts = torch.where(lam_px > POISSON_EXACT, approx, counts)
         out[j] = counts
     return out.view(x.shape)
-
-
-def _np_poisson(levels: np.ndarray, u: np.ndarray, peak: float) -> np.ndarray:
-    """``poisson_of_levels`` for one item in numpy: the same k (the number of CDF entries of the pixel's
-    rate at or below its 31-bit uniform), found from a normal-approximation guess corrected one step at a
-    time on the pixels still off (a handful of gathers instead of a search over every rate's table)."""
-    cdf, kmax, big = _cdf_table(peak)
-    width = kmax + 1
-    cdf = cdf.numpy().astype(np.uint32).reshape(-1)
-    base = levels.astype(np.int32) * np.int32(width)
-    z = normal_table("cpu").numpy().take(u >> 15)
-    lam_px = levels.astype(np.float32) * np.float32(peak / 255.0)
-    approx = np.rint(lam_px + np.sqrt(lam_px) * z)
-    np.maximum(approx, 0, out=approx)
-    guess = np.minimum(approx, np.float32(kmax)).astype(np.int32)  # within a few steps of k
-    k = guess
-    active = np.flatnonzero(cdf.take(base + k) <= u)
-    while active.size:  # up: while cdf[v, k] <= u
-        k[active] += 1
-        active = active[cdf.take(base.take(active) + k.take(active)) <= u.take(active)]
-    prev = cdf.take(np.maximum(base + k - 1, base))
-    active = np.flatnonzero((k > 0) & (prev > u))
-    while active.size:  # down: while k > 0 and cdf[v, k - 1] > u
-        k[active] -= 1
-        ka = k.take(active)
-        active = active[(ka > 0) & (cdf.take(base.take(active) + np.maximum(ka - 1, 0)) > u.take(active))]
-    counts = k.astype(np.float32)
-    if big:
-        counts = np.where(lam_px > POISSON_EXACT, approx, counts).astype(np.float32)
-    return counts
 
 
 def _poisson_cdf31(lam: torch.Tensor, kmax: int) -> torch.Tensor:
