@@ -26,6 +26,12 @@ def _lowbias32(h):
     return u32(h ^ (h >> u32(16)))
 
 
+@compiled(inline="always")
+def _bits(i, k0, k1):
+    """Word ``i`` of ``bits32`` for the keys ``k0``, ``k1``: two keyed rounds of the hash over the counter."""
+    return _lowbias32(u32(_lowbias32(u32(u32(i) ^ k0)) ^ k1))
+
+
 @compiled
 def hash_rows(k0, k1, out):
     """``out[j, i] = lowbias32(lowbias32(i ^ k0[j]) ^ k1[j])`` for a C-contiguous uint32 ``out``."""
@@ -33,7 +39,7 @@ def hash_rows(k0, k1, out):
         a, b = k0[j], k1[j]
         row = out[j]
         for i in range(row.shape[0]):
-            row[i] = _lowbias32(u32(_lowbias32(u32(u32(i) ^ a)) ^ b))
+            row[i] = _bits(i, a, b)
 
 
 @compiled
@@ -98,7 +104,7 @@ def poisson_bytes(levels, k0, k1, cdf, width, normal, lam_scale, big, exact_max,
     for start in range(0, n, _BLOCK):
         m = min(_BLOCK, n - start)
         for j in range(m):  # the hash alone vectorises; the search below cannot
-            bits[j] = u32(_lowbias32(u32(_lowbias32(u32(u32(start + j) ^ k0)) ^ k1)) >> u32(1))
+            bits[j] = u32(_bits(start + j, k0, k1) >> u32(1))
         for j in range(m):
             u = bits[j]
             v = np.int64(levels[start + j])
@@ -126,7 +132,7 @@ def speckle_bytes(x, k0, k1, normal, std, out):
         m = min(_BLOCK, n - start)
         first = start >> 1
         for j in range((m + 1) >> 1):
-            bits[j] = _lowbias32(u32(_lowbias32(u32(u32(first + j) ^ k0)) ^ k1))
+            bits[j] = _bits(first + j, k0, k1)
         for j in range(m):
             h = bits[j >> 1]
             b = (h >> u32(16)) if j & 1 else (h & u32(0xFFFF))
@@ -145,11 +151,11 @@ def salt_pepper_bytes(x, k0, k1, amount, salt, out):
     for start in range(0, n, _BLOCK):
         m = min(_BLOCK, n - start)
         for j in range(m):
-            bits[j] = _lowbias32(u32(_lowbias32(u32(u32(start + j) ^ k0)) ^ k1))
+            bits[j] = _bits(start + j, k0, k1)
         for j in range(m):
             p = start + j
             if np.float32(bits[j] >> u32(8)) * unit < amount:
-                h = _lowbias32(u32(_lowbias32(u32(u32(n + p) ^ k0)) ^ k1))
+                h = _bits(n + p, k0, k1)
                 value = np.uint8(255) if np.float32(h >> u32(8)) * unit < salt else np.uint8(0)
                 for c in range(planes):
                     out[c, p] = value
