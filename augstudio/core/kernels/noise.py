@@ -211,7 +211,7 @@ def poisson_bytes(x: torch.Tensor, seeds: list[int], peaks: list[float]) -> torc
 def _compiled_items(x: torch.Tensor, shape: tuple):
     """(``noise_jit``, the items of ``x`` as a uint8 array ``N x *shape``, an output array like it) where
     the compiled loops take ``x`` (uint8 on the CPU), else None (the torch form runs)."""
-    if not (_on_cpu(x.device) and x.is_cpu and x.dtype == torch.uint8):
+    if not (cv.active(x) and _on_cpu(cv.device_of(x))):  # as add_scaled_normal decides
         return None
     src = x.reshape(x.shape[0], *shape).contiguous().numpy()
     return jit.load("noise_jit"), src, np.empty(src.shape, dtype=np.uint8)
