@@ -17,7 +17,8 @@ STEPS = [{"op": "gaussian_noise", "std": 0.2}, {"op": "gaussian_noise", "std": 0
          {"op": "grayscale"}, {"op": "saturation", "factor": [0.0, 3.0]}, {"op": "hue", "shift": 0.4},
          {"op": "contrast"}, {"op": "color_jitter", "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.2},
          {"op": "rotate", "degrees": [-40, 40], "interpolation": "nearest", "fill": [10, 20, 30]}, {"op": "rand_augment"},
-         {"op": "gamma", "gamma": [0.3, 3.0]}]
+         {"op": "gamma", "gamma": [0.3, 3.0]}, {"op": "pad", "padding": 3, "fill": [10, 20, 30]},
+         {"op": "random_crop", "size": [200, 150]}]
 
 
 def _outputs(x):

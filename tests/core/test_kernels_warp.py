@@ -146,12 +146,27 @@ def test_opencv_results_do_not_depend_on_the_thread_count(photo):
 
 @pytest.mark.parametrize("mode", ["constant", "edge", "reflect"])
 def test_border_copies_equal_the_gather(photo, mode):
+    """Crops and pads reaching past the image: the compiled constant fill (``warp_jit.pad_constant``), OpenCV's
+    border copy (the other modes, and views) and the torch gather give the same bytes, each channel its fill."""
+    from augstudio.core.kernels import jit
     from augstudio.core.ops.geometry import _window
 
-    for top, left, height, width in [(-4, -4, 264, 264), (-30, 100, 80, 200), (200, -7, 90, 60), (-2, -3, 40, 300)]:
-        a = _window(photo, top, left, height, width, mode, [5, 6, 7])
-        b = W.warp(photo, W.translation(-left, -top), (height, width), "nearest", [5, 6, 7], mode)
-        assert torch.equal(a, b), (mode, top, left)
+    assert jit.load("warp_jit") is not None
+    six = torch.cat([photo, photo.flip(0)])  # 6 distinct planes
+    fills = [5, 6, 7, 250, 0, 128]
+    windows = [(-4, -4, 264, 264), (-30, 100, 80, 200), (200, -7, 90, 60), (-2, -3, 40, 300), (10, 20, 30, 40)]
+    for c in (1, 3, 4, 6):
+        for x in (six[:c], six[:c, 3:-5, 2:-1]):  # contiguous, and a view whose rows are strided
+            for top, left, height, width in windows:
+                a = _window(x, top, left, height, width, mode, fills[:c])
+                b = W.warp(x, W.translation(-left, -top), (height, width), "nearest", fills[:c], mode)
+                assert torch.equal(a, b), (mode, c, top, left)
+                assert a.is_contiguous() or top >= 0 and left >= 0  # a crop inside stays a view
+    # controls: a window one column off, and the fills in the wrong order, are not what the gather gives
+    a = _window(six, -4, -4, 264, 264, mode, fills)
+    assert not torch.equal(a, W.warp(six, W.translation(3, 4), (264, 264), "nearest", fills, mode))
+    if mode == "constant":
+        assert not torch.equal(a, W.warp(six, W.translation(4, 4), (264, 264), "nearest", fills[::-1], mode))
 
 
 @pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])

@@ -125,6 +125,8 @@ def to_uint8(t: torch.Tensor) -> torch.Tensor:
 
 
 def _fill_values(fill, channels: int) -> list[float]:
+    if type(fill) is int and 0 <= fill <= 255:  # the usual fill, without the rounding below (~1.5 us a call)
+        return [float(fill)] * channels
     if isinstance(fill, (list, tuple)):
         vals = list(fill) + [fill[-1]] * channels
         vals = vals[:channels]

@@ -12,11 +12,12 @@ import math
 from typing import ClassVar
 
 import cv2
+import numpy as np
 import torch
 
 from augstudio.core.base import seeding
 from augstudio.core.base.errors import RecipeError
-from augstudio.core.kernels import cv
+from augstudio.core.kernels import cv, jit
 from augstudio.core.kernels import warp as W
 
 from .base import Op
@@ -386,12 +387,16 @@ def _window(x, top: int, left: int, height: int, width: int, mode: str, fill):
     borders = (y0 - top, top + height - y1, x0 - left, left + width - x1)
     if (on_cv and y1 > y0 and x1 > x0
             and (mode == "constant" or max(borders[:2]) < y1 - y0 and max(borders[2:]) < x1 - x0)):
-        # OpenCV's border copy (mirrors and repeats within one period: the same pixels as the gather)
+        # within one period: mirrors and repeats give the same pixels as the gather below
         c = x.shape[-3]
-        src = cv.planes(x)[:, y0:y1, x0:x1]
         out, dst = cv.new_planes((c, height, width))
         fills = W._fill_values(fill, c)
-        for i in range(c):
+        loops = jit.load("warp_jit") if mode == "constant" and x.is_contiguous() else None
+        if loops is not None:  # every plane in one compiled call (a view's rows go to OpenCV)
+            loops.pad_constant(x.numpy(), top, left, np.array(fills, dtype=np.uint8), dst)
+            return out
+        src = cv.planes(x)[:, y0:y1, x0:x1]
+        for i in range(c):  # OpenCV's border copy, a call per plane
             cv2.copyMakeBorder(src[i], *borders, cv.BORDERS[mode], dst=dst[i], value=fills[i])
         return out
     if mode == "constant":
