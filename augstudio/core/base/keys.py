@@ -10,6 +10,8 @@ def item_key(item, root=None):
     way it was written (``./cat/1.png``, ``cat\\1.png``, ``Path(...)``, or an absolute path under ``root``),
     so every spelling gives the export's pixels; integers stay integers (an index, as ``0`` and ``"0"``
     already meant the same)."""
+    if type(item) is int:  # an index: the common case, without the os.PathLike check below
+        return item
     if isinstance(item, bool) or not isinstance(item, (str, os.PathLike)):
         return item
     text = os.fspath(item)

@@ -65,7 +65,7 @@ class Draws:
     comes from it. One numpy generator per thread is re-seeded for each ``Draws``; a ``Draws`` that finds it
     taken by another re-seeds it and skips the words it had taken."""
 
-    __slots__ = ("seed", "used", "_torch", "_st", "_buf")
+    __slots__ = ("seed", "used", "_torch", "_buf")
     device = torch.device("cpu")
 
     def __init__(self, seed: int):
@@ -73,11 +73,6 @@ class Draws:
         self.used = 0  # 32-bit words handed out so far (what ``as_torch`` skips)
         self._torch = None
         self._buf: list = []  # words drawn ahead, not handed out yet
-        try:
-            st = _THREAD.st
-        except AttributeError:
-            st = _THREAD.st = [np.random.MT19937(0), None]  # [generator, the Draws it is seeded for]
-        self._st = st  # seeded at the first draw
 
     def words(self, n: int):
         buf = self._buf
@@ -90,7 +85,10 @@ class Draws:
             else:
                 # draw ahead: one call for 16 words costs what one for 1 or 2 does (a step takes 2-12
                 # words: a coin is 2, a float 2, an int 1), so a step's parameters cost one or two calls
-                st = self._st
+                try:  # this thread's numpy generator (looked up here: most steps never get this far)
+                    st = _THREAD.st
+                except AttributeError:
+                    st = _THREAD.st = [np.random.MT19937(0), None]  # [generator, the Draws it is seeded for]
                 if st[1] is not self:  # the first draw, or another Draws re-seeded it: back to this one's place
                     st[0]._legacy_seeding(self.seed)  # MT19937 init_genrand(seed): what torch's manual_seed does
                     if self.used or buf:  # skip the words this one has taken
