@@ -11,7 +11,9 @@ names, or ``chain`` for the reference chain through ``Recipe.apply``.
 Each round puts a peer call (albumentations or torchvision, in a random order) before each of ours, and
 the base / new order is random: a call of ours never follows the other copy of our own code, whose warm
 caches would flatter both against the peers (``benchmarks/README.md``, "the twin copy flatters"). Prints
-median times, new / base, and each copy's ratio to the peers (above 1: faster than the peer).
+median times, new / base, and each copy's ratio to the peers (above 1: faster than the peer). The peer
+ratios are a guide only: here a peer always follows one of ours, where ``chain.py``'s table (the README's
+figures) lets each library follow each other equally often; small ops read 0.1-0.15x higher here.
 
 Run a small change both ways round (commit it, then compare the old tree against it): a change that moves
 allocations can move which copy's output lands on freshly trimmed heap, which alone read 0.4-0.6x for gamma.
