@@ -238,3 +238,22 @@ def test_warp_fast_paths_are_byte_identical(coffee):
         assert torch.equal(W.warp(x.to(torch.float32), m, out, interp, fill, mode), u8)
     v = torch.arange(256, dtype=torch.float32)
     assert torch.equal(W.to_uint8(v), v.to(torch.uint8))
+
+
+def test_output_sizes_are_the_matrices_and_the_pixels_sizes(coffee):
+    """Every geometric op's ``output_size`` (what sampling asks for each step; exact ops state it without
+    building their matrix) equals its matrix's size and its real output's, on a non-square image where a
+    quarter turn swaps the sides, over draws (a size that ignored the turn fails here: checked)."""
+    from augstudio.core.ops.geometry import GeometricOp
+    from augstudio.core.ops.registry import all_ops
+
+    x = coffee[:, :90, :150]
+    names = sorted(n for n, c in all_ops().items() if issubclass(c, GeometricOp))
+    assert {"rot90", "pad", "random_crop", "center_crop", "resize", "random_resized_crop", "hflip"} <= set(names)
+    for name in names:
+        o = get_op(name)(**({"turns": [1, 3]} if name == "rot90" else {}))
+        for k in range(4):
+            p = o.sample(seeding.generator(k, name), (90, 150))
+            size = tuple(o.output_size((90, 150), p))
+            assert size == tuple(o.affine(p, (90, 150))[1]) == tuple(o.apply(x, p, "rgb").shape[-2:]), (name, k)
+    assert tuple(get_op("rot90")(turns=[1, 1]).output_size((90, 150), {"k": 1})) == (150, 90)

@@ -92,9 +92,20 @@ def interp_for(name: str, kind: str) -> str:
     return "nearest" if kind == "categorical" else name
 
 
+# ``output_size`` without building the matrix, for ops whose size does not depend on the draw (every
+# sampled step asks it; tests/core/test_ops_geometry.py checks it against each op's real output)
+def _input_size(self, size, params):
+    return size
+
+
+def _fixed_size(self, size, params):
+    return tuple(self.size)
+
+
 @register
 class HFlip(GeometricOp):
     name = "hflip"
+    output_size = _input_size
     summary = "Mirror left-right."
     samples_outside = False
 
@@ -109,6 +120,7 @@ class HFlip(GeometricOp):
 @register
 class VFlip(GeometricOp):
     name = "vflip"
+    output_size = _input_size
     summary = "Mirror top-bottom."
     samples_outside = False
 
@@ -141,6 +153,9 @@ class Rot90(GeometricOp):
             h, w = w, h
         return m, (h, w)
 
+    def output_size(self, size, params):
+        return (size[1], size[0]) if params["k"] % 2 else size
+
     def apply(self, x, params, kind):
         return torch.rot90(x, params["k"] % 4, dims=(-2, -1))
 
@@ -148,6 +163,7 @@ class Rot90(GeometricOp):
 @register
 class Rotate(GeometricOp):
     name = "rotate"
+    output_size = _input_size
     summary = "Rotate by a random angle (degrees, counter-clockwise) about the centre; the size is kept."
     params = (
         Param("degrees", "range", [-15.0, 15.0], low=-360, high=360, scalar="symmetric", typical=(-45.0, 45.0),
@@ -167,6 +183,7 @@ class Rotate(GeometricOp):
 @register
 class Translate(GeometricOp):
     name = "translate"
+    output_size = _input_size
     summary = "Shift by a random fraction of the width and height."
     params = (
         Param("x", "range", [-0.1, 0.1], low=-1, high=1, typical=(-0.3, 0.3), scalar="symmetric", help="shift as a fraction of the width"),
@@ -187,6 +204,7 @@ class Translate(GeometricOp):
 @register
 class Scale(GeometricOp):
     name = "scale"
+    output_size = _input_size
     summary = "Zoom in or out about the centre by a random factor; the size is kept."
     params = (
         Param("factor", "range", [0.9, 1.1], low=0.01, high=100, typical=(0.5, 2.0), scalar="factor",
@@ -209,6 +227,7 @@ class Scale(GeometricOp):
 @register
 class Shear(GeometricOp):
     name = "shear"
+    output_size = _input_size
     summary = "Shear by random angles about the centre: x' = x + tan(sx) (y - cy), y' = y + tan(sy) (x - cx)."
     params = (
         Param("x", "range", [-10.0, 10.0], low=-80, high=80, typical=(-30.0, 30.0), scalar="symmetric", help="horizontal shear angle (degrees)"),
@@ -228,6 +247,7 @@ class Shear(GeometricOp):
 @register
 class Affine(GeometricOp):
     name = "affine"
+    output_size = _input_size
     summary = ("Rotate, scale, shear and translate at once (one resampling): about the centre, in the order "
                "shear, scale, rotate, then translate.")
     params = (
@@ -287,6 +307,7 @@ def _crop_box_sample(self, gen, size):
 @register
 class RandomResizedCrop(GeometricOp):
     name = "random_resized_crop"
+    output_size = _fixed_size
     summary = "Crop a random area and aspect ratio, then resize to a fixed size (Inception-style)."
     samples_outside = False
     params = (
@@ -309,6 +330,7 @@ class RandomResizedCrop(GeometricOp):
 @register
 class RandomCrop(GeometricOp):
     name = "random_crop"
+    output_size = _fixed_size
     summary = "Cut a random window of a fixed size (padded with fill / padding_mode where the image is smaller)."
     params = (Param("size", "size", [224, 224], help="output [height, width]"), FILL, PAD_MODE)
 
@@ -329,6 +351,7 @@ class RandomCrop(GeometricOp):
 @register
 class CenterCrop(GeometricOp):
     name = "center_crop"
+    output_size = _fixed_size
     summary = "Cut the centre window of a fixed size (padded where the image is smaller)."
     params = (Param("size", "size", [224, 224], help="output [height, width]"), FILL, PAD_MODE)
 
@@ -349,6 +372,7 @@ class CenterCrop(GeometricOp):
 @register
 class Resize(GeometricOp):
     name = "resize"
+    output_size = _fixed_size
     summary = "Resize to a fixed [height, width] (box-averaged first when shrinking 2x or more)."
     samples_outside = False
     params = (Param("size", "size", [224, 224], help="output [height, width]"), INTERP)
@@ -369,6 +393,9 @@ class Pad(GeometricOp):
         h, w = size
         p = self.padding
         return W.translation(p, p), (h + 2 * p, w + 2 * p)
+
+    def output_size(self, size, params):
+        return size[0] + 2 * self.padding, size[1] + 2 * self.padding
 
     def apply(self, x, params, kind):
         h, w = x.shape[-2:]
