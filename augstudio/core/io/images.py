@@ -103,12 +103,12 @@ class Picture:
         """The same picture metadata around new pixels (kind follows the channel count)."""
         kind = self.kind
         if kind != "categorical":
-            kind = _KIND_OF_CHANNELS.get(pixels.shape[-3], kind)
+            kind = KIND_OF_CHANNELS.get(pixels.shape[-3], kind)
         return Picture(pixels, kind, self.palette, self.palette_mode, self.transparency,
                        self.source_format, dict(self.meta))
 
 
-_KIND_OF_CHANNELS = {1: "gray", 3: "rgb", 4: "rgba"}
+KIND_OF_CHANNELS = {1: "gray", 3: "rgb", 4: "rgba"}  # a picture's kind from its channel count
 
 
 def _bomb_message(path, w, h) -> str:
@@ -431,7 +431,7 @@ def as_picture(image, categorical: bool = False) -> tuple[Picture, str]:
             if c != 1:
                 raise ImageError(None, "a categorical image tensor must have 1 channel of class indices")
             return Picture(t, "categorical", None), "tensor"
-        kind = _KIND_OF_CHANNELS.get(c)
+        kind = KIND_OF_CHANNELS.get(c)
         if kind is None:
             raise ImageError(None, f"expected 1, 3 or 4 channels, got {c}")
         if c > 1 and t.device.type == "cpu" and t.permute(1, 2, 0).is_contiguous():

@@ -47,7 +47,7 @@ import torch
 
 from augstudio.core.base.device import resolve_device
 from augstudio.core.base.errors import ModelError
-from augstudio.core.io.images import Picture, atomic_write_bytes
+from augstudio.core.io.images import KIND_OF_CHANNELS, Picture, atomic_write_bytes
 from augstudio.core.models.networks import ProbeNet
 
 from .exported import is_exported, load_exported
@@ -417,7 +417,7 @@ def preprocess(images, loaded: LoadedModel, size: tuple[int, int] | None = None)
     if isinstance(images, torch.Tensor):
         t = images if images.dim() == 4 else images.unsqueeze(0)
         if t.dtype == torch.uint8:
-            kind = {1: "gray", 3: "rgb", 4: "rgba"}.get(int(t.shape[1]))
+            kind = KIND_OF_CHANNELS.get(int(t.shape[1]))
             if kind is None:
                 raise ModelError(f"preprocess: expected 1, 3 or 4 channels, got {t.shape[1]}")
             items = [picture_channels(Picture(p, kind), mode, k) for p in t]
