@@ -18,7 +18,7 @@ STEPS = [{"op": "gaussian_noise", "std": 0.2}, {"op": "gaussian_noise", "std": 0
          {"op": "contrast"}, {"op": "color_jitter", "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.2},
          {"op": "rotate", "degrees": [-40, 40], "interpolation": "nearest", "fill": [10, 20, 30]}, {"op": "rand_augment"},
          {"op": "gamma", "gamma": [0.3, 3.0]}, {"op": "pad", "padding": 3, "fill": [10, 20, 30]},
-         {"op": "random_crop", "size": [200, 150]}]
+         {"op": "random_crop", "size": [200, 150]}, {"op": "sharpness", "factor": [0.0, 3.0]}]
 
 
 def _outputs(x):
@@ -28,7 +28,7 @@ def _outputs(x):
 @pytest.fixture()
 def without_numba(monkeypatch):
     for name in ("numba", "augstudio.core.kernels.noise_jit", "augstudio.core.kernels.color_jit",
-                 "augstudio.core.kernels.warp_jit"):
+                 "augstudio.core.kernels.filters_jit", "augstudio.core.kernels.warp_jit"):
         monkeypatch.setitem(sys.modules, name, None)  # importing it raises ImportError
     monkeypatch.setattr(jit, "_LOADED", {})
     monkeypatch.setattr(color, "_COMPILED", {})
@@ -40,11 +40,12 @@ def test_kernels_fall_back_to_their_torch_forms_without_numba(request):
     x = torch.from_numpy(np.ascontiguousarray(data.astronaut()[::3, ::3])).permute(2, 0, 1).contiguous()
     fast = _outputs(x)
     assert jit.load("noise_jit") is not None and color._compiled()[0] is not None
-    assert jit.load("warp_jit") is not None
+    assert jit.load("warp_jit") is not None and jit.load("filters_jit") is not None
     request.getfixturevalue("without_numba")
     with pytest.warns(RuntimeWarning, match="numba could not be loaded.*same pixels"):
         slow = _outputs(x)
     assert jit.load("noise_jit") is None and color._compiled() == (None, None) and jit.load("warp_jit") is None
+    assert jit.load("filters_jit") is None
     for k, (a, b) in enumerate(zip(fast, slow)):
         assert torch.equal(a, b), STEPS[k // 2]
 

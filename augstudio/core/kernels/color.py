@@ -234,6 +234,13 @@ def _compiled():
     return _COMPILED["jit"]
 
 
+def torch_fuses():
+    """Does torch's add with alpha (``a.add_(b, alpha=w)``) round ``a + w b`` once on this machine (its AVX2 /
+    AVX-512 kernels) or twice (``default``)? None where it is unknown or numba is missing: the compiled
+    loops that copy torch's float roundings then stand aside."""
+    return _compiled()[1]
+
+
 def _compiled_form(x: torch.Tensor):
     """(color_jit, form) where the compiled loops handle CPU uint8 RGB ``3 x H x W`` ``x``, else None."""
     if not (cv.active(x) and x.dim() == 3 and x.shape[0] == 3):

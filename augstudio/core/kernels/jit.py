@@ -18,7 +18,7 @@ import importlib
 import threading
 import warnings
 
-MODULES = ("seed_jit", "noise_jit", "color_jit", "warp_jit")
+MODULES = ("seed_jit", "noise_jit", "color_jit", "filters_jit", "warp_jit")
 _LOADED: dict = {}
 _BACKGROUND: dict = {}  # "on": load_in_background() was called; "thread": the loading thread, once started
 _LOCK = threading.Lock()
