@@ -241,3 +241,25 @@ def test_a_decoders_hwc_array_passed_as_a_view_is_made_planar_once(astronaut):
     recipe = Recipe.from_dict({"seed": 3, "steps": [
         {"op": "rotate", "degrees": 20}, {"op": "color_jitter", "brightness": 0.4, "saturation": 0.4}]})
     assert torch.equal(recipe.apply(view, item=5), recipe.apply(view.contiguous(), item=5))
+
+
+def test_the_interleaved_test_reads_the_strides_as_permute_would():
+    """``as_picture`` decides "an H x W x C array seen as C x H x W" from the strides; over layouts with
+    size-1 sides, crops, channel slices and planar tensors it answers as ``permute(1, 2, 0).is_contiguous()``
+    (a control: a stride rule without the size-1 exemptions gets some of them wrong)."""
+    cases = []
+    for c in (2, 3, 4):
+        for h, w in ((1, 1), (1, 5), (5, 1), (4, 6), (7, 7)):
+            hwc = torch.zeros(h, w, c, dtype=torch.uint8)
+            wide = torch.zeros(h + 2, w + 3, c + 1, dtype=torch.uint8)
+            cases += [hwc.permute(2, 0, 1), torch.zeros(c, h, w, dtype=torch.uint8),
+                      wide.permute(2, 0, 1)[:c, 1:h + 1, 2:w + 2], wide.permute(2, 0, 1)[:c, :h, :w],
+                      wide[:h, :w, :].permute(2, 0, 1), torch.zeros(c, h + 1, w, dtype=torch.uint8)[:, 1:],
+                      torch.zeros(h, c, w, dtype=torch.uint8).permute(1, 0, 2)]
+    naive = 0
+    for t in cases:
+        want = t.permute(1, 2, 0).is_contiguous()
+        assert images._interleaved(t.stride(), *t.shape) == want, (t.shape, t.stride())
+        s, (c, h, w) = t.stride(), t.shape
+        naive += (s[0] == 1 and s[2] == c and s[1] == c * w) != want
+    assert naive > 0

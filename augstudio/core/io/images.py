@@ -28,6 +28,7 @@ import io
 import os
 import re
 import struct
+import sys
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -410,41 +411,51 @@ def as_picture(image, categorical: bool = False) -> tuple[Picture, str]:
 
     Accepted: ``PIL.Image``, ``Picture``, uint8 tensor ``C x H x W`` (C = 1, 3 or 4) or ``H x W``.
     """
-    import numpy as np  # deferred: numpy
-    import torch  # deferred: torch
-
     if isinstance(image, Picture):
         return image, "picture"
+    torch = sys.modules.get("torch")  # an object is a tensor only once torch is imported
+    if torch is not None and isinstance(image, torch.Tensor):
+        return _tensor_picture(image, categorical, torch), "tensor"
     if isinstance(image, Image.Image):
         return pil_to_picture(image), "pil"
-    if isinstance(image, torch.Tensor):
-        t = image
-        if t.dim() == 2:
-            t = t.unsqueeze(0)
-        if t.dim() != 3:
-            raise ImageError(None, f"expected a C x H x W tensor, got shape {tuple(image.shape)}")
-        if t.dtype != torch.uint8:
-            raise ImageError(None, f"expected a uint8 tensor (0..255), got {t.dtype}; use "
-                             "(x * 255).round().to(torch.uint8) for 0..1 floats")
-        c = t.shape[0]
-        if categorical:
-            if c != 1:
-                raise ImageError(None, "a categorical image tensor must have 1 channel of class indices")
-            return Picture(t, "categorical", None), "tensor"
-        kind = KIND_OF_CHANNELS.get(c)
-        if kind is None:
-            raise ImageError(None, f"expected 1, 3 or 4 channels, got {c}")
-        if c > 1 and t.device.type == "cpu" and t.permute(1, 2, 0).is_contiguous():
-            # a decoder's H x W x C array seen as C x H x W (the form the error below suggests): made
-            # planar once here by OpenCV's split, not by every kernel's torch copy (0.12 vs 0.83 ms at 512^2)
-            from augstudio.core.io.layout import planes_of  # deferred: OpenCV
+    import numpy as np  # deferred: numpy
 
-            t = planes_of(t.permute(1, 2, 0).numpy())
-        return Picture(t, kind), "tensor"
     if isinstance(image, np.ndarray):
         raise ImageError(None, "numpy arrays are not accepted directly: use torch.from_numpy(a).permute(2, 0, 1) "
                          "for an H x W x C uint8 array")
     raise ImageError(None, f"expected a PIL image or a uint8 tensor, got {type(image).__name__}")
+
+
+def _tensor_picture(image, categorical: bool, torch) -> Picture:
+    t = image
+    if t.dim() == 2:
+        t = t.unsqueeze(0)
+    if t.dim() != 3:
+        raise ImageError(None, f"expected a C x H x W tensor, got shape {tuple(image.shape)}")
+    if t.dtype != torch.uint8:
+        raise ImageError(None, f"expected a uint8 tensor (0..255), got {t.dtype}; use "
+                         "(x * 255).round().to(torch.uint8) for 0..1 floats")
+    c, h, w = t.shape
+    if categorical:
+        if c != 1:
+            raise ImageError(None, "a categorical image tensor must have 1 channel of class indices")
+        return Picture(t, "categorical", None)
+    kind = KIND_OF_CHANNELS.get(c)
+    if kind is None:
+        raise ImageError(None, f"expected 1, 3 or 4 channels, got {c}")
+    if c > 1 and t.is_cpu and _interleaved(t.stride(), c, h, w):
+        # a decoder's H x W x C array seen as C x H x W (the form the error below suggests): made
+        # planar once here by OpenCV's split, not by every kernel's torch copy (0.12 vs 0.83 ms at 512^2)
+        from augstudio.core.io.layout import planes_of  # deferred: OpenCV
+
+        t = planes_of(t.permute(1, 2, 0).numpy())
+    return Picture(t, kind)
+
+
+def _interleaved(stride, c: int, h: int, w: int) -> bool:
+    """Is a ``c x h x w`` tensor of these strides an ``h x w x c`` array's view (``permute(1, 2, 0)`` would be
+    contiguous)? From the strides: building that view to ask costs more than the rest of ``as_picture``."""
+    return stride[0] == 1 and (w == 1 or stride[2] == c) and (h == 1 or stride[1] == c * w)
 
 
 set_pixel_limit(_env_limit())
