@@ -172,19 +172,20 @@ def test_border_copies_equal_the_gather(photo, mode):
 @pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])
 @pytest.mark.parametrize("mode", ["constant", "edge", "reflect"])
 def test_interleaved_and_planar_opencv_calls_give_the_same_bytes(photo, interpolation, mode, monkeypatch):
-    """The CPU warp interleaves up to 4 planes per OpenCV call (3 get a copied 4th for bilinear / nearest);
-    every channel must come out as warping it alone gives, with its own fill, for 1 to 6 channels."""
+    """The CPU warp interleaves up to 4 planes per OpenCV call (3 get a copied 4th for bilinear / nearest, or
+    go as 3 or as planes where that is timed faster); every channel must come out as warping it alone gives,
+    with its own fill, for 1 to 6 channels, turned and axis-aligned maps."""
     fills = [10.0, 200.0, 30.0, 255.0, 77.0, 5.0]
     src = torch.cat([photo, photo.flip(0)]).numpy()  # 6 distinct planes
     turned = W.inverse(W.matmul(W.scaling(1.3, 0.9, 60, 70), W.rotation(17.0, 127.5, 127.5)))
-    aligned = W.inverse(W.matmul(W.translation(-7.3, 4.6), W.scaling(1.3, 0.9, 60, 70)))  # planar where timed faster
+    aligned = W.inverse(W.matmul(W.translation(-7.3, 4.6), W.scaling(1.3, 0.9, 60, 70)))
     for inv in (turned, aligned):
         for c in range(1, 7):
             outs = []
-            # never interleave / always / always but where planar axis-aligned warps are timed faster
+            # never interleave / always / always but where planar axis-aligned warps are timed faster (IPP)
             for ratio, planar in ((0, False), (10**9, False), (10**9, True)):
                 monkeypatch.setattr(cv, "_INTERLEAVE_RATIO", ratio)
-                monkeypatch.setattr(cv, "_PLANAR", {"bilinear": planar})
+                monkeypatch.setattr(cv, "_PLANAR", {"aligned": planar})
                 dst = np.zeros((c, 90, 110), np.uint8)
                 cv.warp_affine(src[:c], inv, (90, 110), interpolation, mode, fills[:c], dst)
                 outs.append(dst)
@@ -193,23 +194,28 @@ def test_interleaved_and_planar_opencv_calls_give_the_same_bytes(photo, interpol
 
 
 def test_the_planar_layout_is_timed_once_and_only_steers_axis_aligned_bilinear_warps(monkeypatch):
-    """``planar_warps_faster`` times both layouts once per process; the warp asks it only for an
-    axis-aligned bilinear map with a constant or edge border (turns and reflect borders stay interleaved:
-    planar never won there)."""
+    """``planar_warps_faster`` times both layouts once per process; the warp asks it only for an axis-aligned
+    bilinear map with a constant or edge border (turns, reflect borders and other interpolations keep their
+    fixed layouts), and what it answers is what runs."""
     monkeypatch.setattr(cv, "_PLANAR", {})
     first = cv.planar_warps_faster()
-    assert isinstance(first, bool) and cv._PLANAR == {"bilinear": first}
+    assert isinstance(first, bool) and cv._PLANAR == {"aligned": first}
     asked = []
-    monkeypatch.setattr(cv, "planar_warps_faster", lambda: asked.append(1) or True)
+    monkeypatch.setattr(cv, "planar_warps_faster", lambda: asked.append("asked") or True)
+    layouts = []
+    real = cv._warp
+    monkeypatch.setattr(cv, "_warp", lambda *a: layouts.append(a[-1]) or real(*a))
     src = np.zeros((3, 40, 50), np.uint8)
     dst = np.empty_like(src)
+    move, turn = W.translation(1.5, 2.5), W.rotation(10.0, 20.0, 25.0)
     for inv, interpolation, mode, want in (
-            (W.translation(1.5, 2.5), "bilinear", "constant", 1), (W.translation(1.5, 2.5), "bilinear", "edge", 1),
-            (W.translation(1.5, 2.5), "bilinear", "reflect", 0), (W.translation(1.5, 2.5), "bicubic", "constant", 0),
-            (W.rotation(10.0, 20.0, 25.0), "bilinear", "constant", 0)):
+            (move, "bilinear", "constant", ["asked", True]), (move, "bilinear", "edge", ["asked", True]),
+            (turn, "bilinear", "constant", [False]), (move, "bilinear", "reflect", [False]),
+            (move, "bicubic", "constant", [False]), (move, "nearest", "constant", [False])):
         asked.clear()
+        layouts.clear()
         cv.warp_affine(src, W.inverse(inv), (40, 50), interpolation, mode, [0.0] * 3, dst)
-        assert len(asked) == want, (inv, interpolation, mode)
+        assert asked + layouts == want, (inv, interpolation, mode)
 
 
 def test_scratch_is_reused_and_written_through_the_caches():
