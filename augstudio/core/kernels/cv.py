@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -172,8 +173,6 @@ def planar_warps_faster() -> bool:
         return _PLANAR["aligned"]
     except KeyError:
         pass
-    import time  # deferred: used once
-
     src = (np.arange(3 * 256 * 512, dtype=np.uint32) * 2654435761 >> 24).astype(np.uint8).reshape(3, 256, 512)
     dst = np.empty_like(src)
     m = np.array(((1.0, 0.0, 3.3), (0.0, 1.0, -2.7)))
@@ -195,8 +194,9 @@ _INTERLEAVE_RATIO = 16
 
 def _interleaved_width(channels: int, interpolation: str) -> int:
     """How many channels to interleave ``channels`` (1-4) planes into, or 1 for plane by plane. OpenCV 5's
-    bilinear and nearest warps are vectorised for 4 channels, not for 3: 0.43 vs 0.85 ms at 512 x 512 here,
-    so 3 planes get a 4th; its bicubic warp is faster on 3 (0.50 vs 0.61 ms), so it gets them as they are."""
+    own bilinear and nearest warps are vectorised for 4 channels, not for 3: 0.43 vs 0.85 ms at 512 x 512 (AMD
+    EPYC), so 3 planes get a 4th; its bicubic warp is faster on 3 (0.50 vs 0.61 ms), so it gets them as they
+    are. (Intel's IPP kernels, where they run, change this for axis-aligned maps: ``planar_warps_faster``.)"""
     if interpolation == "bicubic":
         return channels if channels >= 3 else 1
     return 4 if channels >= 2 else 1
