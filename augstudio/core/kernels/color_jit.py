@@ -30,7 +30,7 @@ FMA_COLOURS = (1349639, 2684148, 2686032, 7237402, 9216081, 9235479, 9239747, 11
 
 
 @intrinsic
-def _fma(typingctx, a, b, c):
+def fma(typingctx, a, b, c):
     """``a * b + c`` rounded once (LLVM's fma: the hardware instruction where there is one)."""
     sig = types.float32(types.float32, types.float32, types.float32)
 
@@ -44,7 +44,7 @@ def _fma(typingctx, a, b, c):
 def _grey(r, g, b, fused):
     """The unfloored grey of one pixel, as torch's ``mul(r, w0).add_(g, alpha=w1).add_(b, alpha=w2)``."""
     if fused:
-        return _fma(np.float32(b), _W2, _fma(np.float32(g), _W1, np.float32(r) * _W0))
+        return fma(np.float32(b), _W2, fma(np.float32(g), _W1, np.float32(r) * _W0))
     return (np.float32(r) * _W0 + np.float32(g) * _W1) + np.float32(b) * _W2
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .color_jit import _fma
+from .color_jit import fma
 from .jit import compiled
 
 
@@ -54,7 +54,7 @@ def _sharpen(src, weight, fused, out):
                      + np.int32(d0[q]) + np.int32(d1[q]) + np.int32(d2[q]) + np.int32(5) * c)
                 s = np.float32(np.int32((np.uint32(2) * np.uint32(t) + np.uint32(13)) // np.uint32(26)))  # t / 13, rounded
                 xf = np.float32(c)
-                v = _fma(s - xf, w, xf) if fused else xf + (s - xf) * w
+                v = fma(s - xf, w, xf) if fused else xf + (s - xf) * w
                 o[q] = np.uint8(np.int32(min(max(v, zero), top)))  # >= 0: truncation, as torch's cast
     # the border, in a loop of its own: written in the one above, it cost 10% of the time
     for k in range(src.shape[0]):
