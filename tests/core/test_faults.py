@@ -72,11 +72,19 @@ def complete_pngs(root: Path) -> int:
     return n
 
 
+def _interruptible() -> None:
+    """In the child before it runs: Ctrl-C does what it does at a terminal. A suite started in the background
+    by a shell without job control (``(make test &)``, a script's ``&``) inherits SIGINT ignored, and so would
+    the CLI, which then runs to the end whatever the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(src, recipe_file, out, copies=2, workers=1) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "augstudio", "export", str(src), "-r", str(recipe_file),
                              "-o", str(out), "-n", str(copies), "-j", str(workers)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_interruptible)
 
 
 def wait_for_outputs(proc, out: Path, n: int, limit_s: float = 120) -> None:
@@ -102,9 +110,11 @@ def test_ctrl_c_then_kill_9_then_rerun_gives_byte_identical_outputs(many_shapes,
     # 1. Ctrl-C: stops within one item, says how far it got, leaves no temporary files
     proc = start_cli(shapes, recipe_file, out)
     wait_for_outputs(proc, out, 6)
+    status = Path(f"/proc/{proc.pid}/status")  # Linux: the child's signal masks, for the message
+    signals = [x for x in status.read_text().splitlines() if x.startswith("Sig")] if status.exists() else []
     proc.send_signal(signal.SIGINT)
-    _stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 1, stderr
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (stdout, stderr, signals)
     assert "Traceback" not in stderr
     line = [x for x in stderr.splitlines() if "interrupted" in x][-1]
     assert "augstudio export: interrupted after" in line and "Run the same command again to resume" in line
