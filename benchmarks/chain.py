@@ -186,6 +186,8 @@ def kornia_chain(img, fresh=False):
 # where albumentations computes something else than ours (torchvision's semantics), the note says what
 GREY = "albumentations: cvtColor's 0.299 grey, rounded (ours: torchvision's float grey, floored)"
 NO_AA = "albumentations: no antialiasing (ours: block means first when shrinking 2x or more)"
+AREA = ("albumentations: area_for_downscale, its antialiased form (INTER_AREA whenever it shrinks; ours: block "
+        "means first when shrinking 2x or more, then bilinear)")
 
 
 # -- each op alone vs its closest peers ----------------------------------------------------------------------
@@ -215,6 +217,12 @@ def op_table(img) -> list[tuple]:
         ("random_resized_crop", CHAIN[3], A.RandomResizedCrop(size=(224, 224), p=1.0),
          v2.RandomResizedCrop(224, antialias=True), NO_AA),
         ("resize", {"op": "resize", "size": 224}, A.Resize(224, 224, p=1.0), v2.Resize((224, 224), antialias=True), NO_AA),
+        # albumentations' own antialiased form of the same two ops: INTER_AREA whenever it shrinks
+        ("random_resized_crop (antialiased)", CHAIN[3],
+         A.RandomResizedCrop(size=(224, 224), area_for_downscale="image", p=1.0),
+         v2.RandomResizedCrop(224, antialias=True), AREA),
+        ("resize (antialiased)", {"op": "resize", "size": 224}, A.Resize(224, 224, area_for_downscale="image", p=1.0),
+         v2.Resize((224, 224), antialias=True), AREA),
         ("rot90", {"op": "rot90"}, A.RandomRotate90(p=1.0),
          lambda x: F.rotate(x, 90.0 * int(rng.integers(4)), expand=True), "torchvision: rotate(90 k, expand)"),
         ("rotate", {"op": "rotate", "degrees": 15}, A.Rotate(limit=15, border_mode=const, p=1.0),
