@@ -69,6 +69,38 @@ def test_loading_in_the_background_gives_the_same_pixels_meanwhile(monkeypatch):
         assert torch.equal(a, b) and torch.equal(a, c), STEPS[k // 2]
 
 
+def test_a_thread_that_promised_to_load_is_the_only_one_that_loads(monkeypatch):
+    """The app's torch loader says it will load the loops itself (``on_this_thread``): a pool task asking for
+    them meanwhile gets None (the torch forms) and starts no thread of its own, which would compile without
+    the loader's gc_guard hold; without the promise, the same request starts one (the control)."""
+    import threading
+
+    def ask_from_another_thread():
+        got = []
+        t = threading.Thread(target=lambda: got.append(jit.load("noise_jit")))
+        t.start()
+        t.join(30)
+        return got[0], jit._BACKGROUND.get("thread")
+
+    monkeypatch.setattr(jit, "_LOADED", {})
+    monkeypatch.setattr(jit, "_BACKGROUND", {})
+    jit.load_in_background(on_this_thread=True)
+    module, loader = ask_from_another_thread()
+    assert module is None and loader is threading.current_thread()
+    jit.load_all_now()
+    assert jit.load("noise_jit") is not None and jit.load("warp_jit") is not None
+    jit.load_all_now()  # a second call, or one from another thread, does nothing
+
+    monkeypatch.setattr(jit, "_LOADED", {})
+    monkeypatch.setattr(jit, "_BACKGROUND", {})
+    jit.load_in_background()
+    module, loader = ask_from_another_thread()
+    assert module is None and loader.name == "augstudio-compiled-loops"
+    loader.join(120)
+    jit.load_all_now()  # the loading thread did it: nothing left to do
+    assert jit._BACKGROUND["thread"] is loader
+
+
 def test_numba_without_a_cache_folder_falls_back_too(monkeypatch):
     """numba raises RuntimeError at import where it finds no writable cache folder: the same fallback."""
     def no_locator(name):

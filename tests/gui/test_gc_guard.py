@@ -112,3 +112,30 @@ def test_the_gui_thread_collects_cycles_while_workers_run(quiet, qtbot):
     finally:
         gc.set_threshold(*thresholds)
     assert gc.isenabled()
+
+
+def test_the_torch_loader_is_the_only_thread_that_compiles_the_loops(quiet, qtbot, monkeypatch):
+    """numba's compiler runs Python for seconds on an empty cache: it must run on the torch loader, which
+    holds the guard, and on no thread that ``jit.load`` would start for a pool task (which would not)."""
+    from augstudio.core.kernels import jit
+    from augstudio.gui.qt.context import AppContext
+
+    monkeypatch.setattr(jit, "_LOADED", {})
+    monkeypatch.setattr(jit, "_BACKGROUND", {})
+    ctx = AppContext(max_threads=1)
+    started = []
+    real_start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda self: started.append(self.name) or real_start(self))
+    asked = threading.Event()  # the loader waits for the pool task's request before it loads: the race, fixed
+    load_all_now = jit.load_all_now
+    monkeypatch.setattr(jit, "load_all_now", lambda: asked.wait(30) and load_all_now())
+    with qtbot.waitSignal(ctx.torch_ready, timeout=60000):
+        ctx.load_torch()
+    t = threading.Thread(target=lambda: jit.load("color_jit") or asked.set(), name="a pool task")
+    t.start()  # a preview asking for the loops right after torch_ready
+    t.join(30)
+    ctx._torch_thread.join(120)
+    assert jit._BACKGROUND["thread"] is ctx._torch_thread and jit._BACKGROUND.get("started")
+    assert "augstudio-compiled-loops" not in started, started
+    assert jit.load("color_jit") is not None
+    ctx.shutdown()

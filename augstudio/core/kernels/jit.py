@@ -20,7 +20,8 @@ import warnings
 
 MODULES = ("seed_jit", "noise_jit", "color_jit", "filters_jit", "warp_jit")
 _LOADED: dict = {}
-_BACKGROUND: dict = {}  # "on": load_in_background() was called; "thread": the loading thread, once started
+_BACKGROUND: dict = {}  # "on": load_in_background() was called; "thread": the loading thread (or the one that
+# promised to load); "started": the loading has begun
 _LOCK = threading.Lock()
 
 
@@ -38,21 +39,32 @@ def load(name: str):
     return module
 
 
-def load_in_background() -> None:
+def load_in_background(on_this_thread: bool = False) -> None:
     """From now on ``load`` does not wait for numba: its first call starts one thread that imports every
     module of compiled loops and runs each loop once (numba's ~0.5 s of set-up per process), and until that
     is done the kernels run their torch forms, which give the same pixels. For the app, whose first preview
-    would otherwise wait for it."""
-    _BACKGROUND["on"] = True
+    would otherwise wait for it.
+
+    ``on_this_thread``: the calling thread promises to call ``load_all_now`` itself, and ``load`` never starts
+    a thread of its own. The app's torch loader does this: it holds the GUI's cycle-collection guard, and a
+    thread started by ``load`` from a pool task would not (numba's compiler allocates for seconds on an
+    empty cache; an automatic collection there can delete a Qt object off the GUI thread: see
+    ``gui.qt.gc_guard``)."""
+    with _LOCK:
+        _BACKGROUND["on"] = True
+        if on_this_thread:
+            _BACKGROUND.setdefault("thread", threading.current_thread())
 
 
 def load_all_now() -> None:
     """Load every module of compiled loops on the calling thread (the app's background loader calls it after
-    ``load_in_background``); a no-op once a loading thread has started."""
+    ``load_in_background(on_this_thread=True)``); a no-op where another thread loads them, or once done."""
+    me = threading.current_thread()
     with _LOCK:
-        if "thread" in _BACKGROUND:
+        owner = _BACKGROUND.get("thread")
+        if _BACKGROUND.get("started") or (owner not in (None, me) and owner.is_alive()):
             return
-        _BACKGROUND["thread"] = threading.current_thread()
+        _BACKGROUND["thread"], _BACKGROUND["started"] = me, True
     _load_all()
 
 
@@ -62,6 +74,7 @@ def _start_loading() -> None:
             return
         # not a daemon: an app quitting in the first second waits for it rather than stopping it mid-import
         _BACKGROUND["thread"] = threading.Thread(target=_load_all, name="augstudio-compiled-loops")
+        _BACKGROUND["started"] = True
         _BACKGROUND["thread"].start()
 
 

@@ -176,7 +176,9 @@ class AppContext(QObject):
                 load_all()
                 from augstudio.core.kernels import jit  # deferred: numba, loaded below on purpose
 
-                jit.load_in_background()  # previews run the torch forms (the same pixels) until it is loaded
+                # previews run the torch forms (the same pixels) until this thread has loaded the loops: no
+                # other thread may start compiling them, as it would run without this thread's gc_guard hold
+                jit.load_in_background(on_this_thread=True)
             except Exception as e:  # noqa: BLE001 - browsing goes on without torch; the window says why
                 log.error("the augmentation engine (torch) failed to load", exc_info=e)
                 bridge.fail.emit(e)
