@@ -254,13 +254,16 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
                for i in range(n)]
     if cv.active(x):
         out, out_np = cv.new_planes((n, c, oh, ow))
+        x_np = x.numpy()  # sliced in numpy: a torch index costs several us a call, more in cold caches
         for i in range(n):
             box, block = regions[i]
-            src = x[i, :, box[0]:box[1], box[2]:box[3]]
+            src = x_np[i, :, box[0]:box[1], box[2]:box[3]]
+            if src.strides[-1] != 1:  # OpenCV reads rows of adjacent bytes (cv.planes' rule)
+                src = np.ascontiguousarray(src)
             if block != (1, 1):
-                src = box_reduce(src, *block)
-            cv.warp_affine(cv.planes(src), _region_matrix(invs[i], box, block), (oh, ow), interpolation, mode,
-                           fills, out_np[i])
+                src = cv.box_reduce(src, *block)
+            cv.warp_affine(src, _region_matrix(invs[i], box, block), (oh, ow), interpolation, mode, fills,
+                           out_np[i])
         return out.to(torch.float32) if as_float else out
     # the union of items' regions may be shared where their blocks line up (no clip box); on the CPU only
     # items that read the same region run together (every item gets exactly its own floats)
