@@ -222,12 +222,12 @@ def _scratch(name: str, shape) -> np.ndarray:
         pool = _SCRATCH.pool
     except AttributeError:
         pool = _SCRATCH.pool = {}
-    raw = pool.get(name)
-    if raw is None or raw.size < n + 64:
+    raw, off = pool.get(name, (None, 0))
+    if raw is None or raw.size < n + off:
         raw = np.empty(n + 64, dtype=np.uint8)
+        off = (1 - raw.__array_interface__["data"][0]) % 64  # once per buffer: building the dict costs ~1 us
         if n <= _SCRATCH_KEEP:
-            pool[name] = raw
-    off = (1 - raw.__array_interface__["data"][0]) % 64
+            pool[name] = raw, off
     return raw[off:off + n].reshape(tuple(shape))
 
 
