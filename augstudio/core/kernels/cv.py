@@ -94,7 +94,13 @@ if hasattr(os, "register_at_fork"):  # POSIX
 def planes(x: torch.Tensor) -> np.ndarray:
     """A numpy view of a CPU uint8 ``... x H x W`` tensor: no copy while its rows are contiguous (crops are
     views; OpenCV takes any row stride), else a contiguous copy."""
-    return (x if x.stride(-1) == 1 else x.contiguous()).numpy()
+    return byte_rows(x.numpy())
+
+
+def byte_rows(a: np.ndarray) -> np.ndarray:
+    """``planes``' rule for a numpy uint8 array: itself while each row is adjacent bytes, else a contiguous
+    copy (what OpenCV can read)."""
+    return a if a.strides[-1] == 1 else np.ascontiguousarray(a)
 
 
 def new_planes(shape) -> tuple[torch.Tensor, np.ndarray]:
@@ -284,4 +290,4 @@ def box_reduce(src: np.ndarray, ky: int, kx: int) -> np.ndarray:
     return acc.astype(np.uint8)
 
 
-__all__ = ["active", "device_of", "on_cpu", "enabled", "lut_bytes", "torch_only", "sync_threads", "planes", "new_planes", "warp_affine", "box_reduce", "BORDERS"]
+__all__ = ["active", "device_of", "on_cpu", "enabled", "lut_bytes", "torch_only", "sync_threads", "planes", "byte_rows", "new_planes", "warp_affine", "box_reduce", "BORDERS"]

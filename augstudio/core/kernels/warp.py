@@ -257,9 +257,7 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
         x_np = x.numpy()  # sliced in numpy: a torch index costs several us a call, more in cold caches
         for i in range(n):
             box, block = regions[i]
-            src = x_np[i, :, box[0]:box[1], box[2]:box[3]]
-            if src.strides[-1] != 1:  # OpenCV reads rows of adjacent bytes (cv.planes' rule)
-                src = np.ascontiguousarray(src)
+            src = cv.byte_rows(x_np[i, :, box[0]:box[1], box[2]:box[3]])
             if block != (1, 1):
                 src = cv.box_reduce(src, *block)
             cv.warp_affine(src, _region_matrix(invs[i], box, block), (oh, ow), interpolation, mode, fills,
