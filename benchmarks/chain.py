@@ -186,6 +186,8 @@ def kornia_chain(img, fresh=False):
 # where albumentations computes something else than ours (torchvision's semantics), the note says what
 GREY = "albumentations: cvtColor's 0.299 grey, rounded (ours: torchvision's float grey, floored)"
 NO_AA = "albumentations: no antialiasing (ours: block means first when shrinking 2x or more)"
+SUBPIXEL = ("albumentations and torchvision: shifts rounded to whole pixels, a copy (ours: sub-pixel, bilinear; "
+            "`whole_pixels: true` is theirs)")
 AREA = ("albumentations: area_for_downscale, its antialiased form (INTER_AREA whenever it shrinks; ours: block "
         "means first when shrinking 2x or more, then bilinear)")
 
@@ -232,7 +234,9 @@ def op_table(img) -> list[tuple]:
         ("shear", {"op": "shear"}, A.Affine(shear={"x": (-10, 10), "y": (0, 0)}, p=1.0),
          v2.RandomAffine(0, shear=(-10, 10)), ""),
         ("translate", {"op": "translate"}, A.Affine(translate_percent=(-0.1, 0.1), p=1.0),
-         v2.RandomAffine(0, translate=(0.1, 0.1)), ""),
+         v2.RandomAffine(0, translate=(0.1, 0.1)), SUBPIXEL),
+        ("translate (whole pixels)", {"op": "translate", "whole_pixels": True},
+         A.Affine(translate_percent=(-0.1, 0.1), p=1.0), v2.RandomAffine(0, translate=(0.1, 0.1)), ""),
         ("vflip", {"op": "vflip"}, A.VerticalFlip(p=1.0), v2.RandomVerticalFlip(1.0), ""),
         ("autocontrast", {"op": "autocontrast"}, A.AutoContrast(method="pil", p=1.0), v2.RandomAutocontrast(1.0), ""),
         ("brightness", {"op": "brightness", "factor": 0.2}, A.ColorJitter(0.2, 0, 0, 0, p=1.0),

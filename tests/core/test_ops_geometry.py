@@ -257,3 +257,32 @@ def test_output_sizes_are_the_matrices_and_the_pixels_sizes(coffee):
             size = tuple(o.output_size((90, 150), p))
             assert size == tuple(o.affine(p, (90, 150))[1]) == tuple(o.apply(x, p, "rgb").shape[-2:]), (name, k)
     assert tuple(get_op("rot90")(turns=[1, 1]).output_size((90, 150), {"k": 1})) == (150, 90)
+
+
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect"])
+def test_translate_whole_pixels_is_an_exact_shift_from_the_same_draws(coffee, mode):
+    """``whole_pixels``: torchvision's and albumentations' rounding of the shift. The draws are the sub-pixel
+    op's (the record is its shift rounded), the pixels an exact move (the warp's for that integer matrix, and
+    numpy's pad-and-slice), bilinear never blurring them."""
+    sub, whole = op("translate", padding_mode=mode, fill=9), op("translate", whole_pixels=True, padding_mode=mode, fill=9)
+    size = tuple(coffee.shape[-2:])
+    moved = 0
+    for item in range(40):
+        p_sub = sub.sample(seeding.draws(5, item, 0, "t"), size)
+        p = whole.sample(seeding.draws(5, item, 0, "t"), size)
+        assert type(p["dx"]) is int and type(p["dy"]) is int
+        assert abs(p["dx"] - p_sub["dx"]) <= 0.5 and abs(p["dy"] - p_sub["dy"]) <= 0.5
+        out = whole.apply(coffee, p, "rgb")
+        m, out_size = whole.affine(p, size)
+        assert torch.equal(out, W.warp(coffee, m, out_size, "bilinear", 9, mode))
+        dx, dy = p["dx"], p["dy"]
+        pad = np.pad(coffee.numpy(), ((0, 0), (abs(dy),) * 2, (abs(dx),) * 2),
+                     mode={"edge": "edge", "reflect": "reflect"}.get(mode, "constant"),
+                     **({"constant_values": 9} if mode == "constant" else {}))
+        ref = pad[:, abs(dy) - dy:abs(dy) - dy + size[0], abs(dx) - dx:abs(dx) - dx + size[1]]
+        assert np.array_equal(out.numpy(), ref), (item, p)
+        moved += not torch.equal(out, coffee)
+    assert moved >= 35
+    # the control: the sub-pixel op interpolates (values between neighbours), the whole-pixel one never does
+    p_sub = {"dx": 3.5, "dy": -2.25}
+    assert not torch.equal(sub.apply(coffee, p_sub, "rgb"), whole.apply(coffee, {"dx": 4, "dy": -2}, "rgb"))

@@ -188,6 +188,9 @@ class Translate(GeometricOp):
     params = (
         Param("x", "range", [-0.1, 0.1], low=-1, high=1, typical=(-0.3, 0.3), scalar="symmetric", help="shift as a fraction of the width"),
         Param("y", "range", [-0.1, 0.1], low=-1, high=1, typical=(-0.3, 0.3), scalar="symmetric", help="shift as a fraction of the height"),
+        Param("whole_pixels", "bool", False,
+              help="round the shift to whole pixels (as torchvision and albumentations do): pixels move exactly, "
+                   "without interpolation's slight blur"),
         INTERP,
         FILL,
         PAD_MODE,
@@ -195,10 +198,20 @@ class Translate(GeometricOp):
 
     def sample(self, gen, size):
         h, w = size
-        return {"dx": round(seeding.uniform(gen, *self.x) * w, 4), "dy": round(seeding.uniform(gen, *self.y) * h, 4)}
+        fx, fy = seeding.uniform(gen, *self.x) * w, seeding.uniform(gen, *self.y) * h
+        if self.whole_pixels:  # the same draws: whole_pixels never changes another step's stream
+            return {"dx": int(round(fx)), "dy": int(round(fy))}
+        return {"dx": round(fx, 4), "dy": round(fy, 4)}
 
     def affine(self, params, size):
         return W.translation(params["dx"], params["dy"]), tuple(size)
+
+    def apply(self, x, params, kind):
+        dx, dy = params["dx"], params["dy"]
+        if float(dx).is_integer() and float(dy).is_integer():  # a window: a copy and a fill, no resampling
+            h, w = x.shape[-2:]
+            return _window(x, -int(dy), -int(dx), h, w, *self.border())
+        return super().apply(x, params, kind)
 
 
 @register
