@@ -37,6 +37,7 @@ _CPU = torch.device("cpu")
 
 _MASK32 = 0xFFFFFFFF
 _MASK53 = (1 << 53) - 1
+_MASK63 = (1 << 63) - 1
 _INV53 = 1.0 / (1 << 53)
 _AHEAD = 16  # words a Draws takes from its generator at a time
 _WIDE = 1 << 28  # integer ranges from this size draw 64 bits (torch's uniform_int_from_to_distribution)
@@ -190,7 +191,7 @@ def derive_seed(*parts) -> int:
 
 
 def _hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little") & ((1 << 63) - 1)
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little") & _MASK63
 
 
 def generator(seed: int, item=0, copy: int = 0, stream="", device="cpu") -> torch.Generator:
@@ -201,8 +202,10 @@ def generator(seed: int, item=0, copy: int = 0, stream="", device="cpu") -> torc
 
 
 def _stream_seed(seed: int, item, copy: int, stream) -> int:
-    """``derive_seed(seed, item, copy, stream)`` (the same text, one f-string)."""
-    return _hash(f"{int(seed)}\x1f{str(item)}\x1f{int(copy)}\x1f{str(stream)}")
+    """``derive_seed(seed, item, copy, stream)`` (the same text, one f-string; ``_hash`` inlined: every step
+    of every call comes here)."""
+    text = f"{int(seed)}\x1f{str(item)}\x1f{int(copy)}\x1f{str(stream)}"
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little") & _MASK63
 
 
 def uniform(gen: torch.Generator, low: float, high: float) -> float:
@@ -225,6 +228,8 @@ def randint(gen: torch.Generator, low: int, high: int) -> int:
 
 def coin(gen: torch.Generator, p: float) -> bool:
     """True with probability ``p``. Always consumes one draw, so later draws do not depend on ``p``."""
+    if type(gen) is Draws:  # every step's first draw: one call layer fewer
+        return gen.rand() < p
     return _rand(gen) < p
 
 
