@@ -71,6 +71,35 @@ def test_compiled_first_words_are_mt19937s():
         assert seed_jit.first_words(seed) == mt.random_raw(seeding.FIRST_WORDS).tolist(), seed
 
 
+def test_compiled_stream_words_are_hashlibs_blake2b_and_mt19937s_words():
+    """``seed_jit.stream_words``: BLAKE2b (8-byte digest) of any bytes as hashlib computes it -- every length
+    around the 128-byte blocks, non-ASCII item names -- and the first words of the generator seeded with
+    its low 32 bits; a wrong hash (one bit of the parameter block) is caught by the same comparison."""
+    import hashlib
+    import random
+
+    import numpy as np
+
+    from augstudio.core.kernels import seed_jit
+
+    def blake(data: bytes) -> int:
+        return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+    rng = random.Random(11)
+    texts = [bytes(rng.randrange(256) for _ in range(n)) for n in list(range(0, 300)) + [383, 384, 385, 1000]]
+    texts += [f"{rng.randrange(10**9)}\x1f{name}\x1f{rng.randrange(4)}\x1fstep{k}".encode()
+              for k, name in enumerate(["chats/été.png", "狗/1.jpg", "a" * 200, "./x.png", "7"])]
+    mt = np.random.MT19937(0)
+    for data in texts:
+        digest, words = seed_jit.stream_words(data)
+        assert digest == blake(data), data
+        mt._legacy_seeding(digest & 0xFFFFFFFF)
+        assert words == mt.random_raw(seeding.FIRST_WORDS).tolist()
+    # the control: a digest of another length (the parameter block's first byte) differs everywhere
+    assert all(int.from_bytes(hashlib.blake2b(d, digest_size=9).digest()[:8], "little") != blake(d)
+               for d in texts[:50])
+
+
 def test_a_first_draw_that_does_not_compile_leaves_numpys_generator(monkeypatch):
     from augstudio.core.kernels import seed_jit
 
@@ -79,9 +108,10 @@ def test_a_first_draw_that_does_not_compile_leaves_numpys_generator(monkeypatch)
 
     monkeypatch.setattr(seed_jit, "_first_words", broken)
     monkeypatch.setitem(seeding._COMPILED, "first_words", seed_jit.first_words)
+    monkeypatch.setitem(seeding._COMPILED, "stream_words", seed_jit.stream_words)
     with pytest.warns(RuntimeWarning, match="compiled first draw failed.*same parameters"):
         seed_jit._register()
-    assert seeding._COMPILED["first_words"] is None
+    assert seeding._COMPILED["first_words"] is None and seeding._COMPILED["stream_words"] is None
     assert seeding.uniform(seeding.draws(1, "a.png", 0, "s"), 0, 1) == seeding.uniform(
         seeding.generator(1, "a.png", 0, "s"), 0, 1)
 
@@ -90,8 +120,9 @@ def test_a_first_draw_that_does_not_compile_leaves_numpys_generator(monkeypatch)
 def first_words(request, monkeypatch):
     from augstudio.core.kernels import seed_jit
 
-    monkeypatch.setitem(seeding._COMPILED, "first_words",
-                        seed_jit.first_words if request.param == "compiled first words" else None)
+    compiled = request.param == "compiled first words"
+    monkeypatch.setitem(seeding._COMPILED, "first_words", seed_jit.first_words if compiled else None)
+    monkeypatch.setitem(seeding._COMPILED, "stream_words", seed_jit.stream_words if compiled else None)
     return request.param
 
 

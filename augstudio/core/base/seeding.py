@@ -42,7 +42,7 @@ _INV53 = 1.0 / (1 << 53)
 _AHEAD = 16  # words a Draws takes from its generator at a time
 _WIDE = 1 << 28  # integer ranges from this size draw 64 bits (torch's uniform_int_from_to_distribution)
 FIRST_WORDS = 16  # words the compiled first draw makes (``use_first_words``)
-_COMPILED: dict = {"first_words": None}
+_COMPILED: dict = {"first_words": None, "stream_words": None}
 
 
 def use_first_words(fn) -> None:
@@ -50,6 +50,14 @@ def use_first_words(fn) -> None:
     ``init_genrand(seed)``, computed without filling and twisting the whole state (``kernels.seed_jit``
     registers its compiled loop on import; None goes back to numpy's generator)."""
     _COMPILED["first_words"] = fn
+
+
+def use_stream_words(fn) -> None:
+    """Make ``draws`` hash its text and make its first words in one call: ``fn(text bytes)`` -> (the 64-bit
+    integer of the 8-byte BLAKE2b digest, ``FIRST_WORDS`` words of MT19937 seeded with its low 32 bits)
+    (``kernels.seed_jit`` registers its compiled one on import; None goes back to hashlib and
+    ``use_first_words``)."""
+    _COMPILED["stream_words"] = fn
 
 
 class Draws:
@@ -173,7 +181,13 @@ def draws(seed: int, item=0, copy: int = 0, stream=""):
     parameters)."""
     if _FORCE_TORCH["on"]:
         return generator(seed, item, copy, stream)
-    return Draws(_stream_seed(seed, item, copy, stream))
+    fused = _COMPILED["stream_words"]
+    if fused is None:
+        return Draws(_stream_seed(seed, item, copy, stream))
+    digest, words = fused(f"{int(seed)}\x1f{str(item)}\x1f{int(copy)}\x1f{str(stream)}".encode())
+    d = Draws(digest)  # the seed _stream_seed gives, masked to 32 bits as there
+    d._buf = words
+    return d
 
 
 def _rand(gen: torch.Generator) -> float:
