@@ -41,6 +41,8 @@ class Pipeline:
         # a step that always runs (p = 1) and whose op draws nothing needs no generator: its coin says yes
         # whatever it draws, and its stream is its own (flips, fixed crops, invert, ...: ~8 us a step)
         self.fixed = [s.p >= 1.0 and type(op).sample is Op.sample for s, op in zip(self.steps, self.ops)]
+        # ops that keep the size (colour, noise, erasing) need no output_size call per step and call
+        self.resizes = [type(op).output_size is not Op.output_size for op in self.ops]
         if not all(self.fixed):
             jit.load("seed_jit")  # the steps' first draws, compiled (seeding.use_first_words); numpy's until then
         self._plans: dict = {}  # (applied steps, kind, fuse) -> the groups' step indices
@@ -86,7 +88,7 @@ class Pipeline:
                 gen = seeding.draws(seed, item, copy, self.keys[i])  # generator()'s draws, cheaper
                 applied = seeding.coin(gen, step.p)
                 params = op.sample(gen, size) if applied else None
-            if applied:
+            if applied and self.resizes[i]:
                 size = tuple(op.output_size(size, params))
             records.append({"step": i + 1, "op": step.op, "applied": applied, "params": params})
         return records

@@ -106,7 +106,7 @@ class Picture:
         if kind != "categorical":
             kind = KIND_OF_CHANNELS.get(pixels.shape[-3], kind)
         return Picture(pixels, kind, self.palette, self.palette_mode, self.transparency,
-                       self.source_format, dict(self.meta))
+                       self.source_format, dict(self.meta) if self.meta else {})
 
 
 KIND_OF_CHANNELS = {1: "gray", 3: "rgb", 4: "rgba"}  # a picture's kind from its channel count
