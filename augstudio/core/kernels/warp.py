@@ -280,50 +280,15 @@ def warp_batch(x: torch.Tensor, matrices: list, out_size: tuple[int, int], inter
 
 def probe(x: torch.Tensor, m: Matrix, out_size: tuple[int, int], fill=0, mode: str = "constant") -> torch.Tensor:
     """A nearest-neighbour sample of uint8 ``C x H x W`` through ``m`` for measuring image statistics only
-    (the engine's probe of a moved colour step). On the CPU the source pixel of each output pixel is
-    ``inverse(m)`` applied in float64 and rounded half to even (one compiled call, ``warp_jit.nearest_affine``,
-    or its numpy form, the same pixels), whose ties may round the other way than ``warp``'s exact gather
-    (an accelerator's probe): a statistic moves by a hair, never a whole pixel of output."""
+    (the engine's probe of a moved colour step). On the CPU OpenCV's nearest, whose ties may round the
+    other way than ``warp``'s exact gather: a statistic moves by a hair, never a whole pixel of output."""
     if not cv.active(x) or x.shape[-3] > 4:
         return warp(x, m, out_size, "nearest", fill, mode)
     c = x.shape[-3]
     out, dst = cv.new_planes((c, *out_size))
-    inv = inverse(m)
-    inv = np.array((inv[0][:3], inv[1][:3]), dtype=np.float64)
-    fills = np.array(_fill_values(fill, c) if mode == "constant" else [0.0] * c, dtype=np.uint8)
-    loops = jit.load("warp_jit")
-    if loops is not None:
-        loops.nearest_affine(x.numpy(), inv, _PROBE_MODES[mode], fills, dst)
-    else:
-        _nearest_affine(x.numpy(), inv, mode, fills, dst)
+    cv.warp_affine(cv.planes(x), inverse(m), out_size, "nearest", mode,
+                   _fill_values(fill, c) if mode == "constant" else [0.0] * c, dst)
     return out
-
-
-_PROBE_MODES = {"constant": 0, "edge": 1, "reflect": 2}
-
-
-def _nearest_affine(src: np.ndarray, inv: np.ndarray, mode: str, fills: np.ndarray, out: np.ndarray) -> None:
-    """``warp_jit.nearest_affine`` in numpy: the same float64 arithmetic in the same order, so the same pixels
-    (what runs while the compiled loops load)."""
-    c, h, w = src.shape
-    oh, ow = out.shape[1:]
-    u = np.arange(ow, dtype=np.float64)[None, :]
-    v = np.arange(oh, dtype=np.float64)[:, None]
-    sx = np.rint((inv[0, 0] * u + inv[0, 1] * v) + inv[0, 2])
-    sy = np.rint((inv[1, 0] * u + inv[1, 1] * v) + inv[1, 2])
-    inside = (sx >= 0) & (sx < w) & (sy >= 0) & (sy < h)
-    ix, iy = _border_indices(sx, w, mode), _border_indices(sy, h, mode)
-    out[:] = src[:, iy, ix]
-    if mode == "constant":
-        out[:, ~inside] = fills[:, None]
-
-
-def _border_indices(s: np.ndarray, n: int, mode: str) -> np.ndarray:
-    if mode != "reflect" or n == 1:  # constant pixels outside are filled afterwards; edge clamps
-        return np.clip(s, 0, n - 1).astype(np.int64)
-    period = 2 * (n - 1)
-    i = (np.abs(s) % period).astype(np.int64)
-    return np.where(i >= n, period - i, i)
 
 
 def _union(boxes: list) -> tuple:
