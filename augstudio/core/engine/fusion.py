@@ -108,8 +108,9 @@ def _group_plan(group: list, kind: str, size_in: tuple) -> GroupPlan:
         if isinstance(op, GeometricOp):
             mi, size = op.affine(params, size)
             m = W.matmul(mi, m)
-            if op.interp() is not None and not W.is_integer_map(mi):
-                asked.add(op.interp())
+            interp = op.interp()
+            if interp is not None and not W.is_integer_map(mi):
+                asked.add(interp)
             if op.samples_outside:
                 mode, fill = op.border()
         else:

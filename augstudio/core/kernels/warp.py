@@ -99,10 +99,11 @@ def box_to_size(top: float, left: float, height: float, width: float, out: tuple
 
 def is_integer_map(m: Matrix, tol: float = 1e-9) -> bool:
     """True if ``m`` maps pixel centres onto pixel centres (flips, rot90, crops, pads): exact with nearest."""
-    vals = [m[0][0], m[0][1], m[1][0], m[1][1]]
-    if not all(abs(v - round(v)) < tol for v in vals + [m[0][2], m[1][2]]):
-        return False
-    return sorted(abs(round(v)) for v in vals) == [0, 0, 1, 1]
+    (a, b, c), (d, e, f) = m[0][:3], m[1][:3]
+    for v in (a, b, c, d, e, f):  # a loop, not a generator: this runs for every step of every fused run
+        if abs(v - round(v)) >= tol:
+            return False
+    return sorted((abs(round(a)), abs(round(b)), abs(round(d)), abs(round(e)))) == [0, 0, 1, 1]
 
 
 def axis_scales(m: Matrix) -> tuple[float, float]:
