@@ -175,9 +175,9 @@ def test_numpy_and_torch_forms_draw_the_same_bits():
 
 @pytest.mark.parametrize("channels", [3, 1])
 def test_compiled_noise_add_equals_the_device_form(gravel, channels):
-    """The CPU's one-pass lookup and saturating add (int8 tables up to scale 28, int16 above) gives the
-    device form's pixels: scales either side of the switch up to std 1 (255 levels), a mean shift, a batch
-    with one scale per item, and a cropped view as input."""
+    """The CPU's compiled pass (each row's hashes, then its lookups and saturating adds; int8 tables up to
+    scale 28, int16 above) gives the device form's pixels: scales either side of the switch up to std 1 (255
+    levels), a mean shift, a batch with one scale per item, and a cropped view as input (odd widths)."""
     from augstudio.core.kernels import cv
 
     x = torch.stack([gravel, gravel.flip(-1)])

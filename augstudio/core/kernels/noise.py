@@ -181,9 +181,11 @@ def add_scaled_normal(x: torch.Tensor, seeds: list[int], scales: list[float], sh
     small = shift == 0 and max(abs(float(v)) for v in scales) * 4.5 < 127
     tables = np.empty((n, 65536), dtype=np.int8 if small else np.int16)
     noise_jit.scaled_tables(normal_table("cpu").numpy(), np.asarray(scales, dtype=np.float32), shift, tables)
-    idx = _np_bits16(seeds, channels * h * w)
+    mixed = [_splitmix64(int(v)) for v in seeds]  # bits16's keys (_np_bits32)
+    k0 = np.array([m & MASK32 for m in mixed], dtype=np.uint32)
+    k1 = np.array([m >> 32 for m in mixed], dtype=np.uint32)
     out = np.empty((n, c, h, w), dtype=np.uint8)
-    noise_jit.add_looked_up(x.numpy(), idx, tables, out)
+    noise_jit.add_hashed_normal(x.numpy(), k0, k1, tables, channels < c, out)
     return torch.from_numpy(out)
 
 
