@@ -241,3 +241,21 @@ def test_export_refuses_an_unknown_top_level_key_unless_told_not_to_be_strict(sh
     assert not (tmp_path / "o").exists()
     with pytest.warns(UserWarning, match="did you mean 'steps'"):
         assert main(["export", str(shapes), "-r", typo, "-o", str(tmp_path / "o"), "--no-strict"]) == 0
+
+
+def test_a_resume_on_a_cpu_whose_opencv_rounds_otherwise_is_refused(shapes, tmp_path, monkeypatch):
+    """Bilinear warps round ~0.06% of pixels the other way where OpenCV runs Intel's IPP kernels: the export
+    records which kernels this machine runs, and a resume where they differ (a shared folder finished on
+    another machine) is refused rather than mixing the two roundings; the same machine resumes as before."""
+    from augstudio.core.kernels import cv
+    from augstudio.core.workflows.export import STATE
+
+    out = tmp_path / "out"
+    run_job(export_job(shapes, RECIPE, out, copies=1))
+    state = json.loads((out / STATE).read_text())
+    assert state["cpu_kernels"] == cv.rounding() and cv.rounding().startswith("OpenCV ")
+    assert run_job(export_job(shapes, RECIPE, out, copies=1)).skipped_existing == 30  # the same machine
+    other = cv.rounding().replace(" with IPP", "") if "IPP" in cv.rounding() else cv.rounding() + " with IPP"
+    monkeypatch.setattr(cv, "rounding", lambda: other)
+    with pytest.raises(OutputError, match="different cpu_kernels; resuming into it would mix two exports"):
+        run_job(export_job(shapes, RECIPE, out, copies=1))

@@ -54,6 +54,13 @@ def on_cpu(device) -> bool:
     return device == "cpu" or getattr(device, "type", None) == "cpu"
 
 
+def rounding() -> str:
+    """Which OpenCV kernels round this machine's bilinear warps: its version, and whether Intel's IPP kernels
+    run (they round ~0.06% of pixels the other way than OpenCV's own: ``benchmarks/README.md``, "Which
+    results are bit-exact"). An export records it, so a resume on a machine that rounds otherwise refuses."""
+    return f"OpenCV {cv2.__version__}" + (" with IPP" if cv2.ipp.useIPP() else "")
+
+
 def enabled() -> bool:
     """Do the CPU forms run (False inside ``torch_only()``)?"""
     return not _STATE["torch_only"]
@@ -290,4 +297,4 @@ def box_reduce(src: np.ndarray, ky: int, kx: int) -> np.ndarray:
     return acc.astype(np.uint8)
 
 
-__all__ = ["active", "device_of", "on_cpu", "enabled", "lut_bytes", "torch_only", "sync_threads", "planes", "byte_rows", "new_planes", "warp_affine", "box_reduce", "BORDERS"]
+__all__ = ["active", "device_of", "on_cpu", "enabled", "rounding", "lut_bytes", "torch_only", "sync_threads", "planes", "byte_rows", "new_planes", "warp_affine", "box_reduce", "BORDERS"]

@@ -53,6 +53,7 @@ from augstudio.core.io.outputs import (
     safe_rel,
 )
 from augstudio.core.io.webdataset import shard_urls
+from augstudio.core.kernels import cv
 
 from .export_items import BatchContext, ItemTask, ItemWorker, load_stage_model
 from .export_shards import DEFAULT_SHARD_SIZE, ShardTask, ShardWorker, items_per_shard, plan_shards
@@ -153,6 +154,8 @@ def _fingerprint(recipe: Recipe, copies: int, fmt: str, src: Path, device, shard
         fp["targets"] = targets
     if device.type != "cpu":  # another device rounds differently (within a grey level): not resumable across
         fp["device"] = device.type
+    else:  # so does a CPU whose OpenCV runs other kernels (IPP or its own)
+        fp["cpu_kernels"] = cv.rounding()
     return json.loads(json.dumps(fp))
 
 
