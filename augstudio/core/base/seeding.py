@@ -81,42 +81,50 @@ class Draws:
         self.seed = seed & _MASK32
         self.used = 0  # 32-bit words handed out so far (what ``as_torch`` skips)
         self._torch = None
-        self._buf: list = []  # words drawn ahead, not handed out yet
+        # the stream's words from its start, drawn ahead: ``used`` indexes the next one (an index, not a list
+        # that shrinks: a step's two or three draws cost less between other libraries' calls)
+        self._buf: list = []
 
     def words(self, n: int):
+        u = self.used
+        end = self.used = u + n
         buf = self._buf
-        if len(buf) < n:
-            first = _COMPILED["first_words"]
-            if first is not None and not self.used and not buf and n <= FIRST_WORDS:
-                # the first draw: the stream's first words in one compiled call, numpy's generator untouched
-                # (a draw past them seeds it and skips the words this one has, as below)
-                buf = self._buf = first(self.seed)
-            else:
-                # draw ahead: one call for 16 words costs what one for 1 or 2 does (a step takes 2-12
-                # words: a coin is 2, a float 2, an int 1), so a step's parameters cost one or two calls
-                try:  # this thread's numpy generator (looked up here: most steps never get this far)
-                    st = _THREAD.st
-                except AttributeError:
-                    st = _THREAD.st = [np.random.MT19937(0), None]  # [generator, the Draws it is seeded for]
-                if st[1] is not self:  # the first draw, or another Draws re-seeded it: back to this one's place
-                    st[0]._legacy_seeding(self.seed)  # MT19937 init_genrand(seed): what torch's manual_seed does
-                    if self.used or buf:  # skip the words this one has taken
-                        st[0].random_raw(self.used + len(buf))
-                    st[1] = self
-                k = max(n - len(buf), _AHEAD)
-                buf = self._buf = buf + st[0].random_raw(k).tolist()
-        self.used += n
-        if n == 1:
-            return buf.pop(0)
-        out = buf[:n]
-        del buf[:n]
-        return out
+        if end > len(buf):
+            buf = self._more(end)
+        return buf[u] if n == 1 else buf[u:end]
+
+    def _more(self, end: int) -> list:
+        """Draw ahead until the buffer holds ``end`` words."""
+        buf = self._buf
+        first = _COMPILED["first_words"]
+        if first is not None and not buf and end <= FIRST_WORDS:
+            # the first draw: the stream's first words in one compiled call, numpy's generator untouched
+            # (a draw past them seeds it and skips the words this one has, as below)
+            buf = self._buf = first(self.seed)
+            return buf
+        # draw ahead: one call for 16 words costs what one for 1 or 2 does (a step takes 2-12 words: a coin
+        # is 2, a float 2, an int 1), so a step's parameters cost one or two calls
+        try:  # this thread's numpy generator (looked up here: most steps never get this far)
+            st = _THREAD.st
+        except AttributeError:
+            st = _THREAD.st = [np.random.MT19937(0), None]  # [generator, the Draws it is seeded for]
+        if st[1] is not self:  # the first draw, or another Draws re-seeded it: back to this one's place
+            st[0]._legacy_seeding(self.seed)  # MT19937 init_genrand(seed): what torch's manual_seed does
+            if buf:  # skip the words this one has drawn
+                st[0].random_raw(len(buf))
+            st[1] = self
+        buf = self._buf = buf + st[0].random_raw(max(end - len(buf), _AHEAD)).tolist()
+        return buf
 
     def rand(self) -> float:
         if self._torch is not None:
             return _rand(self._torch)
-        hi, lo = self.words(2)
-        return (((hi << 32) | lo) & _MASK53) * _INV53
+        u = self.used
+        end = self.used = u + 2
+        buf = self._buf
+        if end > len(buf):
+            buf = self._more(end)
+        return (((buf[u] << 32) | buf[u + 1]) & _MASK53) * _INV53
 
     def randint(self, low: int, high: int) -> int:
         """One int in [low, high] (high > low)."""
