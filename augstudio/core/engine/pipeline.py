@@ -46,6 +46,8 @@ class Pipeline:
         if not all(self.fixed):
             jit.load("seed_jit")  # the steps' first draws, compiled (seeding.use_first_words); numpy's until then
         self._plans: dict = {}  # (applied steps, kind, fuse) -> the groups' step indices
+        # what sampling reads of each step, in one tuple per step (one lookup instead of four)
+        self._walk = list(zip(range(len(self.steps)), self.steps, self.ops, self.fixed, self.keys, self.resizes))
         # output steps (to_tensor, normalize) close the chain: the pixel steps run before them
         self.outputs_from = next((i for i, op in enumerate(self.ops) if isinstance(op, OutputOp)), len(self.ops))
         for i in range(self.outputs_from, len(self.ops)):
@@ -76,28 +78,38 @@ class Pipeline:
         The size each step sees follows the chain (a crop changes it for later steps). ``item`` is keyed as
         ``keys.item_key`` spells it (``./a.png`` and ``a.png`` are the same item).
         """
+        return self._sample(size, seed, item, copy)[0]
+
+    def _sample(self, size: tuple[int, int], seed: int, item, copy: int) -> tuple[list[dict], tuple]:
+        """``sample``'s records, and the indices of the pixel steps that apply (what ``_plan`` keys on)."""
         item = item_key(item)
-        records = []
-        for i, (step, op) in enumerate(zip(self.steps, self.ops)):
+        records, applied = [], []
+        pixel_steps = self.outputs_from
+        for i, step, op, fixed, key, resizes in self._walk:
             if not step.enabled:
                 records.append({"step": i + 1, "op": step.op, "applied": False, "params": None})
                 continue
-            if self.fixed[i]:
-                applied, params = True, {}
+            if fixed:
+                on, params = True, {}
             else:
-                gen = seeding.draws(seed, item, copy, self.keys[i])  # generator()'s draws, cheaper
-                applied = seeding.coin(gen, step.p)
-                params = op.sample(gen, size) if applied else None
-            if applied and self.resizes[i]:
-                size = tuple(op.output_size(size, params))
-            records.append({"step": i + 1, "op": step.op, "applied": applied, "params": params})
-        return records
+                gen = seeding.draws(seed, item, copy, key)  # generator()'s draws, cheaper
+                # seeding.coin inlined for the usual Draws (a call layer less per step)
+                on = gen.rand() < step.p if type(gen) is seeding.Draws else seeding.coin(gen, step.p)
+                params = op.sample(gen, size) if on else None
+            if on:
+                if resizes:
+                    size = tuple(op.output_size(size, params))
+                if i < pixel_steps:
+                    applied.append(i)
+            records.append({"step": i + 1, "op": step.op, "applied": on, "params": params})
+        return records, tuple(applied)
 
     def run(self, pic: Picture, seed: int, item=0, copy: int = 0) -> tuple[Picture, list[dict]]:
         x = pic.pixels
-        h, w = x.shape[-2:]  # pic.size and replay() inlined: each call layer costs ~0.5 us between other work
-        records = self.sample((int(h), int(w)), seed, item, copy)
-        return pic.with_pixels(self._replay_one(x, records, pic.kind, None)), records
+        # pic.size and replay() inlined: each call layer costs ~0.5 us between other work; the steps that
+        # ran come back from the sampling, so the plan needs no second walk over the records
+        records, applied = self._sample(tuple(x.shape[-2:]), seed, item, copy)
+        return pic.with_pixels(self._replay_one(x, records, pic.kind, None, applied)), records
 
     def replay(self, pic: Picture, records: list[dict], fuse: bool | None = None) -> Picture:
         return pic.with_pixels(self._replay_one(pic.pixels, records, pic.kind, fuse))
@@ -128,15 +140,17 @@ class Pipeline:
         return targets
 
     # -- replay -----------------------------------------------------------------------------------------
-    def _plan(self, recs: list[dict], kind: str, fuse: bool) -> list[list]:
+    def _plan(self, recs: list[dict], kind: str, fuse: bool, applied: tuple | None = None) -> list[list]:
         # the grouping depends on which steps run (their ops, the kind), never on the drawn params: it is
-        # made once per pattern of applied steps and filled with each record's params (loops, not
-        # comprehensions: each of those is a call, ~0.3 us a call between other libraries' work)
-        applied = []
-        for i, rec in enumerate(recs):
-            if rec["applied"] and i < self.outputs_from:
-                applied.append(i)
-        applied = tuple(applied)
+        # made once per pattern of applied steps (``applied``, from ``_sample`` or the records) and filled
+        # with each record's params (loops, not comprehensions: each of those is a call, ~0.3 us a call
+        # between other libraries' work)
+        if applied is None:
+            pattern = []
+            for i, rec in enumerate(recs):
+                if rec["applied"] and i < self.outputs_from:
+                    pattern.append(i)
+            applied = tuple(pattern)
         key = (applied, kind, fuse)
         shape = self._plans.get(key)
         if shape is None:
@@ -155,11 +169,12 @@ class Pipeline:
                           else [(g[0], ops[g[0]], recs[g[0]]["params"])])
         return groups
 
-    def _replay_one(self, x: torch.Tensor, recs: list[dict], kind: str, fuse: bool | None) -> torch.Tensor:
+    def _replay_one(self, x: torch.Tensor, recs: list[dict], kind: str, fuse: bool | None,
+                    applied: tuple | None = None) -> torch.Tensor:
         """``replay_batch`` of one ``C x H x W`` item without the batch dimension: a lone step runs its op's
         ``apply`` (what its ``apply_batch`` does for a batch of one), a fused run its group. Measured: a
         call's fixed cost -12 us of 64 (four tensor views and the batch bookkeeping)."""
-        for group in self._plan(recs, kind, self.fuse if fuse is None else fuse):
+        for group in self._plan(recs, kind, self.fuse if fuse is None else fuse, applied):
             if len(group) == 1:  # _guard's work without its closure: a lone step is most calls' only group
                 i, op, params = group[0]
                 try:

@@ -417,10 +417,11 @@ class Pad(GeometricOp):
 
 def _crop(x, top: int, left: int, height: int, width: int, op: GeometricOp):
     """``_window`` with ``op``'s border mode and fill, asked for only where the window leaves the image."""
-    h, w = x.shape[-2:]
+    shape = x.shape
+    h, w = shape[-2:]
     if top >= 0 and left >= 0 and top + height <= h and left + width <= w:  # _view, inlined: a crop's one call
         st = x.stride()
-        return x.as_strided((*x.shape[:-2], height, width), st, x.storage_offset() + top * st[-2] + left * st[-1])
+        return x.as_strided((*shape[:-2], height, width), st, x.storage_offset() + top * st[-2] + left * st[-1])
     return _window(x, top, left, height, width, *op.border())
 
 
