@@ -433,24 +433,40 @@ def _view(x, top: int, left: int, height: int, width: int):
     return x.as_strided((*x.shape[:-2], height, width), st, x.storage_offset() + top * st[-2] + left * st[-1])
 
 
+_FILL_BYTES: dict = {}  # (fill, channels) -> the fill as one uint8 per channel (a pad's compiled copy)
+
+
+def _fill_bytes(fill, channels: int) -> np.ndarray:
+    """``fill`` for ``channels`` channels as uint8, made once per fill: building the array cost ~5 us of a
+    pad's call between other libraries' calls."""
+    key = (fill if type(fill) is int else repr(fill), channels)
+    a = _FILL_BYTES.get(key)
+    if a is None:
+        if len(_FILL_BYTES) >= 64:
+            _FILL_BYTES.clear()
+        a = _FILL_BYTES[key] = np.array(W._fill_values(fill, channels), dtype=np.uint8)
+    return a
+
+
 def _window(x, top: int, left: int, height: int, width: int, mode: str, fill):
     """x[..., top:top+height, left:left+width] with out-of-image pixels from the border mode (exact)."""
-    h, w = x.shape[-2:]
+    shape = x.shape
+    c, h, w = shape[-3:]
     if top >= 0 and left >= 0 and top + height <= h and left + width <= w:
         return _view(x, top, left, height, width)
-    on_cv = cv.active(x) and x.dim() == 3
+    on_cv = cv.active(x) and len(shape) == 3
     y0, y1, x0, x1 = max(top, 0), min(top + height, h), max(left, 0), min(left + width, w)
     borders = (y0 - top, top + height - y1, x0 - left, left + width - x1)
     if (on_cv and y1 > y0 and x1 > x0
             and (mode == "constant" or max(borders[:2]) < y1 - y0 and max(borders[2:]) < x1 - x0)):
         # within one period: mirrors and repeats give the same pixels as the gather below
-        c = x.shape[-3]
-        out, dst = cv.new_planes((c, height, width))
-        fills = W._fill_values(fill, c)
         loops = jit.load("warp_jit") if mode == "constant" and x.is_contiguous() else None
         if loops is not None:  # every plane in one compiled call (a view's rows go to OpenCV)
-            loops.pad_constant(x.numpy(), top, left, np.array(fills, dtype=np.uint8), dst)
-            return out
+            dst = np.empty((c, height, width), np.uint8)
+            loops.pad_constant(x.numpy(), top, left, _fill_bytes(fill, c), dst)
+            return torch.from_numpy(dst)
+        out, dst = cv.new_planes((c, height, width))
+        fills = W._fill_values(fill, c)
         src = cv.planes(x)[:, y0:y1, x0:x1]
         for i in range(c):  # OpenCV's border copy, a call per plane
             cv2.copyMakeBorder(src[i], *borders, cv.BORDERS[mode], dst=dst[i], value=fills[i])
