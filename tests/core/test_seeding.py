@@ -94,7 +94,7 @@ def test_compiled_stream_words_are_hashlibs_blake2b_and_mt19937s_words():
         digest, words = seed_jit.stream_words(data)
         assert digest == blake(data), data
         mt._legacy_seeding(digest & 0xFFFFFFFF)
-        assert words == mt.random_raw(seeding.FIRST_WORDS).tolist()
+        assert list(words) == mt.random_raw(seeding.FIRST_WORDS).tolist()
     # the control: a digest of another length (the parameter block's first byte) differs everywhere
     assert all(int.from_bytes(hashlib.blake2b(d, digest_size=9).digest()[:8], "little") != blake(d)
                for d in texts[:50])

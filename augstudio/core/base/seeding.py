@@ -54,7 +54,8 @@ def use_first_words(fn) -> None:
 
 def use_stream_words(fn) -> None:
     """Make ``draws`` hash its text and make its first words in one call: ``fn(text bytes)`` -> (the 64-bit
-    integer of the 8-byte BLAKE2b digest, ``FIRST_WORDS`` words of MT19937 seeded with its low 32 bits)
+    integer of the 8-byte BLAKE2b digest, ``FIRST_WORDS`` words of MT19937 seeded with its low 32 bits, a
+    sequence)
     (``kernels.seed_jit`` registers its compiled one on import; None goes back to hashlib and
     ``use_first_words``)."""
     _COMPILED["stream_words"] = fn
@@ -113,7 +114,7 @@ class Draws:
             if buf:  # skip the words this one has drawn
                 st[0].random_raw(len(buf))
             st[1] = self
-        buf = self._buf = buf + st[0].random_raw(max(end - len(buf), _AHEAD)).tolist()
+        buf = self._buf = [*buf, *st[0].random_raw(max(end - len(buf), _AHEAD)).tolist()]  # buf: a list or tuple
         return buf
 
     def rand(self) -> float:

@@ -33,6 +33,7 @@ from augstudio.core.base import seeding
 from .jit import compiled
 
 WORDS = seeding.FIRST_WORDS  # words made per seed: a step's parameters take 2 to 12
+assert WORDS == 16, "stream_words spells out a tuple of 16 words"
 _N = 397  # MT19937's middle offset
 _THREAD = threading.local()
 
@@ -45,12 +46,19 @@ def _first_words(seed, state, out):
 
 
 @compiled
-def _stream_words(data, work, state, out):
-    """``_first_words`` of the low 32 bits of ``_blake2b8(data)``, which it returns (``seeding``'s seed of the
-    stream, before its mask to 63 bits)."""
+def stream_words(data):
+    """What ``seeding`` hashes and draws for one stream, in one call: (the 64-bit integer of ``data``'s 8-byte
+    BLAKE2b digest, ``seeding``'s seed of the stream before its mask to 63 bits; the first 16 words of torch's
+    CPU generator seeded with its low 32 bits, as a tuple). Called as it is, with no wrapper: its scratch is
+    allocated here and the words come back as a tuple, so no per-thread buffers to look up and no ``tolist``
+    (6.5 -> 4.9 us between other libraries' calls, 2.9 -> 2.3 warm)."""
+    work = np.empty(40, np.uint64)
+    state = np.empty(_N + 16 + 1, np.uint32)
+    out = np.empty(16, np.uint32)
     h = _blake2b8(data, work)
     _mt_words(u32(h & u64(0xFFFFFFFF)), state, out)
-    return h
+    return h, (out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7],
+               out[8], out[9], out[10], out[11], out[12], out[13], out[14], out[15])
 
 
 @compiled(inline="always")
@@ -140,15 +148,6 @@ def _blake2b8(data, work):
     return h[0]
 
 
-def stream_words(data: bytes) -> tuple[int, list[int]]:
-    """(the 64-bit integer of ``data``'s 8-byte BLAKE2b digest, the first ``WORDS`` words of torch's CPU
-    generator seeded with its low 32 bits): what ``seeding`` hashes and draws for one stream."""
-    try:
-        work, state, out = _THREAD.stream_buffers
-    except AttributeError:
-        work, state, out = _THREAD.stream_buffers = (np.empty(40, np.uint64), np.empty(_N + WORDS + 1, np.uint32),
-                                                     np.empty(WORDS, np.uint32))
-    return int(_stream_words(data, work, state, out)), out.tolist()
 
 
 def first_words(seed: int) -> list[int]:
