@@ -193,11 +193,14 @@ def test_bitwise_forms_are_their_tables(photo):
 
     for name, params in [("invert", {}), ("posterize", {"bits": 3}), ("posterize", {"bits": 8}),
                          ("solarize", {"threshold": 100.0}), ("solarize", {"threshold": 99.5}),
-                         ("solarize", {"threshold": 0.0}), ("solarize", {"threshold": 256.0})]:
+                         ("solarize", {"threshold": 0.0}), ("solarize", {"threshold": 256.0}),
+                         ("solarize", {"threshold": 0.5}), ("solarize", {"threshold": 1.0}),
+                         ("solarize", {"threshold": 255.0}), ("solarize", {"threshold": 255.5})]:
         o = get_op(name)()
-        want = o.lut(params, "cpu")[photo.long()]
-        a, b = _both(lambda o=o, params=params: o.apply(photo, params, "rgb"))
-        assert torch.equal(a, want) and torch.equal(b, want), (name, params)
+        for x in (photo, photo[:, 5:-3, 2:-7]):  # contiguous, and a crop's view
+            want = o.lut(params, "cpu")[x.long()]
+            a, b = _both(lambda o=o, params=params, x=x: o.apply(x, params, "rgb"))
+            assert torch.equal(a, want) and torch.equal(b, want), (name, params)
 
 
 def test_lookup_tables_without_stringzilla_give_the_same_bytes(photo, monkeypatch):

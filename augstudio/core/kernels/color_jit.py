@@ -1,5 +1,5 @@
 """The CPU loops of ``kernels.color`` that numpy and OpenCV cannot do in one pass, compiled with numba (BSD-2):
-torchvision's grey, its sum, the saturation blend and the hue rotation.
+torchvision's grey, its sum, the saturation blend, the hue rotation, the colour tables and solarize.
 
 The grey is torchvision's float32 ``0.2989 r + 0.587 g + 0.114 b``, floored. torch computes the two sums
 with fused multiply-adds in its AVX2 / AVX-512 kernels and without them in its ``default`` kernels, and
@@ -179,6 +179,17 @@ def affine_table(scale, offset, shifted, out):
         out[v] = np.uint8(min(max(t, lo), hi))
 
 
+@compiled
+def solarize(src, level, out):
+    """``out = 255 - src`` where ``src >= level``, else ``src`` (uint8, 1-D, ``level`` uint8 in 1..255): a
+    compare and an xor per byte, which vectorises. On an AVX2 machine 22 us at 512 x 512 x 3, where a byte
+    table took 114 (stringzilla's translate) to 289 (OpenCV's LUT)."""
+    full, none = np.uint8(255), np.uint8(0)
+    for i in range(src.shape[0]):
+        v = src[i]
+        out[i] = v ^ (full if v >= level else none)
+
+
 def warm_up() -> None:
     """Run each loop once on tiny arrays of the kinds the kernels pass (compiled or read from the cache)."""
     src = np.zeros((3, 2, 2), dtype=np.uint8)
@@ -188,3 +199,4 @@ def warm_up() -> None:
     shift_hue(src, 0.1, np.empty_like(src))
     gamma_table(np.linspace(0.0, 1.0, 256), 1.5, np.empty(256, dtype=np.uint8))
     affine_table(np.float32(1.5), np.float32(-3.0), True, np.empty(256, dtype=np.uint8))
+    solarize(src.reshape(-1), np.uint8(128), np.empty(12, dtype=np.uint8))
