@@ -251,8 +251,8 @@ def op_table(img) -> list[tuple]:
          A.GaussianBlur(blur_limit=(7, 7), sigma_limit=(1.0, 1.0), p=1.0), v2.GaussianBlur(7, sigma=1.0), "sigma 1, 7x7"),
         ("gaussian_blur (sigma 0.1-2)", {"op": "gaussian_blur"},
          A.GaussianBlur(blur_limit=0, sigma_limit=(0.1, 2.0), p=1.0), v2.GaussianBlur(13, sigma=(0.1, 2.0)),
-         "albumentations: kernel of 2 int(3.5 sigma) + 1 taps, PIL's (ours 2 ceil(3 sigma) + 1: 8.3 vs 7.3 taps on "
-         "average over sigma 0.1-2, never fewer); torchvision 13x13"),
+         "albumentations: kernel of 2 int(3.5 sigma) + 1 taps, PIL's (ours: 2 ceil(3 sigma) + 1, another kernel: 8.3 "
+         "vs 7.3 taps on average over sigma 0.1-2, never fewer); torchvision 13x13"),
         ("grayscale", {"op": "grayscale"}, A.ToGray(num_output_channels=3, p=1.0), v2.Grayscale(3), GREY),
         ("hue", {"op": "hue"}, A.ColorJitter(0, 0, 0, 0.1, p=1.0), v2.ColorJitter(hue=0.1),
          "albumentations: ColorJitter, 8-bit HSV (ours: float HSV, as torchvision)"),
