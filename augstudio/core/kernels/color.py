@@ -152,8 +152,9 @@ def apply_luts(x: torch.Tensor, luts: list) -> torch.Tensor:
 
 
 def bitwise(x: torch.Tensor, op: str, mask: int = 0, threshold: float = 0.0) -> torch.Tensor:
-    """Exact single-pass forms of three tables on uint8 (numpy / OpenCV on the CPU, else torch): ``not``
-    (255 - x), ``and`` (x & mask: posterize), ``solarize`` (255 - x where x >= threshold)."""
+    """Exact single-pass forms of three tables on uint8: ``not`` (255 - x; torch's on every device), ``and``
+    (x & mask: posterize; numpy on the CPU), ``solarize`` (255 - x where x >= threshold; a compiled loop on
+    the CPU, a byte table where numba is missing); torch elsewhere."""
     if op == "not":  # torch's own: 29 us between other libraries' calls at 512 x 512 x 3, numpy's route 35
         return torch.bitwise_not(x)
     if op == "solarize" and cv.active(x) and x.numel():
