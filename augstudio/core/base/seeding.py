@@ -235,7 +235,8 @@ def uniform(gen: torch.Generator, low: float, high: float) -> float:
     """One float in [low, high) drawn from ``gen``."""
     if high <= low:
         return float(low)
-    return float(low + (high - low) * _rand(gen))
+    r = gen.rand() if type(gen) is Draws else _rand(gen)  # the usual Draws: one call layer less
+    return float(low + (high - low) * r)
 
 
 def randint(gen: torch.Generator, low: int, high: int) -> int:
@@ -243,7 +244,10 @@ def randint(gen: torch.Generator, low: int, high: int) -> int:
     if high <= low:
         return int(low)
     if type(gen) is Draws:
-        return gen.randint(int(low), int(high))
+        low, high = int(low), int(high)
+        if gen._torch is None and high + 1 - low < _WIDE:  # Draws.randint's usual case, one call layer less
+            return gen.words(1) % (high + 1 - low) + low
+        return gen.randint(low, high)
     if gen.device == _CPU:  # what torch.randint((), ...) runs on the scalar it allocates: the same draw
         return int(_scalar(torch.int64).random_(int(low), int(high) + 1, generator=gen).item())
     return int(torch.randint(int(low), int(high) + 1, (), generator=gen, device=gen.device).item())

@@ -348,10 +348,10 @@ class RandomCrop(GeometricOp):
     params = (Param("size", "size", [224, 224], help="output [height, width]"), FILL, PAD_MODE)
 
     def sample(self, gen, size):
-        h, w = size
         ch, cw = self.size
-        top = seeding.randint(gen, min(0, h - ch), max(0, h - ch))
-        left = seeding.randint(gen, min(0, w - cw), max(0, w - cw))
+        dy, dx = size[0] - ch, size[1] - cw  # the window's free play: negative where it is larger than the image
+        top = seeding.randint(gen, dy, 0) if dy < 0 else seeding.randint(gen, 0, dy)
+        left = seeding.randint(gen, dx, 0) if dx < 0 else seeding.randint(gen, 0, dx)
         return {"top": top, "left": left}
 
     def affine(self, params, size):
