@@ -148,8 +148,6 @@ def _blake2b8(data, work):
     return h[0]
 
 
-
-
 def first_words(seed: int) -> list[int]:
     """The first ``WORDS`` 32-bit words of torch's CPU generator after ``manual_seed(seed)`` (seed < 2^32)."""
     try:
