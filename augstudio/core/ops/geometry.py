@@ -419,7 +419,8 @@ def _crop(x, top: int, left: int, height: int, width: int, op: GeometricOp):
     """``_window`` with ``op``'s border mode and fill, asked for only where the window leaves the image."""
     shape = x.shape
     h, w = shape[-2:]
-    if top >= 0 and left >= 0 and top + height <= h and left + width <= w:  # _view, inlined: a crop's one call
+    # inside the image: _view, inlined (calling it read 1.5-3% slower on random_crop / center_crop in ab.py)
+    if top >= 0 and left >= 0 and top + height <= h and left + width <= w:
         st = x.stride()
         return x.as_strided((*shape[:-2], height, width), st, x.storage_offset() + top * st[-2] + left * st[-1])
     return _window(x, top, left, height, width, *op.border())
